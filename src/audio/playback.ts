@@ -1,0 +1,126 @@
+// Reply playback through the `speaker` addon (ALSA). The queue of audio not
+// yet written lives here, not in the stream, so a barge-in can drop it; and
+// only `leadMs` of audio is ever ahead of the clock in the device, so what
+// is already in ALSA's buffer when we drop it is short.
+import { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
+import type { Player } from '../conversation.js';
+import type SpeakerType from 'speaker';
+
+const require = createRequire(import.meta.url);
+
+export interface PlaybackOptions { device: string; rate: number; leadMs: number; chunkMs?: number }
+
+export class SpeakerPlayer extends EventEmitter implements Player {
+  private queue: Buffer[] = [];
+  private speaker: SpeakerType | null = null;
+  private inflight = false;
+  private playheadEnd = 0; // wall-clock ms when everything written so far will have played
+  private onDrained: (() => void) | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly chunkBytes: number;
+  /** Total bytes handed to the device, and when the last write of the current reply was done (bench). */
+  written = 0;
+  lastWriteAt = 0;
+
+  constructor(private readonly opts: PlaybackOptions) {
+    super();
+    this.chunkBytes = Math.round((opts.rate * (opts.chunkMs ?? 20)) / 1000) * 2;
+  }
+
+  play(pcm: Buffer): void {
+    if (pcm.length === 0) return;
+    for (let i = 0; i < pcm.length; i += this.chunkBytes) this.queue.push(pcm.subarray(i, i + this.chunkBytes));
+    this.pump();
+  }
+
+  finish(onDrained: () => void): void {
+    this.onDrained = onDrained;
+    this.pump();
+  }
+
+  flush(): void {
+    this.queue = [];
+    this.onDrained = null;
+    this.stopTimer();
+    this.closeDevice();
+  }
+
+  get busy(): boolean { return this.speaker !== null || this.queue.length > 0; }
+
+  private pump(): void {
+    if (this.inflight) return;
+    const now = Date.now();
+    const ahead = this.playheadEnd - now;
+    if (this.queue.length === 0) {
+      if (this.onDrained && this.speaker) {
+        // Everything written: wait for the device to play it out, then close.
+        if (ahead > 0) return this.schedule(ahead);
+        const done = this.onDrained;
+        this.onDrained = null;
+        this.closeDevice();
+        done();
+      } else if (this.onDrained) {
+        const done = this.onDrained;
+        this.onDrained = null;
+        done();
+      }
+      return;
+    }
+    if (ahead > this.opts.leadMs) return this.schedule(ahead - this.opts.leadMs);
+    const chunk = this.queue.shift()!;
+    const spk = this.speaker ?? this.openDevice();
+    if (!spk) return;
+    this.inflight = true;
+    this.playheadEnd = Math.max(now, this.playheadEnd) + (chunk.length / 2 / this.opts.rate) * 1000;
+    spk.write(chunk, () => {
+      this.inflight = false;
+      this.written += chunk.length;
+      this.lastWriteAt = Date.now();
+      if (this.speaker !== spk) this.release(spk); // flushed while this write was in the addon
+      this.pump();
+    });
+  }
+
+  private openDevice(): SpeakerType | null {
+    const Speaker = require('speaker') as typeof SpeakerType;
+    try {
+      const spk = new Speaker({ channels: 1, bitDepth: 16, sampleRate: this.opts.rate, signed: true, device: this.opts.device, samplesPerFrame: Math.max(64, this.chunkBytes / 2) });
+      spk.on('error', (e: Error) => this.failed(spk, e));
+      this.speaker = spk;
+      this.playheadEnd = Date.now();
+      return spk;
+    } catch (e) {
+      this.failed(null, e as Error);
+      return null;
+    }
+  }
+
+  private failed(spk: SpeakerType | null, e: Error): void {
+    if (spk && spk !== this.speaker) return;
+    this.queue = [];
+    this.onDrained = null;
+    this.speaker = null;
+    this.inflight = false;
+    this.emit('error', new Error(`cannot play on ALSA device '${this.opts.device}': ${e.message}`));
+  }
+
+  private closeDevice(): void {
+    const spk = this.speaker;
+    this.speaker = null;
+    this.playheadEnd = 0;
+    // Closing while the addon is mid-write can crash it: wait for that write (<= one chunk).
+    if (spk && !this.inflight) this.release(spk);
+  }
+
+  private release(spk: SpeakerType): void {
+    try { spk.close(true); } catch { /* already closed */ }
+  }
+
+  private schedule(ms: number): void {
+    this.stopTimer();
+    this.timer = setTimeout(() => { this.timer = null; this.pump(); }, Math.max(1, Math.ceil(ms)));
+  }
+
+  private stopTimer(): void { if (this.timer) { clearTimeout(this.timer); this.timer = null; } }
+}

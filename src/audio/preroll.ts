@@ -1,0 +1,34 @@
+// A ring of the most recent capture audio, kept only in memory while idle, so
+// that a press (or wake word) can include the moment just before it.
+export class PrerollBuffer {
+  private frames: Buffer[] = [];
+  private bytes = 0;
+  private readonly maxBytes: number;
+
+  constructor(rate: number, ms: number) {
+    this.maxBytes = Math.floor((rate * ms) / 1000) * 2;
+  }
+
+  push(frame: Buffer): void {
+    if (this.maxBytes === 0) return;
+    this.frames.push(frame);
+    this.bytes += frame.length;
+    // Drop whole frames from the front, then trim the oldest one to the exact size.
+    while (this.bytes - this.frames[0].length >= this.maxBytes) this.bytes -= this.frames.shift()!.length;
+    if (this.bytes > this.maxBytes) {
+      const cut = this.bytes - this.maxBytes;
+      this.frames[0] = this.frames[0].subarray(cut);
+      this.bytes -= cut;
+    }
+  }
+
+  /** Everything held, oldest first; the buffer is emptied. */
+  drain(): Buffer[] {
+    const out = this.frames;
+    this.clear();
+    return out;
+  }
+
+  clear(): void { this.frames = []; this.bytes = 0; }
+  get size(): number { return this.bytes; }
+}

@@ -1,0 +1,132 @@
+// Config: YAML file -> validated, typed object. The zod schema below is the
+// single source of defaults; config.yaml at the top of the repo documents it.
+import { readFileSync, existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+
+const pin = z.number().int().min(0).max(63);
+const led = z.strictObject({
+  pin,
+  active_low: z.boolean().default(false),
+});
+
+export const ConfigSchema = z.strictObject({
+  live: z.strictObject({
+    model: z.string().min(1).default('gemini-2.5-flash-native-audio-preview-09-2025'),
+    voice: z.string().min(1).default('Kore'),
+    language: z.string().min(2).default('en-US'),
+    system_instruction: z.string().default(
+      'You are a friendly voice assistant on a smart speaker in a home. Answer briefly and conversationally.'),
+    base_url: z.url().nullable().default(null),
+    api_key_file: z.string().nullable().default(null),
+    connect_timeout_s: z.number().positive().max(120).default(10),
+  }).prefault({}),
+  audio: z.strictObject({
+    capture_device: z.string().min(1).default('default'),
+    playback_device: z.string().min(1).default('default'),
+    capture_period_ms: z.number().int().min(5).max(200).default(20),
+    preroll_ms: z.number().int().min(0).max(5000).default(300),
+    playback_lead_ms: z.number().int().min(40).max(2000).default(200),
+    vad_threshold_dbfs: z.number().min(-100).max(0).default(-45),
+    end_of_speech_ms: z.number().int().min(100).max(5000).default(700),
+  }).prefault({}),
+  gpio: z.strictObject({
+    enabled: z.boolean().default(true),
+    button: z.strictObject({
+      pin: pin.nullable().default(17),
+      active_low: z.boolean().default(true),
+      debounce_ms: z.number().int().min(0).max(500).default(20),
+      long_press_ms: z.number().int().min(300).max(10000).default(1500),
+    }).prefault({}),
+    leds: z.strictObject({
+      listening: led.nullable().default({ pin: 5, active_low: false }),
+      activity: led.nullable().default({ pin: 6, active_low: false }),
+      muted: led.nullable().default({ pin: 13, active_low: false }),
+      error: led.nullable().default({ pin: 19, active_low: false }),
+    }).prefault({}),
+  }).prefault({}),
+  conversation: z.strictObject({
+    no_speech_timeout_s: z.number().positive().max(120).default(8),
+    follow_up_s: z.number().min(0).max(120).default(8),
+    max_conversation_s: z.number().positive().max(3600).default(600),
+    error_display_s: z.number().min(0).max(60).default(3),
+  }).prefault({}),
+  control: z.strictObject({
+    socket: z.string().min(1).default('/run/live-speaker/control.sock'),
+    mode: z.string().regex(/^0?[0-7]{3}$/).default('0660'),
+  }).prefault({}),
+  log: z.strictObject({
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+  }).prefault({}),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+export class ConfigError extends Error {
+  constructor(message: string, readonly file: string | null) { super(message); this.name = 'ConfigError'; }
+}
+
+export const DEFAULT_CONFIG_PATHS = ['/etc/live-speaker/config.yaml', './config.yaml'];
+
+/** The file to read: --config if given, else the first default path that exists, else none (built-in defaults). */
+export function findConfigFile(explicit?: string): string | null {
+  if (explicit) return resolve(explicit);
+  for (const p of DEFAULT_CONFIG_PATHS) if (existsSync(p)) return resolve(p);
+  return null;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const path = issue.path.join('.');
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys.map((k) => (path ? `${path}.${k}` : k));
+    return `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => `'${k}'`).join(', ')}`;
+  }
+  return `'${path || '(top level)'}': ${issue.message}`;
+}
+
+/** Validate an already-parsed object; errors name every bad key and the file. */
+export function parseConfig(raw: unknown, file: string | null): Config {
+  const where = file ?? 'built-in defaults';
+  const result = ConfigSchema.safeParse(raw ?? {});
+  if (!result.success) {
+    const lines = result.error.issues.map(describeIssue);
+    throw new ConfigError(`invalid config in ${where}: ${lines.join('; ')}`, file);
+  }
+  return result.data;
+}
+
+export function loadConfig(explicit?: string): { config: Config; file: string | null } {
+  const file = findConfigFile(explicit);
+  if (!file) return { config: parseConfig({}, null), file: null };
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, file);
+  }
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    const pos = e.linePos?.[0];
+    throw new ConfigError(`invalid YAML in ${file}${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}: ${e.message.split('\n')[0]}`, file);
+  }
+  return { config: parseConfig(doc.toJS(), file), file };
+}
+
+/** API key from the environment, else from live.api_key_file. Never logged. */
+export function readApiKey(config: Config, env: NodeJS.ProcessEnv = process.env): { key: string | null; source: string } {
+  const fromEnv = env.GEMINI_API_KEY?.trim() || env.GOOGLE_API_KEY?.trim();
+  if (fromEnv) return { key: fromEnv, source: env.GEMINI_API_KEY ? 'GEMINI_API_KEY' : 'GOOGLE_API_KEY' };
+  const credDir = env.CREDENTIALS_DIRECTORY; // systemd LoadCredential=
+  const candidates = [credDir ? `${credDir}/gemini-api-key` : null, config.live.api_key_file].filter((p): p is string => !!p);
+  for (const p of candidates) {
+    if (!existsSync(p)) {
+      if (p === config.live.api_key_file) throw new ConfigError(`live.api_key_file: ${p} does not exist`, null);
+      continue;
+    }
+    const key = readFileSync(p, 'utf8').trim();
+    if (key) return { key, source: p };
+  }
+  return { key: null, source: 'none' };
+}

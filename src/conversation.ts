@@ -1,0 +1,308 @@
+// The conversation state machine: the only place that decides what happens
+// next. Hardware and network adapters report events to it and obey its
+// commands through the narrow ports below; nothing here imports a hardware
+// package, so every transition can be read (and tested) in this one file.
+import { EventEmitter } from 'node:events';
+import { EnergyVad } from './audio/vad.js';
+import { PrerollBuffer } from './audio/preroll.js';
+import type { Logger } from './log.js';
+
+export type State = 'idle' | 'connecting' | 'listening' | 'thinking' | 'speaking' | 'follow-up' | 'muted' | 'error';
+
+/** States in which microphone audio is sent to the Live API (the privacy LED is on in all of them). */
+export const STREAMING_STATES: ReadonlySet<State> = new Set(['listening', 'thinking', 'speaking', 'follow-up']);
+
+export interface CloseInfo { code?: number; reason: string }
+
+/** What the Live session reports back. */
+export interface LiveHandlers {
+  onOpen(): void; // setupComplete: audio may flow
+  onAudio(pcm24k: Buffer): void;
+  onInterrupted(): void;
+  onTurnComplete(): void;
+  onClose(info: CloseInfo): void; // any end the conversation did not ask for
+}
+export interface LiveLink { sendAudio(pcm16k: Buffer): void; close(): void }
+export interface LiveConnector { connect(handlers: LiveHandlers): LiveLink }
+
+/** Reply playback. `finish` says no more audio comes for this turn; `onDrained` fires when it has all played. */
+export interface Player {
+  play(pcm24k: Buffer): void;
+  flush(): void; // stop now, drop everything queued
+  finish(onDrained: () => void): void;
+}
+/** The microphone: frames arrive through Conversation.micFrame while started. */
+export interface Mic { start(): void; stop(): void }
+/** The LEDs. `show` is synchronous, so the privacy LED is on before the first frame is sent. */
+export interface Indicator { show(state: State): void; readonly micLive: boolean }
+
+export interface ConversationOptions {
+  rate: number; // capture rate (16000)
+  prerollMs: number;
+  vadThresholdDbfs: number;
+  endOfSpeechMs: number;
+  noSpeechTimeoutMs: number;
+  followUpMs: number;
+  maxConversationMs: number;
+  errorDisplayMs: number;
+}
+
+export interface Counters {
+  conversations: number; turns: number; interrupted: number; bargeIns: number; errors: number;
+  bytesSent: number; bytesPlayed: number;
+}
+
+export type Trigger = 'button' | 'ctl' | 'signal' | 'wake';
+
+export class Conversation extends EventEmitter {
+  state: State = 'idle';
+  lastError: { at: string; message: string } | null = null;
+  readonly counters: Counters = { conversations: 0, turns: 0, interrupted: 0, bargeIns: 0, errors: 0, bytesSent: 0, bytesPlayed: 0 };
+  /** When the current conversation was started, and when its first audio frame was sent (for the bench). */
+  timing: { pressAt: number | null; firstSentAt: number | null } = { pressAt: null, firstSentAt: null };
+
+  private link: LiveLink | null = null;
+  private pending: Buffer[] = []; // audio captured while connecting, sent first once the session is up
+  private readonly preroll: PrerollBuffer;
+  private readonly vad: EnergyVad;
+  private discardTurn = false; // a press cut this reply: ignore the rest of its audio
+  private replyAudio = false; // this turn has produced audio
+  private stateTimer: NodeJS.Timeout | null = null;
+  private maxTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly opts: ConversationOptions,
+    private readonly ports: { live: LiveConnector; player: Player; mic: Mic; indicator: Indicator },
+    private readonly log: Logger,
+  ) {
+    super();
+    this.preroll = new PrerollBuffer(opts.rate, opts.prerollMs);
+    this.vad = new EnergyVad({ rate: opts.rate, thresholdDbfs: opts.vadThresholdDbfs, minSpeechMs: 60, silenceMs: opts.endOfSpeechMs });
+    ports.indicator.show('idle');
+  }
+
+  get inConversation(): boolean { return this.link !== null; }
+
+  // ---- user actions -------------------------------------------------------
+
+  /** A short press (button, `ctl press`, SIGUSR1) or a wake word. */
+  press(trigger: Trigger = 'button'): void {
+    this.log.info({ trigger, state: this.state }, 'press');
+    switch (this.state) {
+      case 'muted':
+        this.log.info('muted: press ignored (long press or `live-speaker ctl unmute` to unmute)');
+        return;
+      case 'idle':
+      case 'error':
+        this.start();
+        return;
+      case 'connecting':
+      case 'listening':
+      case 'follow-up':
+        this.end(`cancelled by ${trigger}`);
+        return;
+      case 'thinking':
+      case 'speaking':
+        // Barge-in: stop the reply at once and listen to the new turn.
+        this.counters.bargeIns++;
+        this.ports.player.flush();
+        if (this.replyAudio) this.discardTurn = true;
+        this.replyAudio = false;
+        this.listen();
+        return;
+    }
+  }
+
+  toggleMute(): void { if (this.state === 'muted') this.unmute(); else this.mute(); }
+
+  mute(): void {
+    if (this.state === 'muted') return;
+    if (this.link) this.end('muted');
+    this.clearStateTimer();
+    this.ports.mic.stop();
+    this.preroll.clear();
+    this.setState('muted');
+  }
+
+  unmute(): void {
+    if (this.state !== 'muted') return;
+    this.setState('idle');
+    this.ports.mic.start();
+  }
+
+  // ---- audio in -----------------------------------------------------------
+
+  micFrame(frame: Buffer): void {
+    if (this.state === 'muted') return;
+    if (this.state === 'connecting') { this.pending.push(frame); return; }
+    if (!STREAMING_STATES.has(this.state)) { this.preroll.push(frame); return; }
+    this.send(frame);
+    const ev = this.vad.push(frame);
+    if (ev === 'speech-start' && (this.state === 'listening' || this.state === 'follow-up' || this.state === 'thinking')) {
+      this.clearStateTimer(); // someone is talking: no timeout while they do
+      if (this.state !== 'listening') this.setState('listening');
+    } else if (ev === 'speech-end' && this.state === 'listening') {
+      this.setState('thinking');
+      this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server');
+    }
+  }
+
+  /** The capture device failed while a conversation needed it. */
+  micFailed(reason: string): void {
+    if (this.link) this.fail(`microphone: ${reason}`);
+  }
+
+  /** The playback device failed: end this reply, keep the conversation. */
+  playerFailed(reason: string): void {
+    this.log.warn({ reason }, 'playback failed; reply dropped');
+    this.lastError = { at: new Date().toISOString(), message: `speaker: ${reason}` };
+    this.ports.player.flush();
+    if (this.state === 'speaking') { this.discardTurn = true; this.listen(); }
+  }
+
+  // ---- conversation lifecycle ---------------------------------------------
+
+  private start(): void {
+    this.counters.conversations++;
+    this.timing = { pressAt: Date.now(), firstSentAt: null };
+    this.pending = this.preroll.drain(); // the moment just before the press: the user may already be talking
+    this.discardTurn = false;
+    this.replyAudio = false;
+    this.vad.reset();
+    this.setState('connecting');
+    const gen = this.counters.conversations;
+    const mine = (fn: (...a: any[]) => void) => (...a: any[]) => { if (gen === this.counters.conversations && this.link) fn(...a); };
+    this.link = this.ports.live.connect({
+      onOpen: mine(() => this.opened()),
+      onAudio: mine((pcm: Buffer) => this.replyChunk(pcm)),
+      onInterrupted: mine(() => this.interrupted()),
+      onTurnComplete: mine(() => this.turnComplete()),
+      onClose: mine((info: CloseInfo) => this.fail(`session closed: ${info.reason}${info.code !== undefined ? ` (code ${info.code})` : ''}`)),
+    });
+    this.maxTimer = setTimeout(() => this.end('conversation too long'), this.opts.maxConversationMs);
+  }
+
+  private opened(): void {
+    if (this.state !== 'connecting') return;
+    this.setState('listening'); // LED first, then audio
+    const pending = this.pending;
+    this.pending = [];
+    for (const f of pending) this.micFrameWhileOpen(f);
+    this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no speech');
+  }
+
+  private micFrameWhileOpen(frame: Buffer): void {
+    this.send(frame);
+    if (this.vad.push(frame) === 'speech-start') this.clearStateTimer();
+  }
+
+  private send(frame: Buffer): void {
+    // The privacy promise, enforced where audio leaves: no LED, no audio.
+    if (!this.ports.indicator.micLive || !this.link) {
+      this.log.error({ state: this.state }, 'refusing to send audio while the listening LED is off');
+      return;
+    }
+    if (this.timing.firstSentAt === null) this.timing.firstSentAt = Date.now();
+    this.counters.bytesSent += frame.length;
+    this.link.sendAudio(frame);
+  }
+
+  private replyChunk(pcm: Buffer): void {
+    if (this.discardTurn) return;
+    if (this.state === 'connecting' || this.state === 'idle') return;
+    this.replyAudio = true;
+    this.clearStateTimer();
+    this.counters.bytesPlayed += pcm.length;
+    if (this.state !== 'speaking') this.setState('speaking');
+    this.ports.player.play(pcm);
+  }
+
+  private interrupted(): void {
+    this.counters.interrupted++;
+    this.ports.player.flush();
+    this.discardTurn = false; // the server has ended that turn itself
+    this.replyAudio = false;
+    if (this.state === 'speaking' || this.state === 'thinking') this.listen();
+  }
+
+  private turnComplete(): void {
+    this.counters.turns++;
+    if (this.discardTurn) { this.discardTurn = false; return; } // the end of a reply we cut: keep listening
+    const hadAudio = this.replyAudio;
+    this.replyAudio = false;
+    if (!hadAudio) { this.followUp(); return; }
+    this.ports.player.finish(() => { if (this.state === 'speaking') this.followUp(); });
+  }
+
+  private listen(): void {
+    this.vad.reset();
+    this.setState('listening');
+    this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no speech');
+  }
+
+  private followUp(): void {
+    if (this.opts.followUpMs <= 0) { this.end('reply done'); return; }
+    this.vad.reset();
+    this.setState('follow-up');
+    this.armStateTimer(this.opts.followUpMs, 'follow-up window over');
+  }
+
+  /** Close the session and go back to idle: the normal end of a conversation. */
+  end(reason: string): void {
+    this.log.info({ reason }, 'conversation ended');
+    this.teardown();
+    if (this.state !== 'muted') this.setState('idle');
+  }
+
+  /** Something went wrong: show the error pattern for a while, then idle. */
+  private fail(message: string): void {
+    this.counters.errors++;
+    this.lastError = { at: new Date().toISOString(), message };
+    this.log.warn({ error: message }, 'conversation failed');
+    this.teardown();
+    this.setState('error');
+    this.armStateTimer(this.opts.errorDisplayMs, null);
+  }
+
+  private teardown(): void {
+    this.clearStateTimer();
+    if (this.maxTimer) { clearTimeout(this.maxTimer); this.maxTimer = null; }
+    const link = this.link;
+    this.link = null;
+    this.pending = [];
+    this.discardTurn = false;
+    this.replyAudio = false;
+    this.ports.player.flush();
+    link?.close();
+  }
+
+  /** Stop everything (daemon shutdown). */
+  shutdown(): void {
+    this.teardown();
+    this.ports.mic.stop();
+  }
+
+  // ---- helpers --------------------------------------------------------------
+
+  private setState(s: State): void {
+    if (s === this.state) return;
+    const from = this.state;
+    this.state = s;
+    this.ports.indicator.show(s);
+    this.log.info({ from, to: s }, 'state');
+    this.emit('state', s, from);
+  }
+
+  private armStateTimer(ms: number, endReason: string | null): void {
+    this.clearStateTimer();
+    this.stateTimer = setTimeout(() => {
+      this.stateTimer = null;
+      if (endReason === null) { if (this.state === 'error') this.setState('idle'); return; }
+      this.end(endReason);
+    }, ms);
+  }
+
+  private clearStateTimer(): void {
+    if (this.stateTimer) { clearTimeout(this.stateTimer); this.stateTimer = null; }
+  }
+}

@@ -1,0 +1,83 @@
+// The LEDs: one pattern per state, played by software timing on plain on/off
+// lines. The "listening" LED is the privacy light: it is on in every state
+// in which microphone audio may leave the device, and `micLive` reads it
+// back, so the conversation can refuse to send audio while it is off.
+import type { Indicator, State } from './conversation.js';
+import type { OutputLine } from './gpio/gpio.js';
+
+export type LedRole = 'listening' | 'activity' | 'muted' | 'error';
+/** on/off durations in ms, repeated; [1] = solid on, [] = off. */
+export type Pattern = number[];
+
+const OFF: Pattern = [];
+const SOLID: Pattern = [1];
+/** The documented table (README "LEDs"): state -> pattern per LED. Unlisted LEDs are off. */
+export const PATTERNS: Record<State, Partial<Record<LedRole, Pattern>>> = {
+  idle: {},
+  connecting: { listening: SOLID, activity: [100, 100] }, // fast blink
+  listening: { listening: SOLID },
+  thinking: { listening: SOLID, activity: [250, 250] }, // blink
+  speaking: { listening: SOLID, activity: [700, 150] }, // slow pulse
+  'follow-up': { listening: SOLID, activity: [80, 920] }, // short flash each second
+  muted: { muted: SOLID },
+  error: { error: [200, 200] }, // blink until back to idle
+};
+
+export function patternName(p: Pattern): string {
+  if (p.length === 0) return 'off';
+  if (p.length === 1) return 'on';
+  return `blink ${p[0]}/${p[1]} ms`;
+}
+
+export class Leds implements Indicator {
+  private current: Record<LedRole, Pattern> = { listening: OFF, activity: OFF, muted: OFF, error: OFF };
+  private timers = new Map<LedRole, NodeJS.Timeout>();
+  private lit: Record<LedRole, boolean> = { listening: false, activity: false, muted: false, error: false };
+
+  constructor(private readonly lines: Partial<Record<LedRole, OutputLine>>, private readonly onChange?: (role: LedRole, on: boolean) => void) {}
+
+  show(state: State): void {
+    const want = PATTERNS[state];
+    for (const role of Object.keys(this.current) as LedRole[]) {
+      const p = want[role] ?? OFF;
+      if (patternName(p) === patternName(this.current[role])) continue;
+      this.current[role] = p;
+      this.play(role, p);
+    }
+  }
+
+  /** True when the privacy LED is on (solid): only then may audio be sent. */
+  get micLive(): boolean { return this.lit.listening; }
+
+  snapshot(): Record<LedRole, string> {
+    const out = {} as Record<LedRole, string>;
+    for (const role of Object.keys(this.current) as LedRole[]) out[role] = patternName(this.current[role]);
+    return out;
+  }
+
+  private play(role: LedRole, p: Pattern): void {
+    const t = this.timers.get(role);
+    if (t) { clearTimeout(t); this.timers.delete(role); }
+    if (p.length <= 1) { this.set(role, p.length === 1); return; }
+    const step = (i: number) => {
+      this.set(role, i % 2 === 0);
+      const timer = setTimeout(() => step(i + 1), p[i % p.length]);
+      timer.unref();
+      this.timers.set(role, timer);
+    };
+    step(0);
+  }
+
+  private set(role: LedRole, on: boolean): void {
+    if (this.lit[role] === on) return;
+    this.lit[role] = on;
+    try { this.lines[role]?.set(on); } catch { /* a dead LED must not stop the speaker */ }
+    this.onChange?.(role, on);
+  }
+
+  release(): void {
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    for (const line of Object.values(this.lines)) line?.release();
+  }
+}

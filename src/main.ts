@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+// The `live-speaker` command: run the daemon, talk to it, or run the emulator.
+import { Command, Option } from 'commander';
+import { ConfigError, loadConfig } from './config.js';
+import { controlRequest } from './control.js';
+import { EXIT_CONFIG, runDaemon } from './daemon.js';
+import { runEmulator } from './emulator/cli.js';
+
+const program = new Command('live-speaker')
+  .description('A smart speaker daemon for the Gemini Live API')
+  .option('-c, --config <file>', 'config file (default: /etc/live-speaker/config.yaml, then ./config.yaml)')
+  .showHelpAfterError();
+
+program.command('run', { isDefault: true })
+  .description('run the daemon (what systemd starts)')
+  .action(async () => { await runDaemon(program.opts().config); });
+
+program.command('ctl')
+  .description('control the running daemon through its control socket')
+  .addArgument(new Command().createArgument('<command>', 'press | mute | unmute | status').choices(['press', 'mute', 'unmute', 'status']))
+  .option('--json', 'print the status as JSON')
+  .option('--socket <path>', 'control socket (default: control.socket from the config)')
+  .action(async (cmd: 'press' | 'mute' | 'unmute' | 'status', opts: { json?: boolean; socket?: string }) => {
+    let socket = opts.socket;
+    if (!socket) {
+      try { socket = loadConfig(program.opts().config).config.control.socket; } catch (e) {
+        if (e instanceof ConfigError) { process.stderr.write(`live-speaker: ${e.message}\n`); process.exit(EXIT_CONFIG); }
+        throw e;
+      }
+    }
+    try {
+      const status = await controlRequest(socket, { cmd }) as Record<string, any>;
+      if (opts.json) { process.stdout.write(JSON.stringify(status, null, 2) + '\n'); return; }
+      if (cmd !== 'status') { process.stdout.write(`${cmd}: ok (state: ${status.state})\n`); return; }
+      process.stdout.write(formatStatus(status));
+    } catch (e) {
+      process.stderr.write(`live-speaker ctl: ${(e as Error).message}\n`);
+      process.exit(1);
+    }
+  });
+
+program.command('emulator')
+  .description('run the loopback Live API emulator in parrot mode (point live.base_url at it)')
+  .addOption(new Option('--port <n>', 'TCP port').default('8765').argParser((v) => Number(v)))
+  .option('--host <addr>', 'address to listen on', '127.0.0.1')
+  .action(async (opts: { port: number; host: string }) => {
+    const emu = await runEmulator(opts);
+    const stop = () => { void emu.close().then(() => process.exit(0)); };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+
+function formatStatus(s: Record<string, any>): string {
+  const c = s.counters ?? {};
+  const lines = [
+    `state:       ${s.state}${s.session === 'open' ? ' (session open)' : ''}`,
+    `endpoint:    ${s.endpoint} (model ${s.model})`,
+    `microphone:  ${s.microphone}${s.micLive ? ', streaming (listening LED on)' : ''}`,
+    `gpio:        ${s.gpio}`,
+    `leds:        ${Object.entries(s.leds ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}`,
+    `last error:  ${s.lastError ? `${s.lastError.message} (${s.lastError.at})` : 'none'}`,
+    `counters:    ${c.conversations} conversations, ${c.turns} turns, ${c.bargeIns} barge-ins by press, ${c.interrupted} interrupted by voice, ${c.errors} errors`,
+    `uptime:      ${s.uptimeS} s (pid ${s.pid})`,
+  ];
+  return lines.join('\n') + '\n';
+}
+
+program.parseAsync(process.argv).catch((e: Error) => {
+  process.stderr.write(`live-speaker: ${e.message}\n`);
+  process.exit(1);
+});
