@@ -1,0 +1,652 @@
+/**
+ * A loopback emulator of the Gemini Live API (BidiGenerateContent over a
+ * WebSocket) that the real @google/genai SDK talks to when its baseUrl points
+ * here. Used by the daemon's keyless "parrot" mode (it repeats what it heard),
+ * by `live-speaker emulator`, and by tests/benchmarks that script replies.
+ *
+ * What it reproduces from the service (see docs live-api-protocol.md):
+ * setup/setupComplete, server-side VAD turn detection on the received audio,
+ * streamed 24 kHz modelTurn audio chunks, generationComplete/turnComplete,
+ * barge-in ("interrupted"), session resumption handles, close codes for bad
+ * keys and bad first frames. Turn detection runs on sample positions, not on
+ * arrival time, so tests may send audio faster than real time.
+ */
+import { EventEmitter } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, WebSocket, type RawData } from 'ws';
+import { EnergyVad, type VadOptions, type VadTransition } from '../audio/vad.js';
+import { bytesForMs, msForBytes, resample } from '../audio/pcm.js';
+
+/** Input rate the Live API works at (client audio at other rates is resampled to it). */
+export const INPUT_RATE = 16000;
+/** Output rate of the Live API's audio. */
+export const OUTPUT_RATE = 24000;
+/** Audio kept before the detected start of speech, as the service's prefix padding does. */
+export const UTTERANCE_PAD_MS = 200;
+
+export const BAD_KEY_REASON = 'API key not valid. Please pass a valid API key.';
+
+export interface EmulatorOptions {
+  /** 0 = ephemeral (default). */
+  port?: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** parrot (default): reply to each utterance automatically. scripted: never reply by itself. */
+  mode?: 'parrot' | 'scripted';
+  /**
+   * VAD settings. Defaults: thresholdDbfs -45, minSpeechMs 60, silenceMs =
+   * setup.realtimeInputConfig.automaticActivityDetection.silenceDurationMs or 500.
+   * An explicit value here wins over the setup's.
+   */
+  vad?: Partial<VadOptions>;
+  /** Audio per modelTurn message, in ms of 24 kHz audio. Default 40. */
+  replyChunkMs?: number;
+  /** How much faster than real time reply chunks are sent. Default 2; Infinity = all at once. */
+  replySpeed?: number;
+  /** 24 kHz s16le reply for an utterance (parrot mode). Default: the utterance resampled 16k->24k. null = no reply. */
+  reply?: (u: Utterance, session: EmulatedSession) => Buffer | null;
+  /** Default: any key. When false the socket is closed with 1008 BAD_KEY_REASON. */
+  acceptKey?: (key: string) => boolean;
+  log?: (msg: string, data?: object) => void;
+  /**
+   * Keep every received byte in session.received (default true, for tests).
+   * The long-running product emulator sets false: then only a rolling window
+   * needed to cut utterances is kept and session.receivedBase says where it starts.
+   */
+  recordAudio?: boolean;
+  /** How many closed sessions stay in `sessions` (default Infinity); older ones are dropped. */
+  keepClosedSessions?: number;
+}
+
+export interface Utterance {
+  index: number;
+  /** 16 kHz s16le mono, from speech start minus UTTERANCE_PAD_MS to speech end. */
+  pcm: Buffer;
+  /** Absolute byte positions in the session's received audio. */
+  startByte: number;
+  endByte: number;
+  /** Date.now() when the end of speech was detected. */
+  detectedAt: number;
+}
+
+export type ReplyResult = 'complete' | 'interrupted' | 'closed';
+
+export interface SendAudioOptions {
+  chunkMs?: number;
+  speed?: number;
+}
+
+export interface EmulatedSession extends EventEmitter {
+  id: number;
+  model: string;
+  /** The parsed setup message (contents of {"setup": ...}); null until it arrives. */
+  setup: any;
+  /** API key from the URL. */
+  key: string;
+  /** Every audio byte received (decoded, 16 kHz), or with recordAudio=false the retained tail. */
+  readonly received: Buffer;
+  /** Absolute byte position of received[0] (0 unless recordAudio=false trimmed it). */
+  readonly receivedBase: number;
+  /** Total audio bytes received. */
+  readonly receivedBytes: number;
+  /** Date.now() per audio message (empty when recordAudio=false). */
+  receivedAt: number[];
+  firstAudioAt: number | null;
+  lastAudioAt: number | null;
+  utterances: Utterance[];
+  /** Every parsed client message except audio-only realtimeInput (counted in audioMessages). */
+  messages: any[];
+  audioMessages: number;
+  replying: boolean;
+  closed: boolean;
+  closeCode: number | null;
+  closeReason: string;
+  /** Handle given in setup.sessionResumption.handle, if any. */
+  resumedFrom: string | null;
+  /** Last resumption handle sent, if any. */
+  lastHandle: string | null;
+  /** Send a raw server message as a JSON text frame. */
+  send(msg: object): void;
+  /**
+   * Stream 24 kHz audio as modelTurn inlineData chunks, then generationComplete
+   * + turnComplete unless interrupted. Calls are queued one after another.
+   */
+  sendAudio(pcm24k: Buffer, opts?: SendAudioOptions): Promise<ReplyResult>;
+  /** Stop the current (and any queued) reply and send {serverContent:{interrupted:true}}. */
+  interrupt(): void;
+  close(code?: number, reason?: string): void;
+  /** Drop the TCP connection without a close frame. */
+  terminate(): void;
+}
+
+interface ResolvedOptions {
+  mode: 'parrot' | 'scripted';
+  vad: Partial<VadOptions>;
+  replyChunkMs: number;
+  replySpeed: number;
+  reply: ((u: Utterance, session: EmulatedSession) => Buffer | null) | undefined;
+  acceptKey: (key: string) => boolean;
+  log: (msg: string, data?: object) => void;
+  recordAudio: boolean;
+  keepClosedSessions: number;
+}
+
+/** Rate from a mimeType like "audio/pcm;rate=16000"; null if absent. */
+function mimeRate(mimeType: unknown): number | null {
+  if (typeof mimeType !== 'string') return null;
+  const m = /rate=(\d+)/.exec(mimeType);
+  return m ? Number(m[1]) : null;
+}
+
+class Session extends EventEmitter implements EmulatedSession {
+  model = '';
+  setup: any = null;
+  receivedAt: number[] = [];
+  firstAudioAt: number | null = null;
+  lastAudioAt: number | null = null;
+  utterances: Utterance[] = [];
+  messages: any[] = [];
+  audioMessages = 0;
+  replying = false;
+  closed = false;
+  closeCode: number | null = null;
+  closeReason = '';
+  resumedFrom: string | null = null;
+  lastHandle: string | null = null;
+
+  private chunks: Buffer[] = [];
+  private base = 0; // absolute byte offset of chunks[0]
+  private total = 0; // absolute bytes received
+  private vad: EnergyVad | null = null;
+  private manualActivity = false; // client-side VAD: activityStart/activityEnd mark turns
+  private interruptOnSpeech = true;
+  private speechStartByte: number | null = null;
+  private handleCount = 0;
+  // Bumped by interrupt()/close: a reply whose epoch is stale stops sending.
+  private replyEpoch = 0;
+  private replyChain: Promise<unknown> = Promise.resolve();
+  private wake: (() => void) | null = null;
+  private wakeTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly id: number,
+    readonly key: string,
+    private readonly ws: WebSocket,
+    private readonly emu: LiveEmulator,
+    private readonly opts: ResolvedOptions,
+  ) {
+    super();
+  }
+
+  get received(): Buffer {
+    // Concatenate lazily and cache, so appends stay O(1) per message.
+    if (this.chunks.length !== 1) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0];
+  }
+  get receivedBase(): number {
+    return this.base;
+  }
+  get receivedBytes(): number {
+    return this.total;
+  }
+
+  send(msg: object): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.ws.send(JSON.stringify(msg));
+  }
+
+  sendAudio(pcm24k: Buffer, opts: SendAudioOptions = {}): Promise<ReplyResult> {
+    const epoch = this.replyEpoch;
+    const run = this.replyChain.then(() => this.streamReply(pcm24k, epoch, opts));
+    this.replyChain = run.catch(() => undefined);
+    return run;
+  }
+
+  interrupt(): void {
+    this.replyEpoch++;
+    this.replying = false;
+    this.wakeUp();
+    this.send({ serverContent: { interrupted: true } });
+    const at = Date.now();
+    this.opts.log('interrupted', { session: this.id, atByte: this.total });
+    this.emit('interrupted', at, this.total);
+    this.emu.emit('interrupted', this, at, this.total);
+  }
+
+  close(code = 1000, reason = ''): void {
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
+      this.ws.close(code, reason);
+    }
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  // ---- inbound ---------------------------------------------------------
+
+  onFrame(data: RawData): void {
+    let msg: any;
+    try {
+      // Text and binary frames both carry JSON.
+      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+      const text = buf.toString('utf8');
+      msg = JSON.parse(text);
+    } catch {
+      this.opts.log('invalid JSON frame', { session: this.id });
+      this.close(1007, 'Invalid JSON payload received.');
+      return;
+    }
+    if (msg === null || typeof msg !== 'object') {
+      this.close(1007, 'Invalid JSON payload received.');
+      return;
+    }
+    if (this.setup === null) {
+      if (!msg.setup || typeof msg.setup !== 'object') {
+        this.messages.push(msg);
+        this.close(1007, 'Request contains an invalid argument: the first message must be setup.');
+        return;
+      }
+      this.messages.push(msg);
+      this.onSetup(msg.setup);
+      return;
+    }
+    if (msg.realtimeInput) {
+      this.onRealtimeInput(msg);
+      return;
+    }
+    // toolResponse, clientContent, a second setup, anything else: record only.
+    this.messages.push(msg);
+    this.emit('message', msg);
+    this.emu.emit('message', this, msg);
+  }
+
+  private onSetup(setup: any): void {
+    this.setup = setup;
+    this.model = typeof setup.model === 'string' ? setup.model : '';
+    const rtc = setup.realtimeInputConfig ?? {};
+    const aad = rtc.automaticActivityDetection ?? {};
+    this.manualActivity = aad.disabled === true;
+    this.interruptOnSpeech = rtc.activityHandling !== 'NO_INTERRUPTION';
+    this.vad = new EnergyVad({
+      rate: INPUT_RATE,
+      thresholdDbfs: this.opts.vad.thresholdDbfs ?? -45,
+      minSpeechMs: this.opts.vad.minSpeechMs ?? 60,
+      silenceMs: this.opts.vad.silenceMs ?? (typeof aad.silenceDurationMs === 'number' ? aad.silenceDurationMs : 500),
+    });
+    if (typeof setup.sessionResumption?.handle === 'string') this.resumedFrom = setup.sessionResumption.handle;
+    this.opts.log('setup', { session: this.id, model: this.model, resumedFrom: this.resumedFrom });
+    this.send({ setupComplete: {} });
+    this.sendResumptionUpdate();
+    this.emu.addSession(this);
+  }
+
+  private onRealtimeInput(msg: any): void {
+    const ri = msg.realtimeInput;
+    const blobs: any[] = [];
+    if (ri.audio) blobs.push(ri.audio);
+    if (Array.isArray(ri.mediaChunks)) blobs.push(...ri.mediaChunks);
+    const audio = blobs.filter(
+      (b) => b && typeof b.data === 'string' && (typeof b.mimeType !== 'string' || b.mimeType.startsWith('audio/')),
+    );
+    const otherKeys = Object.keys(ri).filter((k) => k !== 'audio' && k !== 'mediaChunks');
+    // Keep the message log small: audio payloads are only counted.
+    if (audio.length === 0 || otherKeys.length > 0) {
+      this.messages.push(audio.length ? { realtimeInput: Object.fromEntries(otherKeys.map((k) => [k, ri[k]])) } : msg);
+    }
+    for (const b of audio) this.onAudio(Buffer.from(b.data, 'base64'), b.mimeType);
+
+    if (ri.activityStart && this.manualActivity) this.onSpeechStart(this.total);
+    if (ri.activityEnd && this.manualActivity && this.speechStartByte !== null) {
+      this.onSpeechEnd(this.speechStartByte, this.total);
+    }
+    if (ri.audioStreamEnd && this.vad && !this.manualActivity) {
+      // The mic paused: the service flushes its VAD and ends the turn.
+      const t = this.vad.flush();
+      if (t) this.onVadTransition(t);
+    }
+  }
+
+  private onAudio(pcm: Buffer, mimeType: unknown): void {
+    const rate = mimeRate(mimeType) ?? INPUT_RATE;
+    if (rate !== INPUT_RATE) pcm = resample(pcm, rate, INPUT_RATE);
+    const now = Date.now();
+    this.audioMessages++;
+    this.firstAudioAt ??= now;
+    this.lastAudioAt = now;
+    if (this.opts.recordAudio) this.receivedAt.push(now);
+    this.chunks.push(pcm);
+    this.total += pcm.length;
+    if (this.vad && !this.manualActivity) {
+      for (const t of this.vad.process(pcm)) this.onVadTransition(t);
+    }
+    if (!this.opts.recordAudio) this.trim();
+  }
+
+  private onVadTransition(t: VadTransition): void {
+    // The VAD has seen every received byte in order, so sample n is byte 2n.
+    if (t.type === 'speech-start') this.onSpeechStart(t.edgeSample * 2);
+    else if (this.speechStartByte !== null) {
+      const pad = bytesForMs(UTTERANCE_PAD_MS, INPUT_RATE);
+      this.onSpeechEnd(Math.max(0, this.speechStartByte - pad), t.edgeSample * 2);
+    }
+  }
+
+  private onSpeechStart(atByte: number): void {
+    this.speechStartByte = atByte;
+    this.opts.log('speech-start', { session: this.id, atByte });
+    this.emit('speech-start', atByte);
+    this.emu.emit('speech-start', this, atByte);
+    // Barge-in: the service's default START_OF_ACTIVITY_INTERRUPTS.
+    if (this.replying && this.interruptOnSpeech) this.interrupt();
+  }
+
+  private onSpeechEnd(startByte: number, endByte: number): void {
+    this.speechStartByte = null;
+    startByte = Math.max(startByte, this.base);
+    const u: Utterance = {
+      index: this.utterances.length,
+      pcm: Buffer.from(this.received.subarray(startByte - this.base, Math.max(startByte, endByte) - this.base)),
+      startByte,
+      endByte,
+      detectedAt: Date.now(),
+    };
+    this.utterances.push(u);
+    this.opts.log('utterance', { session: this.id, index: u.index, ms: msForBytes(u.pcm.length, INPUT_RATE) });
+    if (this.setup?.inputAudioTranscription) {
+      this.send({
+        serverContent: { inputTranscription: { text: `(speech ${(msForBytes(u.pcm.length, INPUT_RATE) / 1000).toFixed(1)} s)` } },
+      });
+    }
+    this.emit('utterance', u);
+    this.emu.emit('utterance', this, u);
+    if (this.opts.mode === 'parrot') {
+      const reply = this.opts.reply ? this.opts.reply(u, this) : resample(u.pcm, INPUT_RATE, OUTPUT_RATE);
+      if (reply) void this.sendAudio(reply);
+    }
+  }
+
+  /** recordAudio=false: drop audio that no future utterance can need. */
+  private trim(): void {
+    const pad = bytesForMs(UTTERANCE_PAD_MS, INPUT_RATE);
+    // A loud run not yet confirmed as speech may have started up to
+    // minSpeechMs ago; keep a generous second beyond that.
+    const slack = bytesForMs(UTTERANCE_PAD_MS + (this.opts.vad.minSpeechMs ?? 60) + 1000, INPUT_RATE);
+    let keepFrom = this.total - slack;
+    if (this.speechStartByte !== null) keepFrom = Math.min(keepFrom, this.speechStartByte - pad);
+    while (this.chunks.length > 1 && this.base + this.chunks[0].length <= keepFrom) {
+      this.base += this.chunks[0].length;
+      this.chunks.shift();
+    }
+  }
+
+  // ---- outbound audio ---------------------------------------------------
+
+  private async streamReply(pcm: Buffer, epoch: number, opts: SendAudioOptions): Promise<ReplyResult> {
+    if (this.closed) return 'closed';
+    if (epoch !== this.replyEpoch) return 'interrupted';
+    const chunkMs = opts.chunkMs ?? this.opts.replyChunkMs;
+    const speed = opts.speed ?? this.opts.replySpeed;
+    const chunkBytes = Math.max(2, bytesForMs(chunkMs, OUTPUT_RATE));
+    this.replying = true;
+    const t0 = Date.now();
+    this.opts.log('reply-start', { session: this.id, bytes: pcm.length });
+    this.emit('reply-start', t0);
+    this.emu.emit('reply-start', this, t0);
+    if (this.setup?.outputAudioTranscription) {
+      this.send({
+        serverContent: { outputTranscription: { text: `(reply ${(msForBytes(pcm.length, OUTPUT_RATE) / 1000).toFixed(1)} s)` } },
+      });
+    }
+    let result: ReplyResult = 'complete';
+    for (let off = 0; off < pcm.length; off += chunkBytes) {
+      // Pace chunk k at t0 + k*chunkMs/speed: the service sends ahead of real
+      // time and the client buffers, which is what barge-in must cope with.
+      if (Number.isFinite(speed) && speed > 0) {
+        const due = t0 + msForBytes(off, OUTPUT_RATE) / speed;
+        const wait = due - Date.now();
+        if (wait > 0) await this.sleep(wait);
+      }
+      if (this.closed) {
+        result = 'closed';
+        break;
+      }
+      if (epoch !== this.replyEpoch) {
+        result = 'interrupted';
+        break;
+      }
+      const chunk = pcm.subarray(off, Math.min(pcm.length, off + chunkBytes));
+      this.send({
+        serverContent: {
+          modelTurn: { parts: [{ inlineData: { mimeType: `audio/pcm;rate=${OUTPUT_RATE}`, data: chunk.toString('base64') } }] },
+        },
+      });
+      const at = Date.now();
+      this.emit('reply-chunk', at, chunk.length);
+      this.emu.emit('reply-chunk', this, at, chunk.length);
+    }
+    if (result === 'complete' && this.closed) result = 'closed';
+    if (result === 'complete' && epoch !== this.replyEpoch) result = 'interrupted';
+    if (result === 'complete') {
+      this.send({ serverContent: { generationComplete: true } });
+      this.send({ serverContent: { turnComplete: true } });
+      this.sendResumptionUpdate();
+    }
+    // interrupt() already cleared `replying`; a newer reply may own it now.
+    if (epoch === this.replyEpoch) this.replying = false;
+    this.opts.log('reply-end', { session: this.id, result });
+    this.emit('reply-end', result);
+    this.emu.emit('reply-end', this, result);
+    return result;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.wake = resolve;
+      this.wakeTimer = setTimeout(() => this.wakeUp(), ms);
+    });
+  }
+
+  /** End a pacing sleep early (interrupt/close) so the reply loop notices at once. */
+  private wakeUp(): void {
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeTimer = null;
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private sendResumptionUpdate(): void {
+    if (!this.setup?.sessionResumption) return;
+    this.lastHandle = `h-${this.id}-${++this.handleCount}`;
+    this.send({ sessionResumptionUpdate: { newHandle: this.lastHandle, resumable: true } });
+  }
+
+  onClosed(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeCode = code;
+    this.closeReason = reason;
+    this.replyEpoch++;
+    this.replying = false;
+    this.wakeUp();
+    this.opts.log('close', { session: this.id, code, reason });
+    this.emit('close', code, reason);
+    this.emu.emit('close', this, code, reason);
+  }
+}
+
+/**
+ * Events (all with the session first): 'session'(s) after setup,
+ * 'speech-start'(s, atByte), 'utterance'(s, u), 'interrupted'(s, atMs, atByte),
+ * 'reply-start'(s, atMs), 'reply-chunk'(s, atMs, bytes), 'reply-end'(s, result),
+ * 'message'(s, msg) for non-audio client messages, 'close'(s, code, reason),
+ * and 'rejected'(key) for refused keys. atMs values are Date.now().
+ */
+export class LiveEmulator extends EventEmitter {
+  sessions: EmulatedSession[] = [];
+  connections = 0;
+  readonly port: number;
+  readonly url: string;
+
+  private readonly server: http.Server;
+  private readonly wss: WebSocketServer;
+  private readonly opts: ResolvedOptions;
+  private readonly sockets = new Set<WebSocket>();
+  private nextId = 1;
+  private closing: Promise<void> | null = null;
+
+  private constructor(server: http.Server, wss: WebSocketServer, opts: ResolvedOptions, host: string) {
+    super();
+    this.server = server;
+    this.wss = wss;
+    this.opts = opts;
+    this.port = (server.address() as AddressInfo).port;
+    const urlHost = ['0.0.0.0', '::', 'localhost', '127.0.0.1'].includes(host) ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+    this.url = `http://${urlHost}:${this.port}`;
+  }
+
+  static async start(options: EmulatorOptions = {}): Promise<LiveEmulator> {
+    const opts: ResolvedOptions = {
+      mode: options.mode ?? 'parrot',
+      vad: options.vad ?? {},
+      replyChunkMs: options.replyChunkMs ?? 40,
+      replySpeed: options.replySpeed ?? 2,
+      reply: options.reply,
+      acceptKey: options.acceptKey ?? (() => true),
+      log: options.log ?? (() => undefined),
+      recordAudio: options.recordAudio ?? true,
+      keepClosedSessions: options.keepClosedSessions ?? Infinity,
+    };
+    const host = options.host ?? '127.0.0.1';
+    // Plain HTTP requests get 404 like an unknown path would.
+    const server = http.createServer((_req, res) => {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('Not Found\n');
+    });
+    const wss = new WebSocketServer({ noServer: true });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 0, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const emu = new LiveEmulator(server, wss, opts, host);
+    server.on('upgrade', (req, socket, head) => emu.onUpgrade(req, socket, head));
+    opts.log('listening', { url: emu.url });
+    return emu;
+  }
+
+  /**
+   * Resolves with the event's arguments the next time `event` fires and
+   * `pred` (if given) accepts them; rejects after timeoutMs (default 5000).
+   * Only future events count: call it before triggering what it waits for.
+   */
+  waitFor(event: string, pred?: (...args: any[]) => boolean, timeoutMs = 5000): Promise<any[]> {
+    return new Promise((resolve, reject) => {
+      const onEvent = (...args: any[]): void => {
+        let ok: boolean;
+        try {
+          ok = pred ? pred(...args) : true;
+        } catch (err) {
+          cleanup();
+          reject(err);
+          return;
+        }
+        if (ok) {
+          cleanup();
+          resolve(args);
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`LiveEmulator.waitFor('${event}'${pred ? ', <predicate>' : ''}) timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        this.off(event, onEvent);
+      };
+      this.on(event, onEvent);
+    });
+  }
+
+  /** Close every session (1001), then the server. Leaves no handles open. */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    const open = [...this.sockets];
+    const allClosed = Promise.all(
+      open.map((ws) => new Promise<void>((resolve) => (ws.readyState === WebSocket.CLOSED ? resolve() : ws.once('close', () => resolve())))),
+    );
+    for (const ws of open) ws.close(1001, 'Emulator shutting down');
+    // A client that never answers the close frame must not hold us up.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([allClosed, new Promise<void>((r) => (timer = setTimeout(r, 500)))]);
+    clearTimeout(timer);
+    for (const ws of this.sockets) ws.terminate();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // libuv releases the listening handle in its close phase, after the
+    // 'close' callback: let two turns pass so callers that check for open
+    // handles right after `await close()` see none.
+    for (let i = 0; i < 2; i++) await new Promise<void>((r) => setImmediate(r));
+    this.opts.log('closed');
+  }
+
+  /** @internal called by a session once its setup arrived. */
+  addSession(s: EmulatedSession): void {
+    this.sessions.push(s);
+    this.emit('session', s);
+  }
+
+  private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    // Not `new URL(req.url)`: the SDK's path starts with "//", which URL
+    // would read as a host name.
+    const raw = req.url ?? '';
+    const q = raw.indexOf('?');
+    const path = q >= 0 ? raw.slice(0, q) : raw;
+    const query = new URLSearchParams(q >= 0 ? raw.slice(q + 1) : '');
+    if (this.closing || !path.includes('BidiGenerateContent')) {
+      this.opts.log('rejected upgrade', { path });
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      socket.destroy();
+      return;
+    }
+    const headerKey = req.headers['x-goog-api-key'];
+    const key = query.get('key') ?? query.get('access_token') ?? (typeof headerKey === 'string' ? headerKey : '');
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, key));
+  }
+
+  private onConnection(ws: WebSocket, key: string): void {
+    this.connections++;
+    this.sockets.add(ws);
+    ws.on('close', () => this.sockets.delete(ws));
+    ws.on('error', (err) => this.opts.log('socket error', { error: String(err) }));
+    if (!this.opts.acceptKey(key)) {
+      // The service accepts the WebSocket, then closes it with a policy error.
+      this.opts.log('rejected key', { key });
+      this.emit('rejected', key);
+      ws.close(1008, BAD_KEY_REASON);
+      return;
+    }
+    const s = new Session(this.nextId++, key, ws, this, this.opts);
+    ws.on('message', (data) => s.onFrame(data));
+    ws.on('close', (code, reason) => {
+      s.onClosed(code, reason.toString('utf8'));
+      this.pruneClosed();
+    });
+  }
+
+  private pruneClosed(): void {
+    const closed = this.sessions.filter((s) => s.closed);
+    let excess = closed.length - this.opts.keepClosedSessions;
+    if (excess <= 0) return;
+    this.sessions = this.sessions.filter((s) => !(s.closed && excess-- > 0));
+  }
+}

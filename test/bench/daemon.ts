@@ -1,0 +1,121 @@
+// Runs the BUILT daemon (dist/src/main.js) as a child process, the way
+// systemd does, with a config written for the test and the simulated sound
+// card's environment. Helpers wait on its JSON log lines and ctl status.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { controlRequest } from '../../src/control.js';
+
+export const MAIN = join(dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
+
+export interface LogLine { level: string; msg: string; [k: string]: unknown }
+
+export interface DaemonOptions {
+  config?: Record<string, any>; // merged over the test defaults below
+  env?: NodeJS.ProcessEnv;
+  rawConfig?: string; // write this text as the config instead
+  waitReady?: boolean; // default true
+}
+
+export class DaemonProcess {
+  readonly logs: LogLine[] = [];
+  stderr = '';
+  exitCode: number | null = null;
+  private waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  readonly exited: Promise<number | null>;
+
+  private constructor(readonly child: ChildProcess, readonly dir: string, readonly socket: string, readonly configFile: string) {
+    let buf = '';
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (d: string) => {
+      buf += d;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try {
+          const l = JSON.parse(line) as LogLine;
+          this.logs.push(l);
+          this.waiters = this.waiters.filter((w) => (w.pred(l) ? (w.resolve(l), false) : true));
+        } catch { this.stderr += `[stdout] ${line}\n`; }
+      }
+    });
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (d: string) => { this.stderr += d; });
+    this.exited = new Promise((res) => child.on('exit', (code) => { this.exitCode = code; res(code); }));
+  }
+
+  static async start(opts: DaemonOptions = {}): Promise<DaemonProcess> {
+    const dir = mkdtempSync(join(tmpdir(), 'ls-daemon-'));
+    const socket = join(dir, 'control.sock');
+    const configFile = join(dir, 'config.yaml');
+    const base = {
+      control: { socket },
+      log: { level: 'debug' },
+    };
+    writeFileSync(configFile, opts.rawConfig ?? stringify(deepMerge(base, opts.config ?? {})));
+    const env = { ...(opts.env ?? process.env) };
+    delete env.GEMINI_API_KEY;
+    delete env.GOOGLE_API_KEY;
+    const child = spawn(process.execPath, [MAIN, '--config', configFile], { env: { ...env, ...pick(opts.env, ['GEMINI_API_KEY', 'GOOGLE_API_KEY']) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const d = new DaemonProcess(child, dir, socket, configFile);
+    if (opts.waitReady !== false) {
+      await Promise.race([
+        d.waitLog((l) => l.msg.startsWith('ready'), 15000),
+        d.exited.then((code) => { throw new Error(`daemon exited (${code}) before ready: ${d.stderr}${JSON.stringify(d.logs)}`); }),
+      ]);
+    }
+    return d;
+  }
+
+  waitLog(pred: (l: LogLine) => boolean, timeoutMs = 10000, what = 'log line'): Promise<LogLine> {
+    const seen = this.logs.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return this.waitNextLog(pred, timeoutMs, what);
+  }
+
+  /** Only lines logged from now on. */
+  waitNextLog(pred: (l: LogLine) => boolean, timeoutMs = 10000, what = 'log line'): Promise<LogLine> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last logs: ${JSON.stringify(this.logs.slice(-8))}`)), timeoutMs);
+      this.waiters.push({ pred, resolve: (l) => { clearTimeout(timer); resolve(l); } });
+    });
+  }
+
+  waitState(state: string, timeoutMs = 10000): Promise<LogLine> {
+    return this.waitNextLog((l) => l.msg === 'state' && l.to === state, timeoutMs, `state ${state}`);
+  }
+
+  ctl(cmd: 'press' | 'mute' | 'unmute' | 'status'): Promise<any> {
+    return controlRequest(this.socket, { cmd });
+  }
+
+  states(): string[] { return this.logs.filter((l) => l.msg === 'state').map((l) => l.to as string); }
+
+  async stop(): Promise<number | null> {
+    if (this.exitCode === null) {
+      this.child.kill('SIGTERM');
+      const t = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+      await this.exited;
+      clearTimeout(t);
+    }
+    return this.exitCode;
+  }
+}
+
+function pick(env: NodeJS.ProcessEnv | undefined, keys: string[]): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const k of keys) if (env?.[k] !== undefined) out[k] = env[k];
+  return out;
+}
+
+export function deepMerge(a: Record<string, any>, b: Record<string, any>): Record<string, any> {
+  const out: Record<string, any> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && a[k] && typeof a[k] === 'object' ? deepMerge(a[k], v) : v;
+  }
+  return out;
+}
