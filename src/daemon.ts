@@ -67,7 +67,14 @@ export async function runDaemon(configPath?: string): Promise<void> {
   process.on('SIGUSR1', () => conversation.press('signal'));
   process.on('SIGHUP', () => log.warn('reload (SIGHUP) is not supported yet: restart to apply config changes'));
 
+  // Ready means ready: the pre-roll needs audio already flowing when the first press comes.
   mic.start();
+  const micUp = await new Promise<boolean>((res) => {
+    const t = setTimeout(() => res(false), 5000);
+    mic.once('frame', () => { clearTimeout(t); res(true); });
+    mic.once('failed', () => { clearTimeout(t); res(false); });
+  });
+  if (!micUp) log.warn('the microphone is not delivering audio yet; starting anyway (the button still answers)');
   log.info({ endpoint: parts.endpoint, gpio: parts.gpio, socket: config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
 }
 

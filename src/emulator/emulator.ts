@@ -50,6 +50,8 @@ export interface EmulatorOptions {
   /** Default: any key. When false the socket is closed with 1008 BAD_KEY_REASON. */
   acceptKey?: (key: string) => boolean;
   log?: (msg: string, data?: object) => void;
+  /** Delay before setupComplete, like a slow network or a cold server (tests of pre-roll). Default 0. */
+  setupDelayMs?: number;
   /**
    * Keep every received byte in session.received (default true, for tests).
    * The long-running product emulator sets false: then only a rolling window
@@ -131,6 +133,7 @@ interface ResolvedOptions {
   log: (msg: string, data?: object) => void;
   recordAudio: boolean;
   keepClosedSessions: number;
+  setupDelayMs: number;
 }
 
 /** Rate from a mimeType like "audio/pcm;rate=16000"; null if absent. */
@@ -278,8 +281,12 @@ class Session extends EventEmitter implements EmulatedSession {
     });
     if (typeof setup.sessionResumption?.handle === 'string') this.resumedFrom = setup.sessionResumption.handle;
     this.opts.log('setup', { session: this.id, model: this.model, resumedFrom: this.resumedFrom });
-    this.send({ setupComplete: {} });
-    this.sendResumptionUpdate();
+    const complete = () => {
+      if (this.closed) return;
+      this.send({ setupComplete: {} });
+      this.sendResumptionUpdate();
+    };
+    if (this.opts.setupDelayMs > 0) setTimeout(complete, this.opts.setupDelayMs); else complete();
     this.emu.addSession(this);
   }
 
@@ -519,6 +526,7 @@ export class LiveEmulator extends EventEmitter {
       log: options.log ?? (() => undefined),
       recordAudio: options.recordAudio ?? true,
       keepClosedSessions: options.keepClosedSessions ?? Infinity,
+      setupDelayMs: options.setupDelayMs ?? 0,
     };
     const host = options.host ?? '127.0.0.1';
     // Plain HTTP requests get 404 like an unknown path would.
