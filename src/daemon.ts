@@ -174,6 +174,7 @@ async function build(config: Config, log: Logger): Promise<Parts> {
     timing: conversation.timing,
     uptimeS: Math.round((Date.now() - started) / 1000),
     pid: process.pid,
+    capturePid: mic.pid ?? null,
   });
   const control = await startControlServer(config.control.socket, parseInt(config.control.mode, 8), (req: ControlRequest) => {
     switch (req.cmd) {
