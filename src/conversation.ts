@@ -63,22 +63,33 @@ export class Conversation extends EventEmitter {
 
   private link: LiveLink | null = null;
   private pending: Buffer[] = []; // audio captured while connecting, sent first once the session is up
-  private readonly preroll: PrerollBuffer;
-  private readonly vad: EnergyVad;
+  private preroll: PrerollBuffer;
+  private vad: EnergyVad;
   private discardTurn = false; // a press cut this reply: ignore the rest of its audio
   private replyAudio = false; // this turn has produced audio
   private stateTimer: NodeJS.Timeout | null = null;
   private maxTimer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly opts: ConversationOptions,
+    private opts: ConversationOptions,
     private readonly ports: { live: LiveConnector; player: Player; mic: Mic; indicator: Indicator },
     private readonly log: Logger,
   ) {
     super();
     this.preroll = new PrerollBuffer(opts.rate, opts.prerollMs);
-    this.vad = new EnergyVad({ rate: opts.rate, thresholdDbfs: opts.vadThresholdDbfs, minSpeechMs: 60, silenceMs: opts.endOfSpeechMs });
+    this.vad = this.makeVad();
     ports.indicator.show('idle');
+  }
+
+  /** New settings (config reload). Timers already running keep their length; the next ones use the new values. */
+  configure(opts: ConversationOptions): void {
+    this.opts = opts;
+    this.preroll = new PrerollBuffer(opts.rate, opts.prerollMs);
+    if (!this.link) this.vad = this.makeVad(); // mid-conversation the current VAD keeps its state
+  }
+
+  private makeVad(): EnergyVad {
+    return new EnergyVad({ rate: this.opts.rate, thresholdDbfs: this.opts.vadThresholdDbfs, minSpeechMs: 60, silenceMs: this.opts.endOfSpeechMs });
   }
 
   get inConversation(): boolean { return this.link !== null; }

@@ -1,27 +1,103 @@
 // The composition root: builds each adapter from the config, wires their
 // events to the conversation, and owns process-level concerns (signals,
-// control socket, shutdown). No behaviour is decided here.
+// control socket, systemd notifications, reload, shutdown). No conversation
+// behaviour is decided here.
 import type { Server } from 'node:net';
 import { unlinkSync } from 'node:fs';
 import { ConfigError, loadConfig, readApiKey, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
-import { Conversation } from './conversation.js';
-import { ArecordMic } from './audio/capture.js';
-import { SpeakerPlayer } from './audio/playback.js';
+import { Conversation, type ConversationOptions, type LiveConnector, type State } from './conversation.js';
+import { ArecordMic, type CaptureOptions } from './audio/capture.js';
+import { SpeakerPlayer, type PlaybackOptions } from './audio/playback.js';
 import { GeminiConnector } from './live/gemini.js';
 import { Leds, type LedRole } from './leds.js';
 import { Button } from './gpio/button.js';
 import { GpioUnavailable, onoffBackend, type GpioBackend, type OutputLine } from './gpio/gpio.js';
 import { startControlServer, type ControlRequest } from './control.js';
 import { LiveEmulator } from './emulator/emulator.js';
+import { createNotifier, type Notifier } from './systemd.js';
 
-export const EXIT_CONFIG = 78; // EX_CONFIG: systemd must not restart-loop on it
+export const EXIT_CONFIG = 78; // EX_CONFIG: listed in RestartPreventExitStatus=, so no restart loop
 export const CAPTURE_RATE = 16000;
 export const PLAYBACK_RATE = 24000;
+const STUCK_CAPTURE_MS = 5000; // no audio for this long from a running arecord: the pipeline is stuck
 
-interface Parts {
-  conversation: Conversation; mic: ArecordMic; player: SpeakerPlayer; leds: Leds; button: Button | null;
-  control: Server; emulator: LiveEmulator | null; gpio: string; endpoint: string;
+const conversationOptions = (config: Config): ConversationOptions => ({
+  rate: CAPTURE_RATE,
+  prerollMs: config.audio.preroll_ms,
+  vadThresholdDbfs: config.audio.vad_threshold_dbfs,
+  endOfSpeechMs: config.audio.end_of_speech_ms,
+  noSpeechTimeoutMs: config.conversation.no_speech_timeout_s * 1000,
+  followUpMs: config.conversation.follow_up_s * 1000,
+  maxConversationMs: config.conversation.max_conversation_s * 1000,
+  errorDisplayMs: config.conversation.error_display_s * 1000,
+});
+const captureOptions = (config: Config): CaptureOptions =>
+  ({ device: config.audio.capture_device, rate: CAPTURE_RATE, periodMs: config.audio.capture_period_ms });
+const playbackOptions = (config: Config): PlaybackOptions =>
+  ({ device: config.audio.playback_device, rate: PLAYBACK_RATE, leadMs: config.audio.playback_lead_ms });
+
+/** Where conversations go: Google with the key, live.base_url, or the built-in emulator when there is no key. */
+class Endpoint {
+  connector!: LiveConnector;
+  description = '';
+  private emulator: LiveEmulator | null = null;
+
+  constructor(private readonly log: Logger) {}
+
+  async configure(config: Config): Promise<void> {
+    const { key, source } = readApiKey(config);
+    let baseUrl = config.live.base_url;
+    if (baseUrl) {
+      this.description = baseUrl;
+      this.log.info({ base_url: baseUrl, keySource: key ? source : 'none' }, 'Live API endpoint from live.base_url');
+    } else if (key) {
+      this.description = 'Gemini Live API';
+      this.log.info({ keySource: source, model: config.live.model }, 'using the Gemini Live API');
+    } else {
+      this.emulator ??= await LiveEmulator.start({ mode: 'parrot', recordAudio: false, keepClosedSessions: 0 });
+      baseUrl = this.emulator.url;
+      this.description = `built-in emulator (parrot mode) at ${baseUrl}`;
+      this.log.warn('no API key (set GEMINI_API_KEY or live.api_key_file): using the built-in Live API emulator in parrot mode, which says your own words back');
+    }
+    if (baseUrl !== this.emulator?.url && this.emulator) { await this.emulator.close(); this.emulator = null; }
+    this.connector = new GeminiConnector({ apiKey: key ?? 'no-key', baseUrl, live: config.live, silenceMs: config.audio.end_of_speech_ms }, this.log);
+  }
+
+  async close(): Promise<void> { await this.emulator?.close(); }
+}
+
+/** Button and LEDs, or none (said once, clearly). GPIO changes need a restart. */
+async function openGpio(config: Config, log: Logger): Promise<{ state: string; lines: Partial<Record<LedRole, OutputLine>>; button: Button | null }> {
+  const lines: Partial<Record<LedRole, OutputLine>> = {};
+  if (!config.gpio.enabled) return { state: 'disabled in config', lines, button: null };
+  let gpio: GpioBackend;
+  try {
+    gpio = await onoffBackend();
+    for (const [role, led] of Object.entries(config.gpio.leds)) if (led) lines[role as LedRole] = gpio.output(led.pin, led.active_low);
+    const b = config.gpio.button;
+    const button = b.pin === null ? null : new Button(gpio.input(b.pin, b.active_low, b.debounce_ms), b.long_press_ms);
+    return { state: gpio.name, lines, button };
+  } catch (e) {
+    if (!(e instanceof GpioUnavailable)) throw e;
+    for (const l of Object.values(lines)) l?.release();
+    log.warn(`no GPIO: ${e.message}; running without button and LEDs (ctl press and SIGUSR1 still work)`);
+    return { state: `unavailable: ${e.message}`, lines: {}, button: null };
+  }
+}
+
+function statusLine(state: State, endpoint: string, problem: string | null, lastError: string | null): string {
+  if (problem && (state === 'idle' || state === 'error')) return `degraded: ${problem}`;
+  switch (state) {
+    case 'idle': return `idle: press the button (or live-speaker ctl press) to talk; endpoint ${endpoint}`;
+    case 'connecting': return 'connecting to the Live API';
+    case 'listening': return 'listening (microphone streaming)';
+    case 'thinking': return 'thinking (microphone streaming)';
+    case 'speaking': return 'speaking (microphone streaming for barge-in)';
+    case 'follow-up': return 'waiting for a follow-up question (microphone streaming)';
+    case 'muted': return 'muted: microphone off';
+    case 'error': return `error: ${lastError ?? 'unknown'}`;
+  }
 }
 
 export async function runDaemon(configPath?: string): Promise<void> {
@@ -37,35 +113,127 @@ export async function runDaemon(configPath?: string): Promise<void> {
     throw e;
   }
   const log = createLogger(config.log.level);
+  const notify: Notifier = createNotifier(log);
   log.info({ config: file ?? '(built-in defaults)' }, 'live-speaker starting');
-  let parts: Parts;
-  try {
-    parts = await build(config, log);
-  } catch (e) {
-    const code = e instanceof ConfigError ? EXIT_CONFIG : 1;
-    log.fatal({ error: (e as Error).message }, 'cannot start');
-    process.exit(code);
-  }
-  const { conversation, mic, control, emulator, leds, button } = parts;
 
+  let endpoint: Endpoint, gpio: Awaited<ReturnType<typeof openGpio>>, control: Server;
+  const mic = new ArecordMic(captureOptions(config));
+  const player = new SpeakerPlayer(playbackOptions(config));
+  try {
+    endpoint = new Endpoint(log);
+    await endpoint.configure(config);
+    gpio = await openGpio(config, log);
+  } catch (e) {
+    log.fatal({ error: (e as Error).message }, 'cannot start');
+    process.exit(e instanceof ConfigError ? EXIT_CONFIG : 1);
+  }
+  const leds = new Leds(gpio.lines, (role, on) => log.debug({ led: role, on }, 'led'));
+  const live: LiveConnector = { connect: (h) => endpoint.connector.connect(h) }; // swapped on reload
+  const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds }, log);
+
+  // ---- events from the adapters
+  let micProblem: string | null = null;
+  let lastFrameAt = 0;
+  const updateStatus = () => notify.status(statusLine(conversation.state, endpoint.description, micProblem, conversation.lastError?.message ?? null));
+  mic.on('frame', (f: Buffer) => { lastFrameAt = Date.now(); conversation.micFrame(f); });
+  mic.on('failed', (reason: string) => {
+    if (micProblem === null) log.error({ reason }, 'microphone failed'); else log.debug({ reason }, 'microphone still failing');
+    micProblem = `microphone: ${reason}`;
+    conversation.micFailed(reason);
+    updateStatus();
+  });
+  mic.on('recovered', () => { log.info('microphone is back'); micProblem = null; updateStatus(); });
+  player.on('error', (e: Error) => conversation.playerFailed(e.message));
+  gpio.button?.on('press', () => conversation.press('button'));
+  gpio.button?.on('long-press', () => conversation.toggleMute());
+  conversation.on('state', updateStatus);
+
+  // ---- control socket
+  const started = Date.now();
+  const status = () => ({
+    state: conversation.state,
+    session: conversation.inConversation ? 'open' : 'none',
+    endpoint: endpoint.description,
+    model: config.live.model,
+    micLive: leds.micLive,
+    leds: leds.snapshot(),
+    gpio: gpio.state,
+    microphone: micProblem ?? (mic.running ? 'running' : conversation.state === 'muted' ? 'stopped (muted)' : 'starting'),
+    lastError: conversation.lastError,
+    counters: conversation.counters,
+    timing: conversation.timing,
+    config: { file, conversation: config.conversation, audio: config.audio },
+    uptimeS: Math.round((Date.now() - started) / 1000),
+    pid: process.pid,
+    capturePid: mic.pid ?? null,
+  });
+  try {
+    control = await startControlServer(config.control.socket, parseInt(config.control.mode, 8), (req: ControlRequest) => {
+      switch (req.cmd) {
+        case 'press': conversation.press('ctl'); break;
+        case 'mute': conversation.mute(); break;
+        case 'unmute': conversation.unmute(); break;
+        case 'status': break;
+      }
+      return status();
+    });
+  } catch (e) {
+    log.fatal({ error: (e as Error).message }, 'cannot start the control socket');
+    process.exit(1);
+  }
+
+  // ---- reload: re-read the config, apply what can change live, refuse a bad one
+  const reload = async () => {
+    notify.reloading();
+    let next: Config;
+    try {
+      next = loadConfig(configPath).config;
+    } catch (e) {
+      log.error({ error: (e as Error).message }, 'config reload refused; keeping the running config');
+      notify.status(`config reload refused: ${(e as Error).message}`);
+      notify.ready();
+      return;
+    }
+    const needRestart = ['gpio', 'control'].filter((k) => JSON.stringify(next[k as keyof Config]) !== JSON.stringify(config[k as keyof Config]));
+    const captureChanged = JSON.stringify(captureOptions(next)) !== JSON.stringify(captureOptions(config));
+    try {
+      await endpoint.configure(next);
+    } catch (e) {
+      log.error({ error: (e as Error).message }, 'config reload refused; keeping the running config');
+      notify.ready();
+      return;
+    }
+    config = { ...next, gpio: config.gpio, control: config.control };
+    log.level = config.log.level;
+    conversation.configure(conversationOptions(config));
+    player.configure(playbackOptions(config));
+    if (captureChanged && conversation.state !== 'muted') { mic.stop(); mic.setOptions(captureOptions(config)); mic.start(); } else mic.setOptions(captureOptions(config));
+    log.info({ restartNeededFor: needRestart }, needRestart.length ? `config reloaded; ${needRestart.join(' and ')} changes need a restart` : 'config reloaded');
+    notify.ready();
+    updateStatus();
+  };
+
+  // ---- signals and shutdown
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    notify.stopping();
     log.info({ signal }, 'stopping');
     conversation.shutdown();
     leds.release();
-    button?.release();
+    gpio.button?.release();
     await new Promise<void>((res) => control.close(() => res()));
     try { unlinkSync(config.control.socket); } catch { /* gone */ }
-    await emulator?.close();
+    await endpoint.close();
+    notify.close();
     log.info('stopped');
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGUSR1', () => conversation.press('signal'));
-  process.on('SIGHUP', () => log.warn('reload (SIGHUP) is not supported yet: restart to apply config changes'));
+  process.on('SIGHUP', () => void reload());
 
   // Ready means ready: the pre-roll needs audio already flowing when the first press comes.
   mic.start();
@@ -75,115 +243,8 @@ export async function runDaemon(configPath?: string): Promise<void> {
     mic.once('failed', () => { clearTimeout(t); res(false); });
   });
   if (!micUp) log.warn('the microphone is not delivering audio yet; starting anyway (the button still answers)');
-  log.info({ endpoint: parts.endpoint, gpio: parts.gpio, socket: config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
-}
-
-async function build(config: Config, log: Logger): Promise<Parts> {
-  // ---- the Live endpoint: Google, a configured base_url, or the built-in emulator
-  const { key, source } = readApiKey(config);
-  let emulator: LiveEmulator | null = null;
-  let baseUrl = config.live.base_url;
-  let endpoint: string;
-  if (baseUrl) {
-    endpoint = baseUrl;
-    log.info({ base_url: baseUrl, key: key ? source : 'none' }, 'Live API endpoint from live.base_url');
-  } else if (key) {
-    endpoint = 'Gemini Live API';
-    log.info({ keySource: source, model: config.live.model }, 'using the Gemini Live API');
-  } else {
-    emulator = await LiveEmulator.start({ mode: 'parrot', recordAudio: false, keepClosedSessions: 0 });
-    baseUrl = emulator.url;
-    endpoint = `built-in emulator (parrot mode) at ${emulator.url}`;
-    log.warn('no API key (set GEMINI_API_KEY or live.api_key_file): using the built-in Live API emulator in parrot mode, which says your own words back');
-  }
-  const live = new GeminiConnector({ apiKey: key ?? 'no-key', baseUrl, live: config.live, silenceMs: config.audio.end_of_speech_ms }, log);
-
-  // ---- GPIO: button and LEDs, or none (said once, clearly)
-  let gpio: GpioBackend | null = null;
-  let gpioState = 'disabled in config';
-  if (config.gpio.enabled) {
-    try {
-      gpio = await onoffBackend();
-      gpioState = gpio.name;
-    } catch (e) {
-      if (!(e instanceof GpioUnavailable)) throw e;
-      gpioState = `unavailable: ${e.message}`;
-      log.warn(`no GPIO: ${e.message}; running without button and LEDs (ctl press and SIGUSR1 still work)`);
-    }
-  }
-  const lines: Partial<Record<LedRole, OutputLine>> = {};
-  let button: Button | null = null;
-  if (gpio) {
-    try {
-      for (const [role, led] of Object.entries(config.gpio.leds)) {
-        if (led) lines[role as LedRole] = gpio.output(led.pin, led.active_low);
-      }
-      const b = config.gpio.button;
-      if (b.pin !== null) button = new Button(gpio.input(b.pin, b.active_low, b.debounce_ms), b.long_press_ms);
-    } catch (e) {
-      if (!(e instanceof GpioUnavailable)) throw e;
-      gpioState = `unavailable: ${e.message}`;
-      log.warn(`GPIO: ${e.message}; running without button and LEDs (ctl press and SIGUSR1 still work)`);
-      for (const l of Object.values(lines)) l?.release();
-      for (const k of Object.keys(lines)) delete lines[k as LedRole];
-    }
-  }
-  const leds = new Leds(lines, (role, on) => log.debug({ led: role, on }, 'led'));
-
-  // ---- audio
-  const mic = new ArecordMic({ device: config.audio.capture_device, rate: CAPTURE_RATE, periodMs: config.audio.capture_period_ms });
-  const player = new SpeakerPlayer({ device: config.audio.playback_device, rate: PLAYBACK_RATE, leadMs: config.audio.playback_lead_ms });
-
-  // ---- the conversation
-  const c = config.conversation;
-  const conversation = new Conversation({
-    rate: CAPTURE_RATE,
-    prerollMs: config.audio.preroll_ms,
-    vadThresholdDbfs: config.audio.vad_threshold_dbfs,
-    endOfSpeechMs: config.audio.end_of_speech_ms,
-    noSpeechTimeoutMs: c.no_speech_timeout_s * 1000,
-    followUpMs: c.follow_up_s * 1000,
-    maxConversationMs: c.max_conversation_s * 1000,
-    errorDisplayMs: c.error_display_s * 1000,
-  }, { live, player, mic, indicator: leds }, log);
-
-  let micProblem: string | null = null;
-  mic.on('frame', (f: Buffer) => conversation.micFrame(f));
-  mic.on('failed', (reason: string) => {
-    if (micProblem === null) log.error({ reason }, 'microphone failed'); else log.debug({ reason }, 'microphone still failing');
-    micProblem = reason;
-    conversation.micFailed(reason);
-  });
-  mic.on('recovered', () => { log.info('microphone is back'); micProblem = null; });
-  player.on('error', (e: Error) => conversation.playerFailed(e.message));
-  button?.on('press', () => conversation.press('button'));
-  button?.on('long-press', () => conversation.toggleMute());
-
-  const started = Date.now();
-  const status = () => ({
-    state: conversation.state,
-    session: conversation.inConversation ? 'open' : 'none',
-    endpoint,
-    model: config.live.model,
-    micLive: leds.micLive,
-    leds: leds.snapshot(),
-    gpio: gpioState,
-    microphone: micProblem ?? (mic.running ? 'running' : conversation.state === 'muted' ? 'stopped (muted)' : 'starting'),
-    lastError: conversation.lastError,
-    counters: conversation.counters,
-    timing: conversation.timing,
-    uptimeS: Math.round((Date.now() - started) / 1000),
-    pid: process.pid,
-    capturePid: mic.pid ?? null,
-  });
-  const control = await startControlServer(config.control.socket, parseInt(config.control.mode, 8), (req: ControlRequest) => {
-    switch (req.cmd) {
-      case 'press': conversation.press('ctl'); break;
-      case 'mute': conversation.mute(); break;
-      case 'unmute': conversation.unmute(); break;
-      case 'status': break;
-    }
-    return status();
-  });
-  return { conversation, mic, player, leds, button, control, emulator, gpio: gpioState, endpoint };
+  // Alive = the event loop runs this check, and capture either flows or is known to be down and being retried.
+  notify.startWatchdog(() => conversation.state === 'muted' || micProblem !== null || Date.now() - lastFrameAt < STUCK_CAPTURE_MS);
+  log.info({ endpoint: endpoint.description, gpio: gpio.state, socket: config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
+  notify.ready(statusLine(conversation.state, endpoint.description, micProblem, null));
 }

@@ -24,7 +24,10 @@ export class ArecordMic extends EventEmitter implements Mic {
   private down = false;
   bytes = 0;
 
-  constructor(private readonly opts: CaptureOptions) { super(); }
+  constructor(private opts: CaptureOptions) { super(); }
+
+  /** Used from the next (re)start of arecord. */
+  setOptions(opts: CaptureOptions): void { this.opts = opts; }
 
   get running(): boolean { return this.rec !== null; }
   get pid(): number | undefined { return this.rec?.process.pid; }

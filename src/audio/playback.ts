@@ -23,10 +23,13 @@ export class SpeakerPlayer extends EventEmitter implements Player {
   written = 0;
   lastWriteAt = 0;
 
-  constructor(private readonly opts: PlaybackOptions) {
+  constructor(private opts: PlaybackOptions) {
     super();
     this.chunkBytes = Math.round((opts.rate * (opts.chunkMs ?? 20)) / 1000) * 2;
   }
+
+  /** New device or lead (config reload): used from the next reply on. */
+  configure(opts: PlaybackOptions): void { this.opts = opts; }
 
   play(pcm: Buffer): void {
     if (pcm.length === 0) return;

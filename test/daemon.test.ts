@@ -1,0 +1,93 @@
+// The daemon as a process: config errors, reload, clean stop, secrets.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, writeFileSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { SoundCard } from './bench/soundcard.js';
+import { DaemonProcess, MAIN } from './bench/daemon.js';
+import { LiveEmulator } from '../src/emulator/emulator.js';
+
+let card: SoundCard;
+before(async () => { card = await SoundCard.start(); });
+after(async () => { await card?.stop(); });
+
+test('a misspelt config key is named with its file, and the daemon exits 78 without starting', async () => {
+  const d = await DaemonProcess.start({ env: card.env, rawConfig: 'audio:\n  capture_devic: hw:1\nconversation:\n  follow_up_s: soon\n', waitReady: false });
+  const code = await d.exited;
+  assert.equal(code, 78);
+  assert.match(d.stderr, new RegExp(`invalid config in ${d.configFile.replace(/[/.]/g, '\\$&')}`));
+  assert.match(d.stderr, /unknown key 'audio\.capture_devic'/);
+  assert.match(d.stderr, /'conversation\.follow_up_s': .*expected number/);
+  assert.equal(existsSync(d.socket), false, 'nothing was started');
+  assert.equal(d.logs.length, 0);
+});
+
+test('broken YAML is reported with its line, exit 78', async () => {
+  const d = await DaemonProcess.start({ env: card.env, rawConfig: 'audio:\n  capture_device: "hw:1\n  x: [\n', waitReady: false });
+  assert.equal(await d.exited, 78);
+  assert.match(d.stderr, /invalid YAML in .*config\.yaml at line \d+/);
+});
+
+test('a missing --config file is a clear error, exit 78', () => {
+  const r = spawnSync(process.execPath, [MAIN, '--config', '/nonexistent/live-speaker.yaml'], { encoding: 'utf8', timeout: 10000 });
+  assert.equal(r.status, 78);
+  assert.match(r.stderr, /cannot read config file \/nonexistent\/live-speaker\.yaml: ENOENT/);
+});
+
+test('SIGHUP reloads the config and applies it; a bad config is refused and the old one kept', async () => {
+  const emu = await LiveEmulator.start({ mode: 'scripted' });
+  const d = await DaemonProcess.start({ env: card.env, config: { live: { base_url: emu.url }, conversation: { follow_up_s: 3 } } });
+  try {
+    const text = readFileSync(d.configFile, 'utf8');
+    writeFileSync(d.configFile, text.replace('follow_up_s: 3', 'follow_up_s: 5'));
+    d.child.kill('SIGHUP');
+    await d.waitLog((l) => l.msg === 'config reloaded', 5000);
+    assert.equal((await d.ctl('status')).config.conversation.follow_up_s, 5);
+
+    writeFileSync(d.configFile, text.replace('follow_up_s: 3', 'follow_up_s: 5\n  folow_up: 2'));
+    d.child.kill('SIGHUP');
+    const refused = await d.waitLog((l) => /config reload refused/.test(l.msg), 5000);
+    assert.match(String(refused.error), /unknown key 'conversation\.folow_up'/);
+    const st = await d.ctl('status');
+    assert.equal(st.config.conversation.follow_up_s, 5, 'the running config was kept');
+    assert.equal(st.state, 'idle');
+    await d.ctl('press');
+    await d.waitState('listening', 5000);
+  } finally { await d.stop(); await emu.close(); }
+});
+
+test('SIGTERM stops cleanly: session closed, socket removed, exit 0', async () => {
+  const emu = await LiveEmulator.start({ mode: 'scripted' });
+  const d = await DaemonProcess.start({ env: card.env, config: { live: { base_url: emu.url } } });
+  await d.ctl('press');
+  await d.waitState('listening', 5000);
+  const code = await d.stop();
+  assert.equal(code, 0);
+  assert.ok(d.logs.some((l) => l.msg === 'stopped'));
+  assert.equal(existsSync(d.socket), false);
+  await emu.waitFor('close', undefined, 3000).catch(() => undefined);
+  assert.equal(emu.sessions[0].closed, true, 'the Live session was closed');
+  await emu.close();
+});
+
+test('the API key is never logged, and a rejected key shows as an error then idle', async () => {
+  const secret = 'AIzaSy-test-secret-0123456789';
+  const emu = await LiveEmulator.start({ mode: 'scripted', acceptKey: () => false });
+  const d = await DaemonProcess.start({ env: { ...card.env, GEMINI_API_KEY: secret }, config: { live: { base_url: emu.url }, conversation: { error_display_s: 1 } } });
+  try {
+    await d.ctl('press');
+    await d.waitState('error', 5000);
+    const st = await d.ctl('status');
+    assert.match(st.lastError.message, /API key not valid/);
+    await d.waitState('idle', 3000);
+  } finally { await d.stop(); await emu.close(); }
+  const all = JSON.stringify(d.logs) + d.stderr;
+  assert.ok(!all.includes(secret), 'the key does not appear in the logs');
+  assert.ok(d.logs.some((l) => l.keySource === 'GEMINI_API_KEY'), 'the key source is named');
+});
+
+test('ctl against a daemon that is not running says so', () => {
+  const r = spawnSync(process.execPath, [MAIN, 'ctl', 'status', '--socket', '/tmp/no-such-live-speaker.sock'], { encoding: 'utf8', timeout: 10000 });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /cannot reach \/tmp\/no-such-live-speaker\.sock: ENOENT \(is live-speaker running\?\)/);
+});
