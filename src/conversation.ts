@@ -69,6 +69,7 @@ export class Conversation extends EventEmitter {
   private replyAudio = false; // this turn has produced audio
   private stateTimer: NodeJS.Timeout | null = null;
   private maxTimer: NodeJS.Timeout | null = null;
+  private micDown: string | null = null;
 
   constructor(
     private opts: ConversationOptions,
@@ -105,6 +106,7 @@ export class Conversation extends EventEmitter {
         return;
       case 'idle':
       case 'error':
+        if (this.micDown) { this.fail(`microphone: ${this.micDown}`); return; } // nothing to send: say so at once
         this.start();
         return;
       case 'connecting':
@@ -158,10 +160,13 @@ export class Conversation extends EventEmitter {
     }
   }
 
-  /** The capture device failed while a conversation needed it. */
+  /** The capture device failed (arecord exited; the adapter retries). */
   micFailed(reason: string): void {
+    this.micDown = reason;
     if (this.link) this.fail(`microphone: ${reason}`);
   }
+
+  micRecovered(): void { this.micDown = null; }
 
   /** The playback device failed: end this reply, keep the conversation. */
   playerFailed(reason: string): void {

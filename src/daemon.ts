@@ -8,7 +8,7 @@ import { ConfigError, loadConfig, readApiKey, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { Conversation, type ConversationOptions, type LiveConnector, type State } from './conversation.js';
 import { ArecordMic, type CaptureOptions } from './audio/capture.js';
-import { SpeakerPlayer, type PlaybackOptions } from './audio/playback.js';
+import { SpeakerPlayer, loadSpeakerAddon, type PlaybackOptions } from './audio/playback.js';
 import { GeminiConnector } from './live/gemini.js';
 import { Leds, type LedRole } from './leds.js';
 import { Button } from './gpio/button.js';
@@ -142,8 +142,8 @@ export async function runDaemon(configPath?: string): Promise<void> {
     conversation.micFailed(reason);
     updateStatus();
   });
-  mic.on('recovered', () => { log.info('microphone is back'); micProblem = null; updateStatus(); });
-  player.on('error', (e: Error) => conversation.playerFailed(e.message));
+  mic.on('recovered', () => { log.info('microphone is back'); micProblem = null; conversation.micRecovered(); updateStatus(); });
+  player.on('error', (e: Error) => { conversation.playerFailed(e.message); updateStatus(); });
   gpio.button?.on('press', () => conversation.press('button'));
   gpio.button?.on('long-press', () => conversation.toggleMute());
   conversation.on('state', updateStatus);
@@ -243,6 +243,8 @@ export async function runDaemon(configPath?: string): Promise<void> {
     mic.once('failed', () => { clearTimeout(t); res(false); });
   });
   if (!micUp) log.warn('the microphone is not delivering audio yet; starting anyway (the button still answers)');
+  // Load the playback addon now (in a probe first: it aborts the process if ALSA's default PCM is missing).
+  loadSpeakerAddon().catch((e: Error) => log.warn({ error: e.message }, 'playback not available yet; will retry at the first reply'));
   // Alive = the event loop runs this check, and capture either flows or is known to be down and being retried.
   notify.startWatchdog(() => conversation.state === 'muted' || micProblem !== null || Date.now() - lastFrameAt < STUCK_CAPTURE_MS);
   log.info({ endpoint: endpoint.description, gpio: gpio.state, socket: config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');

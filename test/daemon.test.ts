@@ -91,3 +91,39 @@ test('ctl against a daemon that is not running says so', () => {
   assert.equal(r.status, 1);
   assert.match(r.stderr, /cannot reach \/tmp\/no-such-live-speaker\.sock: ENOENT \(is live-speaker running\?\)/);
 });
+
+test('no sound card at all: the daemon keeps running, says the mic and speaker are missing, and a press shows the error', async () => {
+  const emu = await LiveEmulator.start({ mode: 'scripted' });
+  const env = { ...process.env };
+  delete env.PULSE_SERVER;
+  delete env.ALSA_CONFIG_PATH;
+  const d = await DaemonProcess.start({ env, config: { live: { base_url: emu.url }, conversation: { error_display_s: 1 } } });
+  try {
+    const failed = await d.waitLog((l) => l.msg === 'microphone failed', 5000);
+    assert.match(String(failed.reason), /arecord on 'default' stopped: .*retrying in/);
+    await d.waitLog((l) => l.msg.startsWith('playback not available yet'), 10000);
+    const st = await d.ctl('status');
+    assert.match(st.microphone, /^microphone: arecord on 'default' stopped/);
+    await d.ctl('press');
+    await d.waitState('error', 3000);
+    assert.equal(emu.connections, 0, 'no session is opened without a microphone');
+    assert.match((await d.ctl('status')).lastError.message, /^microphone: /);
+    await d.waitState('idle', 3000);
+    assert.equal(d.exitCode, null, 'still running');
+    assert.equal(d.logs.filter((l) => l.msg === 'microphone failed').length, 1, 'said once, not on every retry');
+  } finally { await d.stop(); await emu.close(); }
+});
+
+test('a playback device that cannot be opened: the reply is dropped with a clear error, the conversation goes on', async () => {
+  const emu = await LiveEmulator.start({ mode: 'scripted' });
+  const d = await DaemonProcess.start({ env: card.env, config: { live: { base_url: emu.url }, audio: { playback_device: 'hw:CARD=NoSuchCard' } } });
+  try {
+    await d.ctl('press');
+    await d.waitState('listening', 5000);
+    void emu.sessions[0].sendAudio(Buffer.alloc(24000 * 2));
+    const l = await d.waitLog((x) => x.msg === 'playback failed; reply dropped', 5000);
+    assert.match(String(l.reason), /cannot play on ALSA device 'hw:CARD=NoSuchCard'/);
+    assert.equal((await d.ctl('status')).state, 'listening');
+    assert.equal(d.exitCode, null);
+  } finally { await d.stop(); await emu.close(); }
+});

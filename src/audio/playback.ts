@@ -4,10 +4,38 @@
 // is already in ALSA's buffer when we drop it is short.
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
+import { execFile } from 'node:child_process';
 import type { Player } from '../conversation.js';
 import type SpeakerType from 'speaker';
 
 const require = createRequire(import.meta.url);
+const SPEAKER_PATH = require.resolve('speaker');
+let Speaker: typeof SpeakerType | null = null;
+let loading: Promise<void> | null = null;
+
+/**
+ * Load the `speaker` addon safely. When it loads, it opens ALSA's `default`
+ * PCM to probe formats, and if that device does not exist (no sound card,
+ * unplugged USB speaker) alsa-lib asserts and the whole process aborts. So
+ * a child process loads it first; only if that child survives is it loaded
+ * here. Rejects with the reason otherwise (the next reply tries again).
+ */
+export function loadSpeakerAddon(): Promise<void> {
+  if (Speaker) return Promise.resolve();
+  loading ??= new Promise<void>((resolve, reject) => {
+    execFile(process.execPath, ['-e', `require(${JSON.stringify(SPEAKER_PATH)})`], { timeout: 10000 }, (err, _out, stderr) => {
+      loading = null;
+      if (err) {
+        const why = stderr.split('\n').map((l) => l.trim()).filter(Boolean).find((l) => /cannot open|Unknown PCM|No such/.test(l)) ?? `probe exited ${err.code ?? err.signal}`;
+        reject(new Error(`the ALSA default playback device cannot be opened (the speaker addon probes it when loading): ${why}`));
+        return;
+      }
+      Speaker = require('speaker') as typeof SpeakerType;
+      resolve();
+    });
+  });
+  return loading;
+}
 
 export interface PlaybackOptions { device: string; rate: number; leadMs: number; chunkMs?: number }
 
@@ -71,6 +99,10 @@ export class SpeakerPlayer extends EventEmitter implements Player {
       return;
     }
     if (ahead > this.opts.leadMs) return this.schedule(ahead - this.opts.leadMs);
+    if (!Speaker) {
+      loadSpeakerAddon().then(() => this.pump(), (e: Error) => this.failed(null, e));
+      return;
+    }
     const chunk = this.queue.shift()!;
     const spk = this.speaker ?? this.openDevice();
     if (!spk) return;
@@ -86,9 +118,8 @@ export class SpeakerPlayer extends EventEmitter implements Player {
   }
 
   private openDevice(): SpeakerType | null {
-    const Speaker = require('speaker') as typeof SpeakerType;
     try {
-      const spk = new Speaker({ channels: 1, bitDepth: 16, sampleRate: this.opts.rate, signed: true, device: this.opts.device, samplesPerFrame: Math.max(64, this.chunkBytes / 2) });
+      const spk = new Speaker!({ channels: 1, bitDepth: 16, sampleRate: this.opts.rate, signed: true, device: this.opts.device, samplesPerFrame: Math.max(64, this.chunkBytes / 2) });
       spk.on('error', (e: Error) => this.failed(spk, e));
       this.speaker = spk;
       this.playheadEnd = Date.now();

@@ -2,7 +2,7 @@
 // systemd does, with a config written for the test and the simulated sound
 // card's environment. Helpers wait on its JSON log lines and ctl status.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,7 +45,11 @@ export class DaemonProcess {
     });
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (d: string) => { this.stderr += d; });
-    this.exited = new Promise((res) => child.on('exit', (code) => { this.exitCode = code; res(code); }));
+    this.exited = new Promise((res) => child.on('exit', (code) => {
+      this.exitCode = code;
+      if (code !== null && code !== 0) rmSync(dir, { recursive: true, force: true });
+      res(code);
+    }));
   }
 
   static async start(opts: DaemonOptions = {}): Promise<DaemonProcess> {
@@ -102,6 +106,7 @@ export class DaemonProcess {
       await this.exited;
       clearTimeout(t);
     }
+    rmSync(this.dir, { recursive: true, force: true });
     return this.exitCode;
   }
 }
