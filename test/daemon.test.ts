@@ -20,12 +20,14 @@ test('a misspelt config key is named with its file, and the daemon exits 78 with
   assert.match(d.stderr, /'conversation\.follow_up_s': .*expected number/);
   assert.equal(existsSync(d.socket), false, 'nothing was started');
   assert.equal(d.logs.length, 0);
+  await d.stop();
 });
 
 test('broken YAML is reported with its line, exit 78', async () => {
   const d = await DaemonProcess.start({ env: card.env, rawConfig: 'audio:\n  capture_device: "hw:1\n  x: [\n', waitReady: false });
   assert.equal(await d.exited, 78);
   assert.match(d.stderr, /invalid YAML in .*config\.yaml at line \d+/);
+  await d.stop();
 });
 
 test('a missing --config file is a clear error, exit 78', () => {

@@ -45,11 +45,7 @@ export class DaemonProcess {
     });
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (d: string) => { this.stderr += d; });
-    this.exited = new Promise((res) => child.on('exit', (code) => {
-      this.exitCode = code;
-      if (code !== null && code !== 0) rmSync(dir, { recursive: true, force: true });
-      res(code);
-    }));
+    this.exited = new Promise((res) => child.on('exit', (code) => { this.exitCode = code; res(code); }));
   }
 
   static async start(opts: DaemonOptions = {}): Promise<DaemonProcess> {
