@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Run live-speaker on this machine, whatever it has:
+#  - installs what is missing (Debian packages, npm deps) and builds;
+#  - no API key (GEMINI_API_KEY): the built-in Live API emulator in parrot
+#    mode answers, by saying your own words back;
+#  - no sound card (or --simulated): a simulated one (scripts/soundcard.sh),
+#    and the demo speaks a question into its "room" with espeak-ng, presses
+#    the button for you, and saves what the speaker said to a WAV file.
+# With a real sound card it runs the daemon in the foreground: press the
+# button, or run `node dist/src/main.js ctl press --socket ...` (printed).
+#
+# Usage: bash scripts/demo.sh [--simulated] [--keep] [--say "your question"]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+simulated=auto keep=no question="Hello speaker, what is the weather like in Lisbon today?"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --simulated) simulated=yes ;;
+    --keep) keep=yes ;;
+    --say) question=$2; shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "demo: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+say() { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
+
+# ---- what is missing gets installed
+pkgs=(alsa-utils libasound2-dev sox libsox-fmt-all espeak-ng pulseaudio pulseaudio-utils libasound2-plugins python3 make g++)
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if [ ! -f node_modules/speaker/build/Release/binding.node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm dependencies"
+  npm ci --no-audit --no-fund
+fi
+npm run --silent build
+
+run=$(mktemp -d /tmp/live-speaker-demo.XXXXXX)
+cleanup() {
+  [ -n "${daemon_pid:-}" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
+  [ "$simulated" = yes ] && bash scripts/soundcard.sh stop "$run/card" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+# ---- a sound card: the real one, or the simulated one
+if [ "$simulated" = auto ]; then
+  if arecord -l 2>/dev/null | grep -q '^card' && aplay -l 2>/dev/null | grep -q '^card'; then simulated=no; else simulated=yes; fi
+fi
+if [ "$simulated" = yes ]; then
+  say "no sound card here: using a simulated one (PulseAudio null sinks behind ALSA 'default')"
+  bash scripts/soundcard.sh start "$run/card" >/dev/null
+  # shellcheck disable=SC1091
+  source "$run/card/env"
+fi
+
+cat > "$run/config.yaml" <<YAML
+control:
+  socket: $run/control.sock
+conversation:
+  follow_up_s: 3
+YAML
+ctl() { node dist/src/main.js ctl --socket "$run/control.sock" "$@"; }
+
+if [ -z "${GEMINI_API_KEY:-}${GOOGLE_API_KEY:-}" ]; then
+  say "no GEMINI_API_KEY: the built-in emulator answers in parrot mode (it repeats what you say)"
+fi
+say "starting the daemon (logs: $run/daemon.log)"
+node dist/src/main.js --config "$run/config.yaml" > "$run/daemon.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 100); do grep -q '"msg":"ready' "$run/daemon.log" 2>/dev/null && break; sleep 0.1; done
+grep -q '"msg":"ready' "$run/daemon.log" || { cat "$run/daemon.log"; say "the daemon did not start"; exit 1; }
+
+if [ "$simulated" = no ]; then
+  say "ready. Press the button, or in another shell: node dist/src/main.js ctl press --socket $run/control.sock"
+  say "Ctrl-C stops it."
+  tail -f "$run/daemon.log" &
+  wait "$daemon_pid"
+  exit $?
+fi
+
+# ---- one whole conversation on the simulated card
+espeak-ng -w "$run/q.wav" "$question"
+sox "$run/q.wav" -r 16000 -c 1 -b 16 -e signed-integer -t raw "$run/q.raw"
+parec --device=spk.monitor --raw --rate=24000 --channels=1 --format=s16le > "$run/speaker.raw" &
+rec_pid=$!
+say "pressing the button (ctl press) and saying: \"$question\""
+ctl press >/dev/null
+pacat --device=room --raw --rate=16000 --channels=1 --format=s16le "$run/q.raw"
+for _ in $(seq 200); do ctl status --json | grep -q '"state": "idle"' && break; sleep 0.1; done
+sleep 0.3
+kill "$rec_pid" 2>/dev/null; wait "$rec_pid" 2>/dev/null || true
+sox -t raw -r 24000 -b 16 -e signed-integer -c 1 "$run/speaker.raw" "$run/reply.wav" silence 1 0.05 1% reverse silence 1 0.05 1% reverse 2>/dev/null || true
+secs=$(soxi -D "$run/reply.wav" 2>/dev/null || echo 0)
+echo
+say "what happened (from the daemon's log):"
+node -e 'const l = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter((x) => x.startsWith("{")).map((x) => JSON.parse(x)).filter((x) => x.msg === "state"); console.log("  idle -> " + l.map((x) => x.to).join(" -> "))' "$run/daemon.log"
+say "the speaker said ${secs} s of audio: $run/reply.wav  (play it: aplay $run/reply.wav)"
+ctl status
+if [ "$keep" = yes ]; then
+  say "--keep: the daemon keeps running; try: node dist/src/main.js ctl press --socket $run/control.sock   (Ctrl-C stops)"
+  wait "$daemon_pid"
+fi
