@@ -46,6 +46,24 @@ export const ConfigSchema = z.strictObject({
       error: led.nullable().default({ pin: 19, active_low: false }),
     }).prefault({}),
   }).prefault({}),
+  wake: z.strictObject({
+    engine: z.enum(['none', 'porcupine', 'tone']).default('none'),
+    keywords: z.array(z.strictObject({
+      name: z.string().min(1), // a built-in keyword (jarvis, computer, ...) or a path to a .ppn file
+      sensitivity: z.number().min(0).max(1).default(0.5),
+    })).min(1).default([{ name: 'jarvis', sensitivity: 0.5 }]),
+    access_key_file: z.string().nullable().default(null),
+    model_path: z.string().nullable().default(null),
+    trim_wake_word: z.boolean().default(true),
+    before_ms: z.number().int().min(0).max(3000).default(1000),
+    refractory_ms: z.number().int().min(0).max(10000).default(1500),
+    tone_hz: z.number().positive().max(7000).default(1000),
+  }).prefault({}),
+  feedback: z.strictObject({
+    wake_sound: z.boolean().default(true),
+    error_sound: z.boolean().default(true),
+    volume: z.number().min(0).max(1).default(0.25),
+  }).prefault({}),
   conversation: z.strictObject({
     no_speech_timeout_s: z.number().positive().max(120).default(8),
     follow_up_s: z.number().min(0).max(120).default(8),
@@ -112,6 +130,19 @@ export function loadConfig(explicit?: string): { config: Config; file: string | 
     throw new ConfigError(`invalid YAML in ${file}${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}: ${e.message.split('\n')[0]}`, file);
   }
   return { config: parseConfig(doc.toJS(), file), file };
+}
+
+/** Picovoice AccessKey: PICOVOICE_ACCESS_KEY, the systemd credential, or wake.access_key_file. Never logged. */
+export function readAccessKey(config: Config, env: NodeJS.ProcessEnv = process.env): { key: string | null; source: string } {
+  const fromEnv = env.PICOVOICE_ACCESS_KEY?.trim();
+  if (fromEnv) return { key: fromEnv, source: 'PICOVOICE_ACCESS_KEY' };
+  const paths = [env.CREDENTIALS_DIRECTORY ? `${env.CREDENTIALS_DIRECTORY}/picovoice-access-key` : null, config.wake.access_key_file];
+  for (const p of paths) {
+    if (!p || !existsSync(p)) continue;
+    const key = readFileSync(p, 'utf8').trim();
+    if (key) return { key, source: p };
+  }
+  return { key: null, source: 'none' };
 }
 
 /** API key from the environment, else from live.api_key_file. Never logged. */

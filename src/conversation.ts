@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { EnergyVad } from './audio/vad.js';
 import { PrerollBuffer } from './audio/preroll.js';
+import { ChimeNotch } from './audio/sounds.js';
 import type { Logger } from './log.js';
 
 export type State = 'idle' | 'connecting' | 'listening' | 'thinking' | 'speaking' | 'follow-up' | 'muted' | 'error';
@@ -45,6 +46,14 @@ export interface ConversationOptions {
   followUpMs: number;
   maxConversationMs: number;
   errorDisplayMs: number;
+  /** Wake word: send from the end of the wake word (trim) or from wakeBeforeMs before it. */
+  trimWakeWord: boolean;
+  wakeBeforeMs: number;
+  /** Feedback sounds at the playback rate, or null when switched off. */
+  wakeSound: Buffer | null;
+  errorSound: Buffer | null;
+  /** How long after a chime starts the mic audio is notch-filtered (chime length + device latency). */
+  chimeGateMs: number;
 }
 
 export interface Counters {
@@ -52,7 +61,7 @@ export interface Counters {
   bytesSent: number; bytesPlayed: number;
 }
 
-export type Trigger = 'button' | 'ctl' | 'signal' | 'wake';
+export type Trigger = 'button' | 'ctl' | 'signal';
 
 export class Conversation extends EventEmitter {
   state: State = 'idle';
@@ -70,6 +79,7 @@ export class Conversation extends EventEmitter {
   private stateTimer: NodeJS.Timeout | null = null;
   private maxTimer: NodeJS.Timeout | null = null;
   private micDown: string | null = null;
+  private notch: { filter: ChimeNotch; until: number } | null = null;
 
   constructor(
     private opts: ConversationOptions,
@@ -77,7 +87,7 @@ export class Conversation extends EventEmitter {
     private readonly log: Logger,
   ) {
     super();
-    this.preroll = new PrerollBuffer(opts.rate, opts.prerollMs);
+    this.preroll = this.makePreroll();
     this.vad = this.makeVad();
     ports.indicator.show('idle');
   }
@@ -85,8 +95,12 @@ export class Conversation extends EventEmitter {
   /** New settings (config reload). Timers already running keep their length; the next ones use the new values. */
   configure(opts: ConversationOptions): void {
     this.opts = opts;
-    this.preroll = new PrerollBuffer(opts.rate, opts.prerollMs);
+    this.preroll = this.makePreroll();
     if (!this.link) this.vad = this.makeVad(); // mid-conversation the current VAD keeps its state
+  }
+
+  private makePreroll(): PrerollBuffer {
+    return new PrerollBuffer(this.opts.rate, Math.max(this.opts.prerollMs, this.opts.trimWakeWord ? 0 : this.opts.wakeBeforeMs));
   }
 
   private makeVad(): EnergyVad {
@@ -107,7 +121,7 @@ export class Conversation extends EventEmitter {
       case 'idle':
       case 'error':
         if (this.micDown) { this.fail(`microphone: ${this.micDown}`); return; } // nothing to send: say so at once
-        this.start();
+        this.start(this.opts.prerollMs);
         return;
       case 'connecting':
       case 'listening':
@@ -116,14 +130,50 @@ export class Conversation extends EventEmitter {
         return;
       case 'thinking':
       case 'speaking':
-        // Barge-in: stop the reply at once and listen to the new turn.
-        this.counters.bargeIns++;
-        this.ports.player.flush();
-        if (this.replyAudio) this.discardTurn = true;
-        this.replyAudio = false;
-        this.listen();
+        this.bargeIn();
         return;
     }
+  }
+
+  /**
+   * The wake word ended just now (the caller has fed every sample up to that
+   * point and none after). Idle: start, sending from the end of the wake
+   * word, or from wakeBeforeMs before it. During a reply: barge-in. Already
+   * listening: nothing to do. Muted: never (the mic is off anyway).
+   */
+  wake(keyword: string): void {
+    this.log.info({ trigger: 'wake', keyword, state: this.state }, 'wake word');
+    switch (this.state) {
+      case 'idle':
+      case 'error':
+        if (this.micDown) return;
+        this.start(this.opts.trimWakeWord ? 0 : this.opts.wakeBeforeMs);
+        this.chime();
+        return;
+      case 'thinking':
+      case 'speaking':
+        this.bargeIn();
+        this.chime();
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Stop the reply at once and listen to the new turn (press or wake word over a reply). */
+  private bargeIn(): void {
+    this.counters.bargeIns++;
+    this.ports.player.flush();
+    if (this.replyAudio) this.discardTurn = true;
+    this.replyAudio = false;
+    this.listen();
+  }
+
+  private chime(): void {
+    if (!this.opts.wakeSound) return;
+    this.notch = { filter: new ChimeNotch(this.opts.rate), until: Date.now() + this.opts.chimeGateMs };
+    this.ports.player.play(this.opts.wakeSound);
+    this.ports.player.finish(() => undefined);
   }
 
   toggleMute(): void { if (this.state === 'muted') this.unmute(); else this.mute(); }
@@ -147,6 +197,10 @@ export class Conversation extends EventEmitter {
 
   micFrame(frame: Buffer): void {
     if (this.state === 'muted') return;
+    if (this.notch) {
+      // The chime is playing: take its notes out of what the mic heard.
+      if (Date.now() > this.notch.until) this.notch = null; else frame = this.notch.filter.process(frame);
+    }
     if (this.state === 'connecting') { this.pending.push(frame); return; }
     if (!STREAMING_STATES.has(this.state)) { this.preroll.push(frame); return; }
     this.send(frame);
@@ -178,10 +232,11 @@ export class Conversation extends EventEmitter {
 
   // ---- conversation lifecycle ---------------------------------------------
 
-  private start(): void {
+  private start(prerollMs: number): void {
     this.counters.conversations++;
     this.timing = { pressAt: Date.now(), firstSentAt: null };
-    this.pending = this.preroll.drain(); // the moment just before the press: the user may already be talking
+    // The moment just before the trigger: the user may already be talking.
+    this.pending = this.preroll.drain(Math.floor((this.opts.rate * prerollMs) / 1000) * 2);
     this.discardTurn = false;
     this.replyAudio = false;
     this.vad.reset();
@@ -277,6 +332,7 @@ export class Conversation extends EventEmitter {
     this.log.warn({ error: message }, 'conversation failed');
     this.teardown();
     this.setState('error');
+    if (this.opts.errorSound) { this.ports.player.play(this.opts.errorSound); this.ports.player.finish(() => undefined); }
     this.armStateTimer(this.opts.errorDisplayMs, null);
   }
 

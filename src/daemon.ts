@@ -4,7 +4,7 @@
 // behaviour is decided here.
 import type { Server } from 'node:net';
 import { unlinkSync } from 'node:fs';
-import { ConfigError, loadConfig, readApiKey, type Config } from './config.js';
+import { ConfigError, loadConfig, readAccessKey, readApiKey, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { Conversation, type ConversationOptions, type LiveConnector, type State } from './conversation.js';
 import { ArecordMic, type CaptureOptions } from './audio/capture.js';
@@ -16,6 +16,10 @@ import { GpioUnavailable, onoffBackend, type GpioBackend, type OutputLine } from
 import { startControlServer, type ControlRequest } from './control.js';
 import { LiveEmulator } from './emulator/emulator.js';
 import { createNotifier, type Notifier } from './systemd.js';
+import { CHIME_MS, errorSound, wakeChime } from './audio/sounds.js';
+import { WakeWord, type WakeArmError } from './wake/engine.js';
+import { porcupineFactory } from './wake/porcupine.js';
+import { toneEngine } from './wake/tone.js';
 
 export const EXIT_CONFIG = 78; // EX_CONFIG: listed in RestartPreventExitStatus=, so no restart loop
 export const CAPTURE_RATE = 16000;
@@ -31,6 +35,11 @@ const conversationOptions = (config: Config): ConversationOptions => ({
   followUpMs: config.conversation.follow_up_s * 1000,
   maxConversationMs: config.conversation.max_conversation_s * 1000,
   errorDisplayMs: config.conversation.error_display_s * 1000,
+  trimWakeWord: config.wake.trim_wake_word,
+  wakeBeforeMs: config.wake.before_ms,
+  wakeSound: config.feedback.wake_sound ? wakeChime(PLAYBACK_RATE, config.feedback.volume) : null,
+  errorSound: config.feedback.error_sound ? errorSound(PLAYBACK_RATE, config.feedback.volume) : null,
+  chimeGateMs: CHIME_MS + config.audio.playback_lead_ms + 300, // + device and capture latency
 });
 const captureOptions = (config: Config): CaptureOptions =>
   ({ device: config.audio.capture_device, rate: CAPTURE_RATE, periodMs: config.audio.capture_period_ms });
@@ -86,10 +95,27 @@ async function openGpio(config: Config, log: Logger): Promise<{ state: string; l
   }
 }
 
-function statusLine(state: State, endpoint: string, problem: string | null, lastError: string | null): string {
+/** The wake word from the config, or null when none is configured. Arming is tried by the caller. */
+function makeWakeWord(config: Config): WakeWord | null {
+  const w = config.wake;
+  const refractory = Math.round((w.refractory_ms * CAPTURE_RATE) / 1000);
+  switch (w.engine) {
+    case 'none': return null;
+    case 'tone': return new WakeWord('tone (test stand-in)', () => toneEngine(w.tone_hz), refractory);
+    case 'porcupine': {
+      const { key } = readAccessKey(config);
+      return new WakeWord('porcupine', porcupineFactory({ accessKey: key, keywords: w.keywords, modelPath: w.model_path }), refractory);
+    }
+  }
+}
+
+function statusLine(state: State, endpoint: string, problem: string | null, lastError: string | null, wake: WakeWord | null): string {
   if (problem && (state === 'idle' || state === 'error')) return `degraded: ${problem}`;
   switch (state) {
-    case 'idle': return `idle: press the button (or live-speaker ctl press) to talk; endpoint ${endpoint}`;
+    case 'idle':
+      if (wake && !wake.armed) return `idle: wake word not armed (${wake.status().reason}); the button works`;
+      if (wake) return `idle: say "${wake.status().keywords.join('" or "')}" or press the button; endpoint ${endpoint}`;
+      return `idle: press the button (or live-speaker ctl press) to talk; endpoint ${endpoint}`;
     case 'connecting': return 'connecting to the Live API';
     case 'listening': return 'listening (microphone streaming)';
     case 'thinking': return 'thinking (microphone streaming)';
@@ -134,8 +160,28 @@ export async function runDaemon(configPath?: string): Promise<void> {
   // ---- events from the adapters
   let micProblem: string | null = null;
   let lastFrameAt = 0;
-  const updateStatus = () => notify.status(statusLine(conversation.state, endpoint.description, micProblem, conversation.lastError?.message ?? null));
-  mic.on('frame', (f: Buffer) => { lastFrameAt = Date.now(); conversation.micFrame(f); });
+  const updateStatus = () => notify.status(statusLine(conversation.state, endpoint.description, micProblem, conversation.lastError?.message ?? null, wake));
+
+  // ---- wake word: every capture chunk goes through it first; a detection splits the chunk exactly there
+  let wake = makeWakeWord(config);
+  const wireWake = (w: WakeWord) => {
+    w.on('armed', (keywords: string[]) => { log.info({ engine: w.name, keywords }, 'wake word armed'); updateStatus(); });
+    w.on('not-armed', (e: WakeArmError, retryMs: number | null) => {
+      // The error class and a scrubbed message, never a stack or the key.
+      log.warn({ engine: w.name, errorClass: e.errorClass, reason: e.message, retryInS: retryMs === null ? null : retryMs / 1000 },
+        retryMs === null ? 'wake word not armed; fix the cause and reload (the button works meanwhile)' : 'wake word not armed yet; retrying (the button works meanwhile)');
+      updateStatus();
+    });
+  };
+  if (wake) wireWake(wake);
+  mic.on('frame', (f: Buffer) => {
+    lastFrameAt = Date.now();
+    const at = wake && conversation.state !== 'muted' ? wake.push(f) : null;
+    if (at === null) { conversation.micFrame(f); return; }
+    conversation.micFrame(f.subarray(0, at));
+    conversation.wake(wake!.status().keywords[0] ?? 'wake word');
+    if (at < f.length) conversation.micFrame(f.subarray(at));
+  });
   mic.on('failed', (reason: string) => {
     if (micProblem === null) log.error({ reason }, 'microphone failed'); else log.debug({ reason }, 'microphone still failing');
     micProblem = `microphone: ${reason}`;
@@ -162,7 +208,8 @@ export async function runDaemon(configPath?: string): Promise<void> {
     lastError: conversation.lastError,
     counters: conversation.counters,
     timing: conversation.timing,
-    config: { file, conversation: config.conversation, audio: config.audio },
+    wake: wake?.status() ?? { engine: 'none', armed: false, keywords: [], reason: 'no wake word configured (wake.engine: none)', detections: 0 },
+    config: { file, conversation: config.conversation, audio: config.audio, wake: { ...config.wake } },
     uptimeS: Math.round((Date.now() - started) / 1000),
     pid: process.pid,
     capturePid: mic.pid ?? null,
@@ -203,9 +250,16 @@ export async function runDaemon(configPath?: string): Promise<void> {
       notify.ready();
       return;
     }
+    const prevWake = config.wake;
     config = { ...next, gpio: config.gpio, control: config.control };
     log.level = config.log.level;
     conversation.configure(conversationOptions(config));
+    if (JSON.stringify(next.wake) !== JSON.stringify(prevWake) || (wake && !wake.armed)) {
+      // A reload is the user's action that may have fixed the cause: try again now.
+      wake?.release();
+      wake = makeWakeWord(config);
+      if (wake) { wireWake(wake); wake.arm(); }
+    }
     player.configure(playbackOptions(config));
     if (captureChanged && conversation.state !== 'muted') { mic.stop(); mic.setOptions(captureOptions(config)); mic.start(); } else mic.setOptions(captureOptions(config));
     log.info({ restartNeededFor: needRestart }, needRestart.length ? `config reloaded; ${needRestart.join(' and ')} changes need a restart` : 'config reloaded');
@@ -221,6 +275,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     notify.stopping();
     log.info({ signal }, 'stopping');
     conversation.shutdown();
+    wake?.release();
     leds.release();
     gpio.button?.release();
     await new Promise<void>((res) => control.close(() => res()));
@@ -237,6 +292,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
 
   // Ready means ready: the pre-roll needs audio already flowing when the first press comes.
   mic.start();
+  wake?.arm();
   const micUp = await new Promise<boolean>((res) => {
     const t = setTimeout(() => res(false), 5000);
     mic.once('frame', () => { clearTimeout(t); res(true); });
@@ -248,5 +304,5 @@ export async function runDaemon(configPath?: string): Promise<void> {
   // Alive = the event loop runs this check, and capture either flows or is known to be down and being retried.
   notify.startWatchdog(() => conversation.state === 'muted' || micProblem !== null || Date.now() - lastFrameAt < STUCK_CAPTURE_MS);
   log.info({ endpoint: endpoint.description, gpio: gpio.state, socket: config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
-  notify.ready(statusLine(conversation.state, endpoint.description, micProblem, null));
+  notify.ready(statusLine(conversation.state, endpoint.description, micProblem, null, wake));
 }

@@ -22,9 +22,13 @@ export class PrerollBuffer {
     }
   }
 
-  /** Everything held, oldest first; the buffer is emptied. */
-  drain(): Buffer[] {
-    const out = this.frames;
+  /** The newest `bytes` held (all by default), oldest first; the buffer is emptied. */
+  drain(bytes = Infinity): Buffer[] {
+    let out = this.frames;
+    let excess = this.bytes - bytes;
+    while (excess > 0 && out.length > 0) {
+      if (out[0].length <= excess) { excess -= out[0].length; out = out.slice(1); } else { out = [out[0].subarray(excess), ...out.slice(1)]; excess = 0; }
+    }
     this.clear();
     return out;
   }
