@@ -1,0 +1,429 @@
+// `npm run bench`: latency and cost of the built daemon on the loopback Live
+// API emulator and the simulated sound card (PulseAudio null sinks, paced in
+// real time; no network). Every figure is printed next to a floor measured in
+// the same run; see bench/README.md for what each row and floor means.
+// usage: node dist/bench/bench.js [--trials N] [--quick] [--out FILE]
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { GoogleGenAI, Modality } from '@google/genai';
+import { SoundCard, findOnset, findTone } from '../test/bench/soundcard.js';
+import { DaemonProcess } from '../test/bench/daemon.js';
+import { LiveEmulator, type EmulatedSession } from '../src/emulator/emulator.js';
+import { resample, silence, tone } from '../src/audio/pcm.js';
+import { CostWindow, childrenNamed, fmt, summarize, type Summary } from './stats.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
+const ROOT = resolve(HERE, '../..');
+const argv = process.argv.slice(2);
+const opt = (name: string): string | undefined => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv[i + 1] : undefined; };
+const QUICK = argv.includes('--quick');
+const TRIALS = Number(opt('trials') ?? (QUICK ? 4 : 10));
+const FLOOR_TRIALS = Math.max(3, Math.min(TRIALS, 6));
+const IDLE_S = QUICK ? 8 : 25;
+const NAIVE_IDLE_S = QUICK ? 6 : 15;
+const ACTIVE_S = QUICK ? 6 : 12;
+const OUT = resolve(opt('out') ?? join(ROOT, 'bench/results.json'));
+const LEAD_MS = 200; // audio.playback_lead_ms: the config default, which the bench runs with
+const REPLY_SPEED = 4; // the emulator streams replies 4x faster than real time, as the service sends ahead
+const SPK = 24000;
+const B_PER_MS = (SPK * 2) / 1000;
+
+const t00 = Date.now();
+const progress = (msg: string) => process.stderr.write(`[bench ${((Date.now() - t00) / 1000).toFixed(0).padStart(3)} s] ${msg}\n`);
+
+// ---- sink analysis: tone marks are resolved against one continuous parec recording at the end
+interface ToneMark { freq: number; from: number; to: number }
+const resolveTone = (pcm: Buffer, startedAt: number, m: ToneMark) => {
+  const a = Math.max(0, Math.round((m.from - startedAt) * B_PER_MS)) & ~1;
+  const b = Math.min(pcm.length, Math.round((m.to - startedAt) * B_PER_MS)) & ~1;
+  if (b <= a) return { first: null, last: null };
+  const r = findTone(pcm.subarray(a, b), m.freq, 10);
+  const base = startedAt + a / B_PER_MS;
+  return { first: r.firstMs === null ? null : base + r.firstMs, last: r.lastMs === null ? null : base + r.lastMs };
+};
+
+function lines(child: ChildProcess, onLine: (o: any) => void): void {
+  let buf = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (d: string) => {
+    buf += d;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const l = buf.slice(0, nl); buf = buf.slice(nl + 1);
+      try { onLine(JSON.parse(l)); } catch { /* not ours */ }
+    }
+  });
+}
+const exited = (c: ChildProcess) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())));
+async function stopChild(c: ChildProcess): Promise<void> {
+  if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+  const t = setTimeout(() => c.kill('SIGKILL'), 3000);
+  await exited(c); clearTimeout(t);
+}
+
+async function pollStatus(d: DaemonProcess, pred: (st: any) => boolean, timeoutMs = 5000): Promise<any> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const st = await d.ctl('status');
+    if (pred(st)) return st;
+    if (Date.now() > end) throw new Error(`daemon status never matched; last ${JSON.stringify(st).slice(0, 300)}`);
+    await sleep(20);
+  }
+}
+
+/** Press until the daemon is idle (a press in 'thinking' is a barge-in, not an end). */
+async function endConversation(d: DaemonProcess): Promise<void> {
+  for (let i = 0; i < 4; i++) { const st = await d.ctl('press'); if (st.state === 'idle') return; }
+  throw new Error('the daemon did not go back to idle');
+}
+
+/** One reply per trial, interrupted by the server 800 ms after its first chunk left. */
+async function interruptTrials(emu: LiveEmulator, s: EmulatedSession, n: number, freq: number) {
+  const out: { mark: ToneMark; replyStartAt: number; firstChunkAt: number; interruptAt: number }[] = [];
+  for (let i = 0; i < n; i++) {
+    const started = emu.waitFor('reply-start', (ss) => ss === s, 5000);
+    const chunk = emu.waitFor('reply-chunk', (ss) => ss === s, 5000);
+    void s.sendAudio(tone(freq, 3000, SPK), { speed: REPLY_SPEED });
+    const [, replyStartAt] = await started;
+    const [, firstChunkAt] = await chunk;
+    await sleep(800);
+    const intr = emu.waitFor('interrupted', (ss) => ss === s, 1000);
+    s.interrupt();
+    const [, interruptAt] = await intr;
+    await sleep(1200);
+    out.push({ mark: { freq, from: replyStartAt - 50, to: Date.now() - 100 }, replyStartAt, firstChunkAt, interruptAt });
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  progress(`trials ${TRIALS}${QUICK ? ' (quick)' : ''}; starting the simulated sound card`);
+  const card = await SoundCard.start();
+  const speech = await card.say('hey there, what time is it in Tokyo');
+  const rec = card.recordSpeaker();
+  const children: ChildProcess[] = [];
+  const results: Record<string, any> = { startedAt: new Date().toISOString(), trials: TRIALS, quick: QUICK, leadMs: LEAD_MS, replySpeed: REPLY_SPEED, node: process.version };
+  try {
+    await sleep(500);
+
+    // ---- floors: the audio stack itself ----------------------------------
+    progress('floors: pacat and bare speaker addon');
+    const pacat: { mark: ToneMark; onsetAt: number; killAt: number }[] = [];
+    for (let i = 0; i < FLOOR_TRIALS; i++) {
+      const p = spawn('pacat', ['--playback', '--device=spk', '--raw', `--rate=${SPK}`, '--channels=1', '--format=s16le', '--latency-msec=10'], { env: card.env, stdio: ['pipe', 'ignore', 'ignore'] });
+      p.stdin!.on('error', () => undefined);
+      // Keep the stream running on paced silence, then switch to the tone.
+      const t0 = Date.now();
+      let fed = 0;
+      while (Date.now() - t0 < 500) {
+        const owe = Math.round(((Date.now() - t0 + 20) * B_PER_MS) / 2) * 2 - fed;
+        if (owe > 0) { p.stdin!.write(Buffer.alloc(owe)); fed += owe; }
+        await sleep(5);
+      }
+      const onsetAt = Date.now();
+      p.stdin!.write(tone(1000, 2000, SPK));
+      await sleep(700);
+      const killAt = Date.now();
+      p.kill('SIGKILL');
+      await exited(p);
+      await sleep(300);
+      pacat.push({ mark: { freq: 1000, from: onsetAt - 100, to: Date.now() }, onsetAt, killAt });
+    }
+    const probe = async (mode: 'onset' | 'stop') => {
+      const c = spawn(process.execPath, [join(HERE, 'probe.js'), mode, String(FLOOR_TRIALS)], { env: card.env, stdio: ['ignore', 'pipe', 'inherit'] });
+      const marks: number[] = [];
+      lines(c, (o) => marks.push(o.at));
+      await exited(c);
+      return marks;
+    };
+    const probeOnset = await probe('onset');
+    const probeStop = await probe('stop');
+
+    // SDK connect and a bare node start, for press-to-stream and start-up.
+    const emu = await LiveEmulator.start({ mode: 'scripted', replySpeed: REPLY_SPEED, keepClosedSessions: 2 });
+    const ai = new GoogleGenAI({ apiKey: 'bench', httpOptions: { baseUrl: emu.url } });
+    const connectMs: number[] = [];
+    for (let i = 0; i < FLOOR_TRIALS; i++) {
+      const t = Date.now();
+      const sess = await ai.live.connect({ model: 'bench', config: { responseModalities: [Modality.AUDIO] }, callbacks: { onmessage: () => undefined } });
+      connectMs.push(Date.now() - t);
+      sess.close();
+      await sleep(50);
+    }
+    const nodeStartMs: number[] = [];
+    for (let i = 0; i < FLOOR_TRIALS; i++) {
+      const t = Date.now();
+      const c = spawn(process.execPath, ['-e', 'process.stdout.write(JSON.stringify({at: Date.now()}) + "\\n")'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let at = NaN;
+      lines(c, (o) => (at = o.at));
+      await exited(c);
+      nodeStartMs.push(at - t);
+    }
+
+    // ---- the daemon: start-up ----------------------------------------------
+    const config = { live: { base_url: emu.url }, log: { level: 'info' }, conversation: { no_speech_timeout_s: 120, follow_up_s: 120, max_conversation_s: 3600 } };
+    progress('daemon start-up');
+    const startupMs: number[] = [];
+    const firstLogMs: number[] = [];
+    for (let i = 0; i < Math.max(3, Math.min(TRIALS, 8)); i++) {
+      const t = Date.now();
+      const d = await DaemonProcess.start({ env: card.env, config });
+      const ready = d.logs.find((l) => l.msg.startsWith('ready'))!;
+      startupMs.push(Date.parse(ready.time as string) - t);
+      firstLogMs.push(Date.parse(d.logs[0].time as string) - t);
+      await d.stop();
+    }
+
+    const d = await DaemonProcess.start({ env: card.env, config });
+    await sleep(1000); // the pre-roll fills
+
+    // ---- press-to-stream and lost speech -------------------------------------
+    progress('daemon press-to-stream');
+    const p2s: { pressAt: number; daemonPressAt: number; firstSentAt: number; emuFirstAudioAt: number | null; received: Buffer }[] = [];
+    for (let i = 0; i < TRIALS; i++) {
+      const sessionP = emu.waitFor('session', undefined, 5000);
+      const played = card.playIntoRoom(speech); // the user is already talking...
+      await sleep(150);
+      const pressAt = Date.now(); // ...when the button is pressed
+      await d.ctl('press');
+      const [s] = await sessionP;
+      await played;
+      await sleep(400);
+      const st = await d.ctl('status');
+      p2s.push({ pressAt, daemonPressAt: st.timing.pressAt, firstSentAt: st.timing.firstSentAt, emuFirstAudioAt: s.firstAudioAt, received: Buffer.from(s.received) });
+      await endConversation(d);
+      await sleep(600);
+    }
+
+    // ---- barge-in and reply start, in one long conversation ------------------
+    progress('daemon barge-in (interrupted) and reply start');
+    const sessionP = emu.waitFor('session', undefined, 5000);
+    await d.ctl('press');
+    const [s] = (await sessionP) as [EmulatedSession];
+    await pollStatus(d, (st) => st.state === 'listening');
+    const dInterrupt = await interruptTrials(emu, s, TRIALS, 440);
+
+    progress('daemon barge-in (press)');
+    const dPress: { mark: ToneMark; pressAt: number }[] = [];
+    for (let i = 0; i < TRIALS; i++) {
+      const started = emu.waitFor('reply-start', (ss) => ss === s, 5000);
+      const chunk = emu.waitFor('reply-chunk', (ss) => ss === s, 5000);
+      // Real-time sending: the server is still streaming this turn when the press comes.
+      void s.sendAudio(tone(660, 2500, SPK), { speed: 1 });
+      const [, replyStartAt] = await started;
+      await chunk;
+      await sleep(800);
+      const pressAt = Date.now();
+      const ack = await d.ctl('press');
+      if (ack.state !== 'listening') throw new Error(`press during a reply left the daemon in ${ack.state}`);
+      await emu.waitFor('reply-end', (ss) => ss === s, 5000);
+      await sleep(400);
+      dPress.push({ mark: { freq: 660, from: replyStartAt - 50, to: Date.now() - 100 }, pressAt });
+    }
+
+    progress(`daemon active cost (${ACTIVE_S} s of a spoken reply playing)`);
+    const voice = resample(speech, 16000, SPK);
+    const parts: Buffer[] = [];
+    for (let ms = 0; ms < (ACTIVE_S + 4) * 1000; ms += voice.length / B_PER_MS + 200) parts.push(voice, silence(200, SPK));
+    const activeChunk = emu.waitFor('reply-chunk', (ss) => ss === s, 5000);
+    void s.sendAudio(Buffer.concat(parts), { speed: 2 });
+    await activeChunk;
+    await sleep(1000);
+    const st0 = await d.ctl('status');
+    const activeWin = new CostWindow({ daemon: st0.pid, daemonArecord: st0.capturePid });
+    await sleep(ACTIVE_S * 1000);
+    const active = activeWin.end();
+    const stActive = await d.ctl('status');
+    s.interrupt();
+    await sleep(300);
+    await endConversation(d);
+    await sleep(1500);
+
+    // ---- idle cost, side by side ------------------------------------------------
+    progress(`idle cost (${IDLE_S} s window, side by side)`);
+    const stIdle = await d.ctl('status');
+    const arecordAlone = spawn('arecord', ['-D', 'default', '-f', 'S16_LE', '-r', '16000', '-c', '1', '-t', 'raw'], { env: card.env, stdio: ['ignore', 'ignore', 'ignore'] });
+    const bareNode = spawn(process.execPath, ['-e', 'setTimeout(()=>{},600000)'], { stdio: 'ignore' });
+    // Placeholder for the wake-word engine (not built yet): a separate process
+    // reading arecord (20 ms periods, like the daemon) in Porcupine's 512-sample
+    // frames at their real rate, computing only an RMS per frame.
+    const WAKE_FAKE = `const {spawn}=require('child_process');const a=spawn('arecord',['-q','-D','default','-f','S16_LE','-r','16000','-c','1','-t','raw','--period-time=20000','--buffer-time=160000'],{stdio:['ignore','pipe','ignore']});
+let acc=Buffer.alloc(0),frames=0,e=0;a.stdout.on('data',d=>{acc=Buffer.concat([acc,d]);while(acc.length>=1024){const f=new Int16Array(acc.buffer.slice(acc.byteOffset,acc.byteOffset+1024));let s=0;for(let i=0;i<512;i++)s+=f[i]*f[i];e+=Math.sqrt(s/512);frames++;acc=acc.subarray(1024);}});process.on('SIGTERM',()=>{a.kill();process.exit(0)});`;
+    const wake = spawn(process.execPath, ['-e', WAKE_FAKE], { env: card.env, stdio: 'ignore' });
+    children.push(arecordAlone, bareNode, wake);
+    await sleep(1500);
+    const wakeArecord = childrenNamed(wake.pid!, 'arecord')[0];
+    const idleWin = new CostWindow({
+      daemon: stIdle.pid, daemonArecord: stIdle.capturePid, arecordAlone: arecordAlone.pid!, bareNode: bareNode.pid!,
+      wakeFake: wake.pid!, ...(wakeArecord ? { wakeFakeArecord: wakeArecord } : {}),
+    });
+    await sleep(IDLE_S * 1000);
+    const idle = idleWin.end();
+    await Promise.all([stopChild(arecordAlone), stopChild(bareNode), stopChild(wake)]);
+    const dStatus = await d.ctl('status');
+    await d.stop();
+
+    // ---- the naive client ---------------------------------------------------------
+    const naive: Record<string, any> = {};
+    for (const style of ['interval', 'official'] as const) {
+      progress(`naive client (${style}): start-up, idle ${NAIVE_IDLE_S} s, barge-in`);
+      const nemu = await LiveEmulator.start({ mode: 'scripted', replySpeed: REPLY_SPEED });
+      const sessP = nemu.waitFor('session', undefined, 10000);
+      const t = Date.now();
+      const c = spawn(process.execPath, [join(HERE, 'naive-client.js'), '--url', nemu.url, '--style', style], { env: card.env, stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(c);
+      let stderr = '';
+      c.stderr!.on('data', (x: Buffer) => (stderr = (stderr + x.toString()).slice(-2000)));
+      const ready = await new Promise<any>((res, rej) => {
+        const to = setTimeout(() => rej(new Error(`naive client did not start: ${stderr}`)), 15000);
+        lines(c, (o) => { if (o.ready) { clearTimeout(to); res(o); } });
+      });
+      const [ns] = (await sessP) as [EmulatedSession];
+      await sleep(1500);
+      const win = new CostWindow({ naive: c.pid!, naiveArecord: ready.arecordPid });
+      await sleep(NAIVE_IDLE_S * 1000);
+      const nIdle = win.end();
+      const firstAudioMs = ns.firstAudioAt === null ? null : ns.firstAudioAt - t;
+      const trials = await interruptTrials(nemu, ns, TRIALS, 440);
+      await stopChild(c);
+      await nemu.close();
+      naive[style] = { startupMs: ready.ready - t, firstAudioMs, idle: nIdle, trials, stderr: stderr.trim().split('\n').slice(-3) };
+    }
+    await emu.close();
+
+    // ---- analysis --------------------------------------------------------------------
+    progress('analysing the sink recording');
+    const pcm = await rec.stop();
+    // Recorder calibration. parec's byte->time mapping reads early by however far
+    // the null sink renders ahead. A killed pacat was sounding its tone at the
+    // kill, so its last tone sample cannot be earlier than the kill: the median
+    // shortfall is the offset every sink time gets (reported as a floor row).
+    const raw = (m: ToneMark) => resolveTone(pcm, rec.startedAt, m);
+    const rawResidual = summarize(pacat.map((p) => { const r = raw(p.mark); return r.last === null ? null : r.last - p.killAt; }));
+    const CAL = Math.max(0, -(rawResidual.median ?? 0));
+    const S = rec.startedAt + CAL;
+    const tn = (m: ToneMark) => resolveTone(pcm, S, m);
+    const lostMs = (received: Buffer): number | null => {
+      const hit = findOnset(received, speech);
+      if (hit && hit.correlation > 0.9) return 0;
+      for (let k = 640; k < speech.length - 9600; k += 640) { // 20 ms steps into the speech
+        const h = findOnset(received, speech.subarray(k));
+        if (h && h.correlation > 0.9) return (k + h.needleOnsetBytes) / 32;
+      }
+      return null;
+    };
+    const pacatOnset = summarize(pacat.map((p) => { const r = tn(p.mark); return r.first === null ? null : r.first - p.onsetAt; }));
+    const pacatResidual = summarize(pacat.map((p) => { const r = tn(p.mark); return r.last === null ? null : r.last - p.killAt; }));
+    const spkOnset = summarize(probeOnset.map((at) => { const r = tn({ freq: 1000, from: at - 50, to: at + 600 }); return r.first === null ? null : r.first - at; }));
+    const spkDrop = summarize(probeStop.map((at) => { const r = tn({ freq: 1000, from: at - 300, to: at + 580 }); return r.last === null ? null : r.last - at; }));
+    const interruptFig = (tr: typeof dInterrupt) => ({
+      bargeIn: summarize(tr.map((x) => { const r = tn(x.mark); return r.last === null ? null : r.last - x.interruptAt; })),
+      replyStart: summarize(tr.map((x) => { const r = tn(x.mark); return r.first === null ? null : r.first - x.firstChunkAt; })),
+      sendMs: summarize(tr.map((x) => x.firstChunkAt - x.replyStartAt)),
+      missing: tr.filter((x) => tn(x.mark).last === null).length,
+    });
+    const dI = interruptFig(dInterrupt);
+    const dP = summarize(dPress.map((x) => { const r = tn(x.mark); return r.last === null ? null : r.last - x.pressAt; }));
+    const naiveFig: Record<string, any> = {};
+    for (const [k, v] of Object.entries(naive)) {
+      const f = interruptFig(v.trials);
+      naiveFig[k] = { ...f, startupMs: v.startupMs, firstAudioMs: v.firstAudioMs, idle: v.idle, stderr: v.stderr };
+    }
+    const p2sFirst = summarize(p2s.map((x) => x.firstSentAt - x.daemonPressAt));
+    const p2sEmu = summarize(p2s.map((x) => (x.emuFirstAudioAt === null ? null : x.emuFirstAudioAt - x.pressAt)));
+    const lost = p2s.map((x) => lostMs(x.received));
+    const lostS = summarize(lost);
+
+    const floors = {
+      pacatOnsetMs: pacatOnset, pacatResidualMs: pacatResidual, speakerOnsetMs: spkOnset, speakerDropResidualMs: spkDrop,
+      recorderOffsetMs: CAL, rawPacatResidualMs: rawResidual, sdkConnectMs: summarize(connectMs), nodeStartMs: summarize(nodeStartMs), emulatorSendMs: dI.sendMs, leadMs: LEAD_MS,
+    };
+    const bargeBound = LEAD_MS + (spkOnset.median ?? NaN);
+    const bargeFloor = spkDrop.median;
+    const cpuTotal = (w: Record<string, any>, a: string, b: string) => (w[a]?.cpuPerMin ?? NaN) + (w[b]?.cpuPerMin ?? NaN);
+    Object.assign(results, {
+      floors,
+      daemon: {
+        bargeInInterruptedMs: dI.bargeIn, bargeInPressMs: dP, replyStartMs: dI.replyStart, missingTones: dI.missing,
+        pressToFirstSentMs: p2sFirst, pressToEmulatorFirstAudioMs: p2sEmu, lostSpeechMs: lostS, lostSpeechPerTrial: lost,
+        startupMs: summarize(startupMs), startupFirstLogMs: summarize(firstLogMs), idle, active, counters: dStatus.counters, activeCounters: stActive.counters,
+      },
+      naive: naiveFig,
+      durationS: Math.round((Date.now() - t00) / 1000),
+    });
+
+    // ---- the table ---------------------------------------------------------------------
+    type Row = [string, Summary | number | null, string, number | null, string?];
+    const rows: Row[] = [];
+    const ratio = (a: number | null | undefined, b: number | null | undefined) => (a == null || b == null || !b ? '—' : `${(a / b).toFixed(2)}x`);
+    const med = (x: Summary | number | null) => (x === null ? null : typeof x === 'number' ? x : x.median);
+    const nv = naiveFig.interval, no = naiveFig.official;
+    rows.push(['barge-in: interrupted -> last reply sample (ms)', dI.bargeIn, 'speaker close(true) residual', bargeFloor,
+      `design bound lead+onset ${fmt(bargeBound)}; naive ${fmt(nv?.bargeIn.median)} / ${fmt(no?.bargeIn.median)} -> daemon ${ratio(dI.bargeIn.median, nv?.bargeIn.median)} / ${ratio(dI.bargeIn.median, no?.bargeIn.median)}`]);
+    rows.push(['barge-in: press -> last reply sample (ms)', dP, 'speaker close(true) residual', bargeFloor, `design bound lead+onset ${fmt(bargeBound)}; naive: no button`]);
+    rows.push(['reply start: first chunk sent -> first sample (ms)', dI.replyStart, 'emu send + speaker onset', (dI.sendMs.median ?? 0) + (spkOnset.median ?? NaN),
+      `naive ${fmt(nv?.replyStart.median)} / ${fmt(no?.replyStart.median)} -> daemon ${ratio(dI.replyStart.median, nv?.replyStart.median)} / ${ratio(dI.replyStart.median, no?.replyStart.median)}`]);
+    rows.push(['press -> first mic frame sent (ms, daemon clock)', p2sFirst, 'SDK connect', floors.sdkConnectMs.median, 'naive: streams always']);
+    rows.push(['press -> emulator first audio (ms, cross-check)', p2sEmu, 'SDK connect', floors.sdkConnectMs.median]);
+    rows.push(['speech lost after the press (ms; must be 0)', lostS, 'zero', 0, `speech began ~150 ms before the press; ${lost.filter((x) => x === null).length} not found`]);
+    rows.push(['start-up: spawn -> ready (ms)', summarize(startupMs), 'bare node start', floors.nodeStartMs.median,
+      `naive spawn->session+mic ${fmt(nv?.startupMs)} / ${fmt(no?.startupMs)}`]);
+    rows.push(['start-up: spawn -> first log line (ms)', summarize(firstLogMs), 'bare node start', floors.nodeStartMs.median, 'module loading; the rest is waiting for the first mic frame']);
+    const idleTotal = cpuTotal(idle, 'daemon', 'daemonArecord');
+    const nTot = (x: any) => (x ? cpuTotal(x.idle, 'naive', 'naiveArecord') : null);
+    rows.push(['idle CPU s/min: daemon node', idle.daemon.cpuPerMin, 'arecord alone', idle.arecordAlone.cpuPerMin]);
+    rows.push(['idle CPU s/min: daemon arecord child', idle.daemonArecord.cpuPerMin, 'arecord alone', idle.arecordAlone.cpuPerMin]);
+    rows.push(['idle CPU s/min: daemon total', idleTotal, 'arecord alone', idle.arecordAlone.cpuPerMin,
+      `naive total ${fmt(nTot(nv), 2)} / ${fmt(nTot(no), 2)} -> daemon ${ratio(idleTotal, nTot(nv))} / ${ratio(idleTotal, nTot(no))}`]);
+    rows.push(['idle CPU s/min: wake-word FAKE (node+arecord)', cpuTotal(idle, 'wakeFake', 'wakeFakeArecord'), 'arecord alone', idle.arecordAlone.cpuPerMin, 'placeholder: RMS per 512-sample frame, not Porcupine']);
+    rows.push(['idle RSS MiB: daemon node', idle.daemon.rssMiB, 'bare node', idle.bareNode.rssMiB,
+      `naive ${fmt(nv?.idle.naive.rssMiB, 1)} / ${fmt(no?.idle.naive.rssMiB, 1)}`]);
+    rows.push(['idle RSS MiB: wake-word FAKE node', idle.wakeFake?.rssMiB ?? null, 'bare node', idle.bareNode.rssMiB]);
+    rows.push(['active CPU s/min: daemon node (reply playing)', active.daemon.cpuPerMin, 'daemon idle', idle.daemon.cpuPerMin]);
+    rows.push(['active CPU s/min: daemon total', cpuTotal(active, 'daemon', 'daemonArecord'), 'daemon idle total', idleTotal]);
+    rows.push(['active RSS MiB: daemon node', active.daemon.rssMiB, 'bare node', idle.bareNode.rssMiB]);
+
+    const digits = (label: string) => (label.includes('CPU') ? 2 : label.includes('RSS') ? 1 : 0);
+    const out: string[] = [];
+    out.push(`live-speaker bench — ${results.startedAt}, node ${process.version}, ${TRIALS} trials per latency figure, emulator replies at ${REPLY_SPEED}x real time`);
+    out.push('');
+    out.push('FLOORS (measured in this run)                          n   median    p95');
+    const fl = (label: string, s: Summary) => out.push(`  ${label.padEnd(50)} ${String(s.n).padStart(3)} ${fmt(s.median).padStart(8)} ${fmt(s.p95).padStart(6)}`);
+    out.push(`  ${'sink recorder offset added to sink times, ms'.padEnd(50)}   -  ${fmt(CAL).padStart(7)}   (= -median raw pacat-kill residual ${fmt(rawResidual.median)})`);
+    fl('pacat (10 ms) tone -> sink, ms', pacatOnset);
+    fl('pacat killed -> last sample, ms (0 by calibration)', pacatResidual);
+    fl('speaker addon, fresh, write -> sink, ms', spkOnset);
+    fl('speaker addon, 0.5 s buffer, close(true) -> last, ms', spkDrop);
+    fl('SDK connect to emulator (setupComplete), ms', floors.sdkConnectMs);
+    fl('bare node start -> first line, ms', floors.nodeStartMs);
+    fl('emulator reply-start -> first chunk sent, ms', dI.sendMs);
+    out.push(`  ${'playback lead (audio.playback_lead_ms), ms'.padEnd(50)}   -  ${String(LEAD_MS).padStart(7)}`);
+    out.push('');
+    out.push(`${'FIGURE'.padEnd(52)} ${'n'.padStart(3)} ${'median'.padStart(8)} ${'p95'.padStart(7)}  ${'floor'.padEnd(28)} ${'value'.padStart(7)} ${'ratio'.padStart(7)}  naive (interval / official) and notes`);
+    for (const [label, v, fname, fval, note] of rows) {
+      const dg = digits(label);
+      const n = v === null ? '—' : typeof v === 'number' ? '1' : String(v.n);
+      const m = med(v);
+      const p = v !== null && typeof v === 'object' ? v.p95 : null;
+      out.push(`${label.padEnd(52)} ${n.padStart(3)} ${fmt(m, dg).padStart(8)} ${fmt(p, dg).padStart(7)}  ${fname.padEnd(28)} ${fmt(fval, dg).padStart(7)} ${ratio(m, fval).padStart(7)}  ${note ?? ''}`);
+    }
+    out.push('');
+    out.push(`idle windows: daemon/arecord/node ${fmt(idle.daemon.windowS, 1)} s side by side; naive ${NAIVE_IDLE_S} s each (the naive client has no idle state: it streams the mic to the server all the time). Active window ${ACTIVE_S} s.`);
+    out.push('Latencies are wall-clock (Date.now) across processes; sink times come from parec on spk.monitor (10 ms blocks). Columns: see bench/README.md.');
+    const text = out.join('\n');
+    results.table = text;
+    mkdirSync(dirname(OUT), { recursive: true });
+    writeFileSync(OUT, JSON.stringify(results, null, 2) + '\n');
+    process.stdout.write(text + '\n\nresults: ' + OUT + '\n');
+    progress('done');
+  } finally {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await rec.stop().catch(() => undefined);
+    await card.stop();
+  }
+}
+
+main().catch((e) => { process.stderr.write(`bench failed: ${(e as Error).stack ?? e}\n`); process.exit(1); });
