@@ -11,7 +11,7 @@ function notes(freqs: number[], noteMs: number, rate: number, volume: number): B
   const out = Buffer.alloc(n * freqs.length * 2);
   freqs.forEach((f, k) => {
     for (let i = 0; i < n; i++) {
-      const env = Math.min(1, i / (rate * 0.005), (n - i) / (rate * 0.02)); // 5 ms attack, 20 ms release: no clicks
+      const env = Math.min(1, i / (rate * 0.015), (n - i) / (rate * 0.025)); // soft 15 ms attack, 25 ms release: no clicks, a narrow spectrum
       out.writeInt16LE(Math.round(Math.sin((2 * Math.PI * f * i) / rate) * env * volume * 32767), (k * n + i) * 2);
     }
   });
@@ -26,8 +26,9 @@ export const CHIME_MS = 160;
 export class ChimeNotch {
   private readonly stages: { b0: number; b1: number; b2: number; a1: number; a2: number; x1: number; x2: number; y1: number; y2: number }[];
 
-  constructor(rate: number, freqs = CHIME_HZ, q = 8) {
-    this.stages = freqs.map((f) => {
+  constructor(rate: number, freqs = CHIME_HZ, q = 5) {
+    // Two stages per note: deeper and wider than one, still far from the speech fundamentals.
+    this.stages = [...freqs, ...freqs].map((f) => {
       const w = (2 * Math.PI * f) / rate;
       const alpha = Math.sin(w) / (2 * q);
       const a0 = 1 + alpha;

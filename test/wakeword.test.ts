@@ -1,0 +1,213 @@
+// The wake word through the real audio bench: the daemon process, real
+// arecord and speaker on the simulated card, the emulator over the real SDK.
+// The engine is the tone stand-in (a steady 1 kHz tone is "the wake word"),
+// since Porcupine needs an online-validated key; the real Porcupine error
+// paths are exercised at the end.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SoundCard, findOnset, findTone } from './bench/soundcard.js';
+import { DaemonProcess } from './bench/daemon.js';
+import { LiveEmulator, type EmulatorOptions } from '../src/emulator/emulator.js';
+import { goertzelPower, tone, silence } from '../src/audio/pcm.js';
+import { CHIME_HZ } from '../src/audio/sounds.js';
+
+let card: SoundCard;
+let speech: Buffer;
+const WAKE = tone(1000, 400, 16000, 0.3); // "jarvis"
+
+before(async () => {
+  card = await SoundCard.start();
+  speech = await card.say('what time is it');
+});
+after(async () => { await card?.stop(); });
+
+async function setup(emuOpts: EmulatorOptions, wake: Record<string, unknown>, extra: Record<string, any> = {}, env: NodeJS.ProcessEnv = card.env) {
+  const emu = await LiveEmulator.start({ mode: 'scripted', ...emuOpts });
+  const daemon = await DaemonProcess.start({
+    env,
+    config: { live: { base_url: emu.url }, wake: { engine: 'tone', ...wake }, feedback: { wake_sound: false }, conversation: { follow_up_s: 2 }, ...extra },
+  });
+  return { emu, daemon, async done() { await daemon.stop(); await emu.close(); } };
+}
+
+/** ms of 1 kHz tone at the start of 16 kHz audio, in 16 ms blocks. */
+function toneRunAtStart(pcm: Buffer, hz = 1000): { leadingSilenceMs: number; toneMs: number } {
+  const block = 512; // bytes = 16 ms
+  let i = 0, lead = 0, run = 0;
+  const isTone = (b: Buffer) => goertzelPower(b, 16000, hz) > 0.02;
+  const loud = (b: Buffer) => { let e = 0; for (let k = 0; k < b.length; k += 2) e += b.readInt16LE(k) ** 2; return Math.sqrt(e / (b.length / 2)) > 300; };
+  for (; i + block <= pcm.length && !loud(pcm.subarray(i, i + block)); i += block) lead += 16;
+  if (i + block <= pcm.length && !isTone(pcm.subarray(i, i + block))) { i += block; run += 16; } // a block the onset cuts in two
+  for (; i + block <= pcm.length && isTone(pcm.subarray(i, i + block)); i += block) run += 16;
+  return { leadingSilenceMs: lead, toneMs: run };
+}
+
+test('wake word, trimmed: the session starts where the wake word ended, and the command spoken in one breath arrives intact', async () => {
+  const { emu, daemon, done } = await setup({}, { trim_wake_word: true });
+  try {
+    await card.playIntoRoom(Buffer.concat([WAKE, speech])); // "jarvis what time is it", no pause
+    const [session] = await emu.waitFor('utterance', undefined, 10000);
+    const r = session.received as Buffer;
+    const start = toneRunAtStart(r);
+    // The detection fires after 200 ms of tone (whole 512-sample frames): 144..176 ms of the 400 ms tone remain.
+    assert.equal(start.leadingSilenceMs, 0, 'the first sent sample is inside the wake word, not before it');
+    assert.ok(start.toneMs >= 112 && start.toneMs <= 192, `sent audio starts with ${start.toneMs} ms of the wake word's tail`);
+    const hit = findOnset(r, speech);
+    assert.ok(hit && hit.correlation > 0.9, `the command is intact (corr ${hit?.correlation.toFixed(3)})`);
+    const st = await daemon.ctl('status');
+    assert.equal(st.wake.detections, 1);
+    assert.equal(st.wake.armed, true);
+  } finally { await done(); }
+});
+
+test('wake word, not trimmed: before_ms of audio before the detection is sent first', async () => {
+  const { emu, daemon, done } = await setup({}, { trim_wake_word: false, before_ms: 600 });
+  try {
+    await sleep(800); // let the ring fill with room silence
+    await card.playIntoRoom(Buffer.concat([WAKE, speech]));
+    const [session] = await emu.waitFor('utterance', undefined, 10000);
+    const start = toneRunAtStart(session.received);
+    // 600 ms before a detection at 224..256 ms into the tone: 344..376 ms of silence, then the whole 400 ms tone.
+    assert.ok(start.leadingSilenceMs >= 320 && start.leadingSilenceMs <= 400, `${start.leadingSilenceMs} ms before the wake word`);
+    assert.ok(start.toneMs >= 368, `the whole wake word was sent (${start.toneMs} ms)`);
+    assert.equal((await daemon.ctl('status')).state !== 'idle', true);
+  } finally { await done(); }
+});
+
+test('wake word during a reply stops playback at once and starts a new turn', async () => {
+  // A deaf server: only the wake word can cut the reply. A short refractory: the reply starts soon after the first wake.
+  const { emu, daemon, done } = await setup({ vad: { thresholdDbfs: -3 } }, { refractory_ms: 300 });
+  const sink = card.recordSpeaker();
+  try {
+    const listening = daemon.waitState('listening', 5000);
+    await card.playIntoRoom(WAKE);
+    await listening;
+    const reply = emu.sessions[0].sendAudio(tone(440, 5000, 24000), { speed: 1 });
+    await daemon.waitState('speaking', 5000);
+    await sleep(1000);
+    const t = Date.now();
+    const cut = daemon.waitState('listening', 3000);
+    await card.playIntoRoom(WAKE);
+    await cut;
+    const wakeAt = Date.parse((daemon.logs.filter((l) => l.msg === 'wake word').pop()!.time) as string);
+    await sleep(1500);
+    const played = await sink.stop();
+    const old = findTone(played, 440);
+    assert.ok(old.totalMs < 3000, `the reply was cut (${old.totalMs} of 5000 ms)`);
+    assert.ok(sink.startedAt + old.lastMs! - wakeAt < 500, `reply audio stopped ${sink.startedAt + old.lastMs! - wakeAt} ms after the wake word was detected (${wakeAt - t} ms after it began)`);
+    const st = await daemon.ctl('status');
+    assert.equal(st.counters.bargeIns, 1);
+    assert.ok(['listening', 'thinking'].includes(st.state), `a new turn (${st.state})`);
+    assert.equal(emu.connections, 1, 'the same session goes on');
+    emu.sessions[0].interrupt();
+    await reply;
+  } finally { await sink.stop().catch(() => undefined); await done(); }
+});
+
+test('refractory: a repeat inside the refractory period is ignored; after it the wake word works again', async () => {
+  const { emu, daemon, done } = await setup({}, { refractory_ms: 4000 });
+  try {
+    const first = daemon.waitState('listening', 5000);
+    await card.playIntoRoom(WAKE);
+    await first;
+    await daemon.ctl('press'); // end that conversation
+    await daemon.waitState('idle', 3000);
+    await card.playIntoRoom(Buffer.concat([silence(300, 16000), WAKE]));
+    await sleep(500);
+    assert.equal(emu.connections, 1, 'the repeat did not start a conversation');
+    assert.equal((await daemon.ctl('status')).wake.detections, 1);
+    await sleep(3500);
+    const again = daemon.waitState('listening', 5000);
+    await card.playIntoRoom(WAKE);
+    await again;
+    assert.equal(emu.connections, 2);
+  } finally { await done(); }
+});
+
+test('muted: the wake word is not heard (the mic is off)', async () => {
+  const { emu, daemon, done } = await setup({}, {});
+  try {
+    await daemon.ctl('mute');
+    await card.playIntoRoom(WAKE);
+    await sleep(500);
+    const st = await daemon.ctl('status');
+    assert.equal(st.state, 'muted');
+    assert.equal(st.wake.detections, 0);
+    assert.equal(emu.connections, 0);
+    await daemon.ctl('unmute');
+    await daemon.waitLog((l) => l.msg === 'state' && l.to === 'idle', 3000);
+    await sleep(300);
+    const heard = daemon.waitState('listening', 5000);
+    await card.playIntoRoom(WAKE);
+    await heard;
+  } finally { await done(); }
+});
+
+test('the wake chime plays, and even when the mic hears it (an echo path), the server does not', async () => {
+  // The speaker is audible in the room: PulseAudio loops spk back into room, like a real shelf.
+  const mod = execFileSync('pactl', ['load-module', 'module-loopback', 'source=spk.monitor', 'sink=room', 'latency_msec=30'], { env: card.env, encoding: 'utf8' }).trim();
+  const { emu, daemon, done } = await setup({}, {}, { feedback: { wake_sound: true, volume: 0.5 } });
+  const sink = card.recordSpeaker();
+  const room = spawn('parec', ['--device=room.monitor', '--raw', '--rate=16000', '--channels=1', '--format=s16le'], { env: card.env });
+  const heard: Buffer[] = [];
+  room.stdout.on('data', (d: Buffer) => heard.push(d));
+  try {
+    await card.playIntoRoom(Buffer.concat([WAKE, silence(700, 16000), speech]));
+    const [session] = await emu.waitFor('utterance', undefined, 10000);
+    const played = await sink.stop();
+    room.kill();
+    assert.ok(findTone(played, CHIME_HZ[0]).totalMs >= 40, 'the chime played on the speaker');
+    const inRoom = Buffer.concat(heard);
+    let loudest = 0;
+    for (let i = 0; i + 640 <= inRoom.length; i += 640) loudest = Math.max(loudest, goertzelPower(inRoom.subarray(i, i + 640), 16000, CHIME_HZ[0]));
+    assert.ok(loudest > 0.01, `the mic heard the chime through the echo path (${loudest.toFixed(4)})`);
+    // The chime window: the first 600 ms sent (the command starts after a 700 ms pause).
+    const r = (session.received as Buffer).subarray(0, 16000 * 2 * 0.6);
+    for (const hz of CHIME_HZ) {
+      let worst = 0;
+      for (let i = 0; i + 640 <= r.length; i += 640) worst = Math.max(worst, goertzelPower(r.subarray(i, i + 640), 16000, hz));
+      assert.ok(worst < 0.0005, `${hz} Hz in the sent audio: ${worst}`);
+    }
+    const hit = findOnset(session.received, speech);
+    assert.ok(hit && hit.correlation > 0.85, `the command is still there (corr ${hit?.correlation.toFixed(3)})`);
+  } finally {
+    room.kill();
+    await sink.stop().catch(() => undefined);
+    await done();
+    execFileSync('pactl', ['unload-module', mod], { env: card.env });
+  }
+});
+
+test('Porcupine with no AccessKey: a clear message, the daemon runs, the button works', async () => {
+  const env = { ...card.env };
+  delete env.PICOVOICE_ACCESS_KEY;
+  const { emu, daemon, done } = await setup({}, { engine: 'porcupine' }, {}, env);
+  try {
+    const l = await daemon.waitLog((x) => /^wake word not armed/.test(x.msg), 5000);
+    assert.equal(l.errorClass, 'NoAccessKey');
+    assert.equal(l.retryInS, null, 'not retried until the user acts');
+    assert.match(String(l.reason), /no Picovoice AccessKey/);
+    const st = await daemon.ctl('status');
+    assert.equal(st.wake.armed, false);
+    await daemon.ctl('press');
+    await daemon.waitState('listening', 5000);
+    assert.equal(emu.connections, 1);
+  } finally { await done(); }
+});
+
+test('Porcupine with a malformed AccessKey: the error class is reported, the key never logged; a reload tries again', async () => {
+  const key = 'malformed-access-key-42';
+  const { daemon, done } = await setup({}, { engine: 'porcupine' }, {}, { ...card.env, PICOVOICE_ACCESS_KEY: key });
+  try {
+    const l = await daemon.waitLog((x) => /^wake word not armed/.test(x.msg), 5000);
+    assert.equal(l.errorClass, 'PorcupineInvalidArgumentError');
+    const st = await daemon.ctl('status');
+    assert.match(st.wake.reason, /^PorcupineInvalidArgumentError: /);
+    daemon.child.kill('SIGHUP');
+    await daemon.waitLog((x) => x.msg === 'config reloaded', 5000); // the new attempt is logged before this line
+    assert.equal(daemon.logs.filter((x) => /^wake word not armed/.test(x.msg)).length, 2, 'retried on reload, not in a loop');
+    assert.ok(!JSON.stringify(daemon.logs).includes(key) && !daemon.stderr.includes(key), 'the key is not in the logs');
+  } finally { await done(); }
+});
