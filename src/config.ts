@@ -69,6 +69,7 @@ export const ConfigSchema = z.strictObject({
     follow_up_s: z.number().min(0).max(120).default(8),
     max_conversation_s: z.number().positive().max(3600).default(600),
     error_display_s: z.number().min(0).max(60).default(3),
+    resume_within_s: z.number().min(0).max(7200).default(0),
   }).prefault({}),
   control: z.strictObject({
     socket: z.string().min(1).default('/run/live-speaker/control.sock'),

@@ -13,7 +13,8 @@ export type State = 'idle' | 'connecting' | 'listening' | 'thinking' | 'speaking
 /** States in which microphone audio is sent to the Live API (the privacy LED is on in all of them). */
 export const STREAMING_STATES: ReadonlySet<State> = new Set(['listening', 'thinking', 'speaking', 'follow-up']);
 
-export interface CloseInfo { code?: number; reason: string }
+/** How a session ended. `permanent`: retrying will not help (bad key, unknown model): wait for the user. */
+export interface CloseInfo { code?: number; reason: string; permanent?: boolean; summary?: string }
 
 /** What the Live session reports back. */
 export interface LiveHandlers {
@@ -22,9 +23,11 @@ export interface LiveHandlers {
   onInterrupted(): void;
   onTurnComplete(): void;
   onClose(info: CloseInfo): void; // any end the conversation did not ask for
+  onResumeHandle(handle: string): void; // the newest handle this session can be resumed with
+  onGoAway(timeLeftMs: number): void; // the server will close this connection soon
 }
 export interface LiveLink { sendAudio(pcm16k: Buffer): void; close(): void }
-export interface LiveConnector { connect(handlers: LiveHandlers): LiveLink }
+export interface LiveConnector { connect(handlers: LiveHandlers, opts: { resumeHandle: string | null }): LiveLink }
 
 /** Reply playback. `finish` says no more audio comes for this turn; `onDrained` fires when it has all played. */
 export interface Player {
@@ -35,7 +38,7 @@ export interface Player {
 /** The microphone: frames arrive through Conversation.micFrame while started. */
 export interface Mic { start(): void; stop(): void }
 /** The LEDs. `show` is synchronous, so the privacy LED is on before the first frame is sent. */
-export interface Indicator { show(state: State): void; readonly micLive: boolean }
+export interface Indicator { show(state: State): void; readonly micLive: boolean; fault?(on: boolean): void }
 
 export interface ConversationOptions {
   rate: number; // capture rate (16000)
@@ -54,19 +57,28 @@ export interface ConversationOptions {
   errorSound: Buffer | null;
   /** How long after a chime starts the mic audio is notch-filtered (chime length + device latency). */
   chimeGateMs: number;
+  /** A new conversation within this long of the last one resumes it (0 = never: each starts fresh). */
+  resumeWithinMs: number;
 }
+
+/** Back-off before each resumption attempt after a drop; then the conversation fails. */
+const RESUME_DELAYS_MS = [0, 500, 2000];
+/** A connection that lived this long has earned a fresh set of attempts. */
+const STABLE_MS = 10_000;
 
 export interface Counters {
   conversations: number; turns: number; interrupted: number; bargeIns: number; errors: number;
-  bytesSent: number; bytesPlayed: number;
+  bytesSent: number; bytesPlayed: number; resumed: number;
 }
 
 export type Trigger = 'button' | 'ctl' | 'signal';
 
 export class Conversation extends EventEmitter {
   state: State = 'idle';
-  lastError: { at: string; message: string } | null = null;
-  readonly counters: Counters = { conversations: 0, turns: 0, interrupted: 0, bargeIns: 0, errors: 0, bytesSent: 0, bytesPlayed: 0 };
+  lastError: { at: string; message: string; permanent: boolean } | null = null;
+  /** A problem only the user can fix (bad key, unknown model): shown until a session opens again. */
+  fault: string | null = null;
+  readonly counters: Counters = { conversations: 0, turns: 0, interrupted: 0, bargeIns: 0, errors: 0, bytesSent: 0, bytesPlayed: 0, resumed: 0 };
   /** When the current conversation was started, and when its first audio frame was sent (for the bench). */
   timing: { pressAt: number | null; firstSentAt: number | null } = { pressAt: null, firstSentAt: null };
 
@@ -80,6 +92,13 @@ export class Conversation extends EventEmitter {
   private maxTimer: NodeJS.Timeout | null = null;
   private micDown: string | null = null;
   private notch: { filter: ChimeNotch; until: number } | null = null;
+  private linkGen = 0; // callbacks from any older link are ignored
+  private handle: string | null = null; // newest resumption handle of this conversation
+  private attempts = 0; // resumption attempts since the last stable connection
+  private openedAt = 0;
+  private goAwayDue = false; // resume at the next quiet moment
+  private resumeTimer: NodeJS.Timeout | null = null;
+  private lastEnded: { at: number; handle: string | null } | null = null;
 
   constructor(
     private opts: ConversationOptions,
@@ -95,6 +114,7 @@ export class Conversation extends EventEmitter {
   /** New settings (config reload). Timers already running keep their length; the next ones use the new values. */
   configure(opts: ConversationOptions): void {
     this.opts = opts;
+    if (this.fault) { this.fault = null; this.ports.indicator.fault?.(false); } // the user acted: the next press tries again
     this.preroll = this.makePreroll();
     if (!this.link) this.vad = this.makeVad(); // mid-conversation the current VAD keeps its state
   }
@@ -225,7 +245,7 @@ export class Conversation extends EventEmitter {
   /** The playback device failed: end this reply, keep the conversation. */
   playerFailed(reason: string): void {
     this.log.warn({ reason }, 'playback failed; reply dropped');
-    this.lastError = { at: new Date().toISOString(), message: `speaker: ${reason}` };
+    this.lastError = { at: new Date().toISOString(), message: `speaker: ${reason}`, permanent: false };
     this.ports.player.flush();
     if (this.state === 'speaking') { this.discardTurn = true; this.listen(); }
   }
@@ -239,22 +259,90 @@ export class Conversation extends EventEmitter {
     this.pending = this.preroll.drain(Math.floor((this.opts.rate * prerollMs) / 1000) * 2);
     this.discardTurn = false;
     this.replyAudio = false;
+    this.attempts = 0;
+    this.openedAt = 0;
+    this.goAwayDue = false;
+    // Continuity (off by default, for privacy): a new conversation soon after the last one picks it up again.
+    const recent = this.lastEnded && this.opts.resumeWithinMs > 0 && Date.now() - this.lastEnded.at < this.opts.resumeWithinMs;
+    this.handle = recent ? this.lastEnded!.handle : null;
     this.vad.reset();
     this.setState('connecting');
-    const gen = this.counters.conversations;
-    const mine = (fn: (...a: any[]) => void) => (...a: any[]) => { if (gen === this.counters.conversations && this.link) fn(...a); };
+    this.connectLink();
+    this.maxTimer = setTimeout(() => this.end('conversation too long'), this.opts.maxConversationMs);
+  }
+
+  /** Open a connection for the current conversation (a new one, or resuming with the handle). */
+  private connectLink(): void {
+    const gen = ++this.linkGen;
+    const mine = (fn: (...a: any[]) => void) => (...a: any[]) => { if (gen === this.linkGen && this.link) fn(...a); };
     this.link = this.ports.live.connect({
       onOpen: mine(() => this.opened()),
       onAudio: mine((pcm: Buffer) => this.replyChunk(pcm)),
       onInterrupted: mine(() => this.interrupted()),
       onTurnComplete: mine(() => this.turnComplete()),
-      onClose: mine((info: CloseInfo) => this.fail(`session closed: ${info.reason}${info.code !== undefined ? ` (code ${info.code})` : ''}`)),
-    });
-    this.maxTimer = setTimeout(() => this.end('conversation too long'), this.opts.maxConversationMs);
+      onClose: mine((info: CloseInfo) => this.dropped(info)),
+      onResumeHandle: mine((h: string) => { this.handle = h; }),
+      onGoAway: mine((ms: number) => this.goAway(ms)),
+    }, { resumeHandle: this.handle });
+  }
+
+  /**
+   * The connection ended without us asking. Permanent causes fail at once
+   * (no hammering); others resume the same conversation with the newest
+   * handle, buffering the microphone meanwhile so nothing said is lost.
+   */
+  private dropped(info: CloseInfo): void {
+    const what = `${info.summary ?? 'session closed'}: ${info.reason}${info.code !== undefined ? ` (code ${info.code})` : ''}`;
+    if (info.permanent) { this.fail(what, true); return; }
+    if (this.openedAt === 0) { this.fail(what); return; } // never got going: say so now rather than keep the user waiting
+    if (Date.now() - this.openedAt > STABLE_MS) this.attempts = 0;
+    if (this.attempts >= RESUME_DELAYS_MS.length) { this.fail(what); return; }
+    this.resume(what);
+  }
+
+  private resume(why: string): void {
+    const delay = RESUME_DELAYS_MS[Math.min(this.attempts, RESUME_DELAYS_MS.length - 1)] * (0.75 + Math.random() * 0.5);
+    this.attempts++;
+    this.log.warn({ reason: why, attempt: this.attempts, handle: this.handle ? 'yes' : 'none', inMs: Math.round(delay) }, 'Live session lost; resuming');
+    this.linkGen++; // whatever the old link still says is ignored
+    const old = this.link;
+    this.link = null;
+    old?.close();
+    this.goAwayDue = false;
+    // A reply that was playing plays out; anything after it comes from the resumed session.
+    if (this.replyAudio) this.ports.player.finish(() => undefined);
+    this.replyAudio = false;
+    this.discardTurn = false;
+    this.clearStateTimer();
+    this.setState('connecting'); // mic audio is held in `pending` until the new connection is up
+    this.link = { sendAudio: () => undefined, close: () => { if (this.resumeTimer) clearTimeout(this.resumeTimer); } }; // in conversation while waiting
+    this.resumeTimer = setTimeout(() => {
+      this.resumeTimer = null;
+      if (this.state === 'connecting' && this.link) { this.counters.resumed++; this.connectLink(); }
+    }, delay);
+  }
+
+  /** The server will close soon: move to a new connection at the next quiet moment (not mid-reply). */
+  private goAway(timeLeftMs: number): void {
+    this.log.info({ timeLeftMs }, 'goAway from the Live API');
+    if (this.state === 'speaking' || this.state === 'thinking') {
+      this.goAwayDue = true;
+      this.armResumeDeadline(timeLeftMs);
+      return;
+    }
+    this.attempts = 0;
+    this.resume('goAway');
+  }
+
+  private armResumeDeadline(timeLeftMs: number): void {
+    const gen = this.linkGen;
+    setTimeout(() => { if (gen === this.linkGen && this.goAwayDue && this.link) { this.attempts = 0; this.resume('goAway deadline'); } }, Math.max(0, timeLeftMs - 2000)).unref();
   }
 
   private opened(): void {
     if (this.state !== 'connecting') return;
+    this.openedAt = Date.now();
+    if (this.fault) { this.fault = null; this.ports.indicator.fault?.(false); }
     this.setState('listening'); // LED first, then audio
     const pending = this.pending;
     this.pending = [];
@@ -294,6 +382,7 @@ export class Conversation extends EventEmitter {
     this.discardTurn = false; // the server has ended that turn itself
     this.replyAudio = false;
     if (this.state === 'speaking' || this.state === 'thinking') this.listen();
+    if (this.goAwayDue) { this.attempts = 0; this.resume('goAway'); }
   }
 
   private turnComplete(): void {
@@ -301,8 +390,9 @@ export class Conversation extends EventEmitter {
     if (this.discardTurn) { this.discardTurn = false; return; } // the end of a reply we cut: keep listening
     const hadAudio = this.replyAudio;
     this.replyAudio = false;
-    if (!hadAudio) { this.followUp(); return; }
-    this.ports.player.finish(() => { if (this.state === 'speaking') this.followUp(); });
+    if (!hadAudio) this.followUp();
+    else this.ports.player.finish(() => { if (this.state === 'speaking') this.followUp(); });
+    if (this.goAwayDue) { this.attempts = 0; this.resume('goAway'); } // the reply plays out meanwhile
   }
 
   private listen(): void {
@@ -321,15 +411,17 @@ export class Conversation extends EventEmitter {
   /** Close the session and go back to idle: the normal end of a conversation. */
   end(reason: string): void {
     this.log.info({ reason }, 'conversation ended');
+    if (this.link) this.lastEnded = { at: Date.now(), handle: this.handle };
     this.teardown();
     if (this.state !== 'muted') this.setState('idle');
   }
 
   /** Something went wrong: show the error pattern for a while, then idle. */
-  private fail(message: string): void {
+  private fail(message: string, permanent = false): void {
     this.counters.errors++;
-    this.lastError = { at: new Date().toISOString(), message };
-    this.log.warn({ error: message }, 'conversation failed');
+    this.lastError = { at: new Date().toISOString(), message, permanent };
+    if (permanent) { this.fault = message; this.ports.indicator.fault?.(true); } // until a session opens again, or a reload
+    this.log.warn({ error: message, permanent }, permanent ? 'conversation failed; not retrying until you act (press, or reload the config)' : 'conversation failed');
     this.teardown();
     this.setState('error');
     if (this.opts.errorSound) { this.ports.player.play(this.opts.errorSound); this.ports.player.finish(() => undefined); }
@@ -338,6 +430,10 @@ export class Conversation extends EventEmitter {
 
   private teardown(): void {
     this.clearStateTimer();
+    if (this.resumeTimer) { clearTimeout(this.resumeTimer); this.resumeTimer = null; }
+    this.linkGen++;
+    this.goAwayDue = false;
+    this.handle = null;
     if (this.maxTimer) { clearTimeout(this.maxTimer); this.maxTimer = null; }
     const link = this.link;
     this.link = null;

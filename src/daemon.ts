@@ -40,6 +40,7 @@ const conversationOptions = (config: Config): ConversationOptions => ({
   wakeSound: config.feedback.wake_sound ? wakeChime(PLAYBACK_RATE, config.feedback.volume) : null,
   errorSound: config.feedback.error_sound ? errorSound(PLAYBACK_RATE, config.feedback.volume) : null,
   chimeGateMs: CHIME_MS + config.audio.playback_lead_ms + 300, // + device and capture latency
+  resumeWithinMs: config.conversation.resume_within_s * 1000,
 });
 const captureOptions = (config: Config): CaptureOptions =>
   ({ device: config.audio.capture_device, rate: CAPTURE_RATE, periodMs: config.audio.capture_period_ms });
@@ -109,7 +110,8 @@ function makeWakeWord(config: Config): WakeWord | null {
   }
 }
 
-function statusLine(state: State, endpoint: string, problem: string | null, lastError: string | null, wake: WakeWord | null): string {
+function statusLine(state: State, endpoint: string, problem: string | null, lastError: string | null, wake: WakeWord | null, fault: string | null = null): string {
+  if (fault && (state === 'idle' || state === 'error')) return `error: ${fault} (fix it, then press or reload)`;
   if (problem && (state === 'idle' || state === 'error')) return `degraded: ${problem}`;
   switch (state) {
     case 'idle':
@@ -154,13 +156,13 @@ export async function runDaemon(configPath?: string): Promise<void> {
     process.exit(e instanceof ConfigError ? EXIT_CONFIG : 1);
   }
   const leds = new Leds(gpio.lines, (role, on) => log.debug({ led: role, on }, 'led'));
-  const live: LiveConnector = { connect: (h) => endpoint.connector.connect(h) }; // swapped on reload
+  const live: LiveConnector = { connect: (h, o) => endpoint.connector.connect(h, o) }; // swapped on reload
   const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds }, log);
 
   // ---- events from the adapters
   let micProblem: string | null = null;
   let lastFrameAt = 0;
-  const updateStatus = () => notify.status(statusLine(conversation.state, endpoint.description, micProblem, conversation.lastError?.message ?? null, wake));
+  const updateStatus = () => notify.status(statusLine(conversation.state, endpoint.description, micProblem, conversation.lastError?.message ?? null, wake, conversation.fault));
 
   // ---- wake word: every capture chunk goes through it first; a detection splits the chunk exactly there
   let wake = makeWakeWord(config);
@@ -206,6 +208,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     gpio: gpio.state,
     microphone: micProblem ?? (mic.running ? 'running' : conversation.state === 'muted' ? 'stopped (muted)' : 'starting'),
     lastError: conversation.lastError,
+    fault: conversation.fault,
     counters: conversation.counters,
     timing: conversation.timing,
     wake: wake?.status() ?? { engine: 'none', armed: false, keywords: [], reason: 'no wake word configured (wake.engine: none)', detections: 0 },
@@ -289,6 +292,11 @@ export async function runDaemon(configPath?: string): Promise<void> {
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGUSR1', () => conversation.press('signal'));
   process.on('SIGHUP', () => void reload());
+  // The SDK parses server frames in a promise nobody awaits: a malformed frame
+  // would reject unhandled and, by Node's default, kill the daemon. Log and go on.
+  process.on('unhandledRejection', (reason) => {
+    log.error({ error: reason instanceof Error ? `${reason.name}: ${reason.message}` : String(reason) }, 'ignored a malformed message or error the Live SDK did not handle');
+  });
 
   // Ready means ready: the pre-roll needs audio already flowing when the first press comes.
   mic.start();

@@ -23,6 +23,9 @@ export const PATTERNS: Record<State, Partial<Record<LedRole, Pattern>>> = {
   error: { error: [200, 200] }, // blink until back to idle
 };
 
+/** While idle with a problem only the user can fix (bad key, unknown model): a short error flash every 3 s. */
+export const FAULT_PATTERN: Pattern = [100, 2900];
+
 export function patternName(p: Pattern): string {
   if (p.length === 0) return 'off';
   if (p.length === 1) return 'on';
@@ -36,8 +39,19 @@ export class Leds implements Indicator {
 
   constructor(private readonly lines: Partial<Record<LedRole, OutputLine>>, private readonly onChange?: (role: LedRole, on: boolean) => void) {}
 
+  private faulty = false;
+  private state: State = 'idle';
+
+  /** A lasting fault: shown on the error LED whenever the speaker is idle. */
+  fault(on: boolean): void {
+    if (on === this.faulty) return;
+    this.faulty = on;
+    this.show(this.state);
+  }
+
   show(state: State): void {
-    const want = PATTERNS[state];
+    this.state = state;
+    const want = this.faulty && state === 'idle' ? { ...PATTERNS.idle, error: FAULT_PATTERN } : PATTERNS[state];
     for (const role of Object.keys(this.current) as LedRole[]) {
       const p = want[role] ?? OFF;
       if (patternName(p) === patternName(this.current[role])) continue;

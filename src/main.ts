@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from './config.js';
 import { controlRequest } from './control.js';
 import { EXIT_CONFIG, runDaemon } from './daemon.js';
 import { runEmulator } from './emulator/cli.js';
+import { runDoctor } from './doctor.js';
 
 const program = new Command('live-speaker')
   .description('A smart speaker daemon for the Gemini Live API')
@@ -38,6 +39,10 @@ program.command('ctl')
       process.exit(1);
     }
   });
+
+program.command('doctor')
+  .description('check config, microphone, speaker, GPIO, API key and the Live endpoint; say what to fix')
+  .action(async () => { process.exitCode = await runDoctor(program.opts().config); });
 
 program.command('emulator')
   .description('run the loopback Live API emulator in parrot mode (point live.base_url at it)')

@@ -133,7 +133,7 @@ function harness(over: Partial<ConstructorParameters<typeof Conversation>[0]> = 
   const c = new Conversation({
     rate: 16000, prerollMs: 200, vadThresholdDbfs: -45, endOfSpeechMs: 300,
     noSpeechTimeoutMs: 5000, followUpMs: 5000, maxConversationMs: 60000, errorDisplayMs: 50,
-    trimWakeWord: true, wakeBeforeMs: 0, wakeSound: null, errorSound: null, chimeGateMs: 0, ...over,
+    trimWakeWord: true, wakeBeforeMs: 0, wakeSound: null, errorSound: null, chimeGateMs: 0, resumeWithinMs: 0, ...over,
   }, {
     live: { connect: (h) => { handlers = h; calls.push('connect'); return { sendAudio: (b) => sent.push(b), close: () => calls.push('close') }; } },
     player: { play: () => calls.push('play'), flush: () => calls.push('flush'), finish: (done) => { calls.push('finish'); done(); } },

@@ -111,6 +111,8 @@ export interface EmulatedSession extends EventEmitter {
   lastHandle: string | null;
   /** Send a raw server message as a JSON text frame. */
   send(msg: object): void;
+  sendRaw(data: string | Buffer): void;
+  goAway(timeLeftS?: number): void;
   /**
    * Stream 24 kHz audio as modelTurn inlineData chunks, then generationComplete
    * + turnComplete unless interrupted. Calls are queued one after another.
@@ -198,6 +200,17 @@ class Session extends EventEmitter implements EmulatedSession {
   send(msg: object): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
     this.ws.send(JSON.stringify(msg));
+  }
+
+  /** A raw frame, e.g. garbage that is not JSON (fault tests). */
+  sendRaw(data: string | Buffer): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.ws.send(data);
+  }
+
+  /** `goAway` with the time left, as the service sends about a minute before it closes. */
+  goAway(timeLeftS = 50): void {
+    this.send({ goAway: { timeLeft: `${timeLeftS}s` } });
   }
 
   sendAudio(pcm24k: Buffer, opts: SendAudioOptions = {}): Promise<ReplyResult> {

@@ -1,6 +1,8 @@
 // The Live session, through the real @google/genai SDK. One connect() per
-// conversation; what comes back is translated into the conversation's
-// handler calls, nothing more. Audio out is 16 kHz s16le, audio in 24 kHz.
+// WebSocket; what comes back is translated into the conversation's handler
+// calls. Also here: how a close is classified (permanent: do not retry on
+// your own; transient: resume), and answers to tool calls we do not know.
+// Audio out is 16 kHz s16le, audio in 24 kHz.
 import { GoogleGenAI, Modality, type LiveServerMessage, type Session } from '@google/genai';
 import type { CloseInfo, LiveConnector, LiveHandlers, LiveLink } from '../conversation.js';
 import type { Config } from '../config.js';
@@ -13,8 +15,34 @@ export interface GeminiOptions {
   silenceMs: number;
 }
 
+/**
+ * Close codes and reasons as the service sends them (shared/live-api-protocol.md).
+ * Auth and model errors are permanent: retrying only hammers the service.
+ * Quota, server errors and network drops are transient.
+ */
+export function classifyClose(code: number | undefined, reason: string): CloseInfo {
+  const r = reason || '';
+  if (/API key not valid|API_KEY_INVALID|invalid api key|unregistered callers|PERMISSION_DENIED|permission denied/i.test(r)) {
+    return { code, reason: r, permanent: true, summary: 'bad API key' };
+  }
+  if (/models\/\S+ is not found|not found for API version|is not supported for|NOT_FOUND/i.test(r)) {
+    return { code, reason: r, permanent: true, summary: 'model not available for the Live API' };
+  }
+  if (/quota|RESOURCE_EXHAUSTED|rate limit/i.test(r)) return { code, reason: r, permanent: false, summary: 'quota exceeded' };
+  if (code === 1007 || (code === 1008 && !/deadline|timeout/i.test(r))) {
+    return { code, reason: r, permanent: true, summary: `rejected by the Live API (code ${code})` };
+  }
+  return { code, reason: r || 'connection closed', permanent: false, summary: 'connection lost' };
+}
+
+const parseSeconds = (s: string | undefined): number => {
+  const m = /^([\d.]+)s$/.exec(s ?? '');
+  return m ? Number(m[1]) * 1000 : 30_000;
+};
+
 export class GeminiConnector implements LiveConnector {
   private readonly ai: GoogleGenAI;
+  private warnedMime = false;
 
   constructor(private readonly opts: GeminiOptions, private readonly log: Logger) {
     this.ai = new GoogleGenAI({
@@ -23,7 +51,7 @@ export class GeminiConnector implements LiveConnector {
     });
   }
 
-  connect(h: LiveHandlers): LiveLink {
+  connect(h: LiveHandlers, { resumeHandle }: { resumeHandle: string | null }): LiveLink {
     const { live } = this.opts;
     let session: Session | null = null;
     let closed = false; // by us, or reported once
@@ -34,7 +62,7 @@ export class GeminiConnector implements LiveConnector {
       try { session?.close(); } catch { /* already closed */ }
       h.onClose(info);
     };
-    const timer = setTimeout(() => end({ reason: `no answer to setup within ${live.connect_timeout_s} s` }), live.connect_timeout_s * 1000);
+    const timer = setTimeout(() => end({ reason: `no answer to setup within ${live.connect_timeout_s} s`, permanent: false, summary: 'Live API not answering' }), live.connect_timeout_s * 1000);
     let lastError = '';
 
     this.ai.live.connect({
@@ -44,12 +72,15 @@ export class GeminiConnector implements LiveConnector {
         speechConfig: { voiceConfig: { prebuiltVoiceConfig: { voiceName: live.voice } }, languageCode: live.language },
         systemInstruction: { parts: [{ text: live.system_instruction }] },
         realtimeInputConfig: { automaticActivityDetection: { silenceDurationMs: this.opts.silenceMs } },
+        // Resumable sessions survive goAway and network drops; compression lifts the 15-minute audio cap.
+        sessionResumption: resumeHandle ? { handle: resumeHandle } : {},
+        contextWindowCompression: { slidingWindow: {} },
       },
       callbacks: {
-        onmessage: (msg: LiveServerMessage) => { if (!closed) this.dispatch(msg, h); },
+        onmessage: (msg: LiveServerMessage) => { if (!closed) this.dispatch(msg, h, () => session); },
         onerror: (e: { message?: string; error?: unknown }) => { lastError = e.message || String(e.error ?? 'websocket error'); },
         onclose: (e: { code?: number; reason?: string }) => {
-          end({ code: e.code, reason: e.reason || lastError || 'connection closed' });
+          end(classifyClose(e.code, e.reason || lastError));
         },
       },
     }).then((s) => {
@@ -57,7 +88,7 @@ export class GeminiConnector implements LiveConnector {
       session = s;
       clearTimeout(timer);
       h.onOpen();
-    }, (e: Error) => end({ reason: `connect failed: ${e.message}` }));
+    }, (e: Error) => end({ reason: `connect failed: ${e.message}`, permanent: false, summary: 'cannot connect' }));
 
     return {
       sendAudio: (pcm) => {
@@ -73,15 +104,31 @@ export class GeminiConnector implements LiveConnector {
     };
   }
 
-  private dispatch(msg: LiveServerMessage, h: LiveHandlers): void {
+  private dispatch(msg: LiveServerMessage, h: LiveHandlers, session: () => Session | null): void {
+    const sru = msg.sessionResumptionUpdate;
+    if (sru?.resumable && sru.newHandle) h.onResumeHandle(sru.newHandle);
+    if (msg.goAway) h.onGoAway(parseSeconds(msg.goAway.timeLeft));
+    if (msg.toolCall?.functionCalls?.length) {
+      // No tools are declared, so any call is unexpected: answer each with an
+      // error rather than leave the model waiting for a response forever.
+      const calls = msg.toolCall.functionCalls;
+      this.log.warn({ tools: calls.map((c) => c.name) }, 'the model called a tool this speaker does not have; answered with an error');
+      session()?.sendToolResponse({
+        functionResponses: calls.map((c) => ({ id: c.id, name: c.name, response: { error: `unknown tool '${c.name}': this device has no such function` } })),
+      });
+    }
     const sc = msg.serverContent;
     if (!sc) return;
     for (const part of sc.modelTurn?.parts ?? []) {
       const d = part.inlineData;
-      if (d?.data && d.mimeType?.startsWith('audio/pcm')) {
-        const pcm = Buffer.from(d.data, 'base64');
-        h.onAudio(pcm.length % 2 ? pcm.subarray(0, pcm.length - 1) : pcm);
+      if (!d?.data) continue;
+      if (!/^audio\/pcm(;\s*rate=24000)?$/i.test(d.mimeType ?? '')) {
+        if (!this.warnedMime) this.log.warn({ mimeType: d.mimeType }, 'ignoring reply data that is not 24 kHz PCM audio');
+        this.warnedMime = true;
+        continue;
       }
+      const pcm = Buffer.from(d.data, 'base64');
+      h.onAudio(pcm.length % 2 ? pcm.subarray(0, pcm.length - 1) : pcm);
     }
     if (sc.interrupted) h.onInterrupted();
     if (sc.turnComplete) h.onTurnComplete();

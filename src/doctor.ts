@@ -1,0 +1,261 @@
+// `live-speaker doctor`: checks what the daemon needs on this machine, one
+// line each, and says what to fix. Exit 0 when all is well, 1 otherwise.
+// Every check is bounded in time; the API key is never printed.
+import { spawn } from 'node:child_process';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { connect as tcpConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { ConfigError, findConfigFile, loadConfig, parseConfig, readAccessKey, readApiKey, type Config } from './config.js';
+import { WakeArmError } from './wake/engine.js';
+import { BUILTIN_KEYWORDS, porcupineFactory } from './wake/porcupine.js';
+import { controlRequest } from './control.js';
+import { GpioUnavailable, onoffBackend, sysfsNumber } from './gpio/gpio.js';
+
+export const CAPTURE_RATE = 16000;
+export const PLAYBACK_RATE = 24000;
+const GOOGLE_HOST = 'generativelanguage.googleapis.com';
+const INSTALLED_KEY_FILE = '/etc/live-speaker/gemini-api-key';
+
+type Verdict = 'ok' | 'fail' | 'info';
+interface Check { name: string; verdict: Verdict; detail: string; fix?: string }
+
+interface RunResult { code: number | null; stdout: Buffer; stderr: string; timedOut: boolean; error?: string }
+
+function run(cmd: string, args: string[], opts: { input?: Buffer; timeoutMs: number }): Promise<RunResult> {
+  return new Promise((resolve) => {
+    let child;
+    try {
+      child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    } catch (e) {
+      resolve({ code: null, stdout: Buffer.alloc(0), stderr: '', timedOut: false, error: (e as Error).message });
+      return;
+    }
+    const out: Buffer[] = [];
+    let stderr = '';
+    let timedOut = false;
+    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs);
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => { stderr += d; });
+    child.stdin.on('error', () => { /* the tool exited early; its stderr says why */ });
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve({ code: null, stdout: Buffer.alloc(0), stderr, timedOut, error: e.code === 'ENOENT' ? `${cmd} not found` : e.message });
+    });
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout: Buffer.concat(out), stderr, timedOut }); });
+    child.stdin.end(opts.input ?? Buffer.alloc(0));
+  });
+}
+
+/** The tool's own verdict ("arecord: main:831: audio open error: ...") rather than alsa-lib's chatter before it. */
+function firstLines(s: string): string {
+  const lines = s.split('\n').map((l) => l.trim()).filter(Boolean);
+  const own = lines.filter((l) => /^(arecord|aplay):/.test(l));
+  return (own.length ? own : lines.slice(-1)).slice(0, 2).join(' / ');
+}
+
+function audioHint(stderr: string, setting: string, daemonRunning: boolean): string {
+  const busy = /busy/i.test(stderr);
+  if (busy) return `another program holds the device${daemonRunning ? ' (the live-speaker daemon is running: stop it first, `sudo systemctl stop live-speaker`)' : ''}; ` +
+    'or use a shared device (dsnoop/dmix, or the pulse/pipewire one) in ' + setting;
+  if (/cannot find card/i.test(stderr)) return `no sound card found: check \`aplay -l\` (USB card plugged in? HAT overlay in /boot/firmware/config.txt?) and ${setting}`;
+  if (/no such|not found|unknown pcm/i.test(stderr)) return `set ${setting} to a device listed by \`arecord -L\` / \`aplay -L\` (e.g. plughw:CARD=Device,DEV=0)`;
+  if (/permission|denied/i.test(stderr)) return 'the user needs the audio group (`sudo usermod -aG audio $USER`, then log in again)';
+  return `check the sound card (\`arecord -l\`, \`aplay -l\`) and ${setting}`;
+}
+
+async function checkCapture(config: Config, daemonRunning: boolean): Promise<Check> {
+  const dev = config.audio.capture_device;
+  const samples = CAPTURE_RATE / 5; // 0.2 s
+  const r = await run('arecord', ['-q', '-D', dev, '-f', 'S16_LE', '-r', String(CAPTURE_RATE), '-c', '1', '-t', 'raw', '-s', String(samples)], { timeoutMs: 5000 });
+  const name = 'microphone';
+  if (r.error) return { name, verdict: 'fail', detail: r.error, fix: 'install alsa-utils (sudo apt install alsa-utils)' };
+  if (r.timedOut) return { name, verdict: 'fail', detail: `arecord -D ${dev} delivered no audio within 5 s`, fix: audioHint(r.stderr, 'audio.capture_device', daemonRunning) };
+  if (r.code !== 0 || r.stdout.length < samples * 2) {
+    return { name, verdict: 'fail', detail: `arecord -D ${dev} at ${CAPTURE_RATE} Hz failed: ${firstLines(r.stderr) || `exit ${r.code}, ${r.stdout.length} bytes`}`, fix: audioHint(r.stderr, 'audio.capture_device', daemonRunning) };
+  }
+  let peak = 0;
+  for (let i = 0; i + 2 <= r.stdout.length; i += 2) peak = Math.max(peak, Math.abs(r.stdout.readInt16LE(i)));
+  return { name, verdict: 'ok', detail: `${dev}: 0.2 s at ${CAPTURE_RATE} Hz mono (peak ${peak === 0 ? 'silent' : `${(20 * Math.log10(peak / 32768)).toFixed(0)} dBFS`})` };
+}
+
+async function checkPlayback(config: Config, daemonRunning: boolean): Promise<Check> {
+  const dev = config.audio.playback_device;
+  const silence = Buffer.alloc((PLAYBACK_RATE / 10) * 2); // 0.1 s
+  const r = await run('aplay', ['-q', '-D', dev, '-f', 'S16_LE', '-r', String(PLAYBACK_RATE), '-c', '1', '-t', 'raw'], { input: silence, timeoutMs: 5000 });
+  const name = 'speaker';
+  if (r.error) return { name, verdict: 'fail', detail: r.error, fix: 'install alsa-utils (sudo apt install alsa-utils)' };
+  if (r.timedOut) return { name, verdict: 'fail', detail: `aplay -D ${dev} did not finish 0.1 s of silence within 5 s`, fix: audioHint(r.stderr, 'audio.playback_device', daemonRunning) };
+  if (r.code !== 0) return { name, verdict: 'fail', detail: `aplay -D ${dev} at ${PLAYBACK_RATE} Hz failed: ${firstLines(r.stderr) || `exit ${r.code}`}`, fix: audioHint(r.stderr, 'audio.playback_device', daemonRunning) };
+  return { name, verdict: 'ok', detail: `${dev}: played 0.1 s of silence at ${PLAYBACK_RATE} Hz mono` };
+}
+
+async function checkGpio(config: Config, sysfsRoot = '/sys/class/gpio'): Promise<Check> {
+  const name = 'gpio';
+  if (!config.gpio.enabled) return { name, verdict: 'info', detail: 'disabled in config (no button or LEDs; `live-speaker ctl press` starts a conversation)' };
+  try {
+    await onoffBackend(sysfsRoot);
+  } catch (e) {
+    if (!(e instanceof GpioUnavailable)) throw e;
+    return { name, verdict: 'fail', detail: e.message, fix: 'on a Raspberry Pi: a kernel with sysfs GPIO; elsewhere, or with nothing wired: set gpio.enabled: false' };
+  }
+  try {
+    accessSync(`${sysfsRoot}/export`, constants.W_OK);
+  } catch (e) {
+    return { name, verdict: 'fail', detail: `cannot write ${sysfsRoot}/export (${(e as NodeJS.ErrnoException).code})`, fix: 'the user needs the gpio group (`sudo usermod -aG gpio $USER`); the service user gets it from install.sh' };
+  }
+  const pins: string[] = [];
+  try {
+    const b = config.gpio.button.pin;
+    if (b !== null) pins.push(`button BCM ${b} = gpio${sysfsNumber(b, sysfsRoot)}`);
+    for (const [role, led] of Object.entries(config.gpio.leds)) if (led) pins.push(`${role} BCM ${led.pin} = gpio${sysfsNumber(led.pin, sysfsRoot)}`);
+  } catch (e) {
+    return { name, verdict: 'fail', detail: (e as Error).message, fix: 'use BCM numbers of the SoC header (0-27) in gpio.button.pin / gpio.leds' };
+  }
+  return { name, verdict: 'ok', detail: `sysfs GPIO writable; ${pins.join(', ') || 'no pins configured'}` };
+}
+
+function checkKey(config: Config): { check: Check; key: boolean } {
+  const name = 'API key';
+  let key: string | null = null;
+  let source = 'none';
+  try {
+    ({ key, source } = readApiKey(config));
+  } catch (e) {
+    return { key: false, check: { name, verdict: 'fail', detail: (e as Error).message, fix: 'point live.api_key_file at an existing file, or remove it' } };
+  }
+  // doctor runs outside the service: look at the file systemd hands over as a credential too.
+  if (!key && existsSync(INSTALLED_KEY_FILE)) {
+    try {
+      key = readFileSync(INSTALLED_KEY_FILE, 'utf8').trim() || null;
+      source = INSTALLED_KEY_FILE;
+    } catch (e) {
+      return { key: false, check: { name, verdict: 'fail', detail: `cannot read ${INSTALLED_KEY_FILE} (${(e as NodeJS.ErrnoException).code}): it is root-only`, fix: 'run `sudo live-speaker doctor`' } };
+    }
+  }
+  if (key) return { key: true, check: { name, verdict: 'ok', detail: `present (${key.length} characters, from ${source})` } };
+  if (config.live.base_url) return { key: false, check: { name, verdict: 'info', detail: `none (live.base_url is set: ${config.live.base_url})` } };
+  return {
+    key: false,
+    check: {
+      name, verdict: 'fail',
+      detail: 'none: the daemon runs its built-in emulator, which only says your words back',
+      fix: `put your Gemini API key in ${INSTALLED_KEY_FILE} (root only, 0600) and \`sudo systemctl restart live-speaker\`, or set GEMINI_API_KEY`,
+    },
+  };
+}
+
+function reach(host: string, port: number, tls: boolean, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    let sock: Socket;
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error(`no answer within ${timeoutMs / 1000} s`)); }, timeoutMs);
+    const done = (what: string) => { clearTimeout(timer); sock.end(); sock.destroy(); resolve(`${what} in ${Date.now() - started} ms`); };
+    if (tls) sock = tlsConnect({ host, port, servername: /^[\d.:]+$/.test(host) ? undefined : host, ALPNProtocols: ['http/1.1'] }, () => done('TLS handshake'));
+    else sock = tcpConnect({ host, port }, () => done('TCP connect'));
+    sock.on('error', (e: NodeJS.ErrnoException) => { clearTimeout(timer); sock.destroy(); reject(new Error(e.code ?? e.message)); });
+  });
+}
+
+async function checkEndpoint(config: Config, hasKey: boolean): Promise<Check> {
+  const name = 'Live endpoint';
+  let host = GOOGLE_HOST;
+  let port = 443;
+  let tls = true;
+  if (config.live.base_url) {
+    const u = new URL(config.live.base_url);
+    host = u.hostname.replace(/^\[|\]$/g, '');
+    tls = u.protocol === 'https:' || u.protocol === 'wss:';
+    port = u.port ? Number(u.port) : tls ? 443 : 80;
+  } else if (!hasKey) {
+    return { name, verdict: 'info', detail: `not checked: no API key, so the built-in emulator is used (Google's endpoint is ${GOOGLE_HOST}:443)` };
+  }
+  try {
+    const how = await reach(host, port, tls, 5000);
+    return { name, verdict: 'ok', detail: `${host}:${port} reachable (${how})` };
+  } catch (e) {
+    const msg = (e as Error).message;
+    const fix = /ENOTFOUND|EAI_AGAIN/.test(msg) ? 'no DNS answer: check the network (`ping -c1 ' + host + '`), /etc/resolv.conf'
+      : /CERT|certificate/i.test(msg) ? 'TLS certificate problem: is the clock right (timedatectl)? ca-certificates installed?'
+      : config.live.base_url ? 'is the endpoint in live.base_url running?' : 'check the network connection and any firewall (outgoing TCP 443)';
+    return { name, verdict: 'fail', detail: `${host}:${port}: ${msg}`, fix };
+  }
+}
+
+const INSTALLED_ACCESS_KEY_FILE = '/etc/live-speaker/picovoice-access-key';
+
+/** Whether the configured wake word can be armed: the engine loads, its keywords exist, and (Porcupine) the AccessKey is accepted. */
+function checkWake(config: Config): Check {
+  const name = 'wake word';
+  const w = config.wake;
+  if (w.engine === 'none') return { name, verdict: 'info', detail: 'not configured (wake.engine: none; the button, SIGUSR1 or `live-speaker ctl press` start a conversation)' };
+  if (w.engine === 'tone') return { name, verdict: 'info', detail: `test stand-in: a ${w.tone_hz} Hz tone wakes it (wake.engine: tone)` };
+  let { key, source } = readAccessKey(config);
+  if (!key && existsSync(INSTALLED_ACCESS_KEY_FILE)) {
+    try {
+      key = readFileSync(INSTALLED_ACCESS_KEY_FILE, 'utf8').trim() || null;
+      source = INSTALLED_ACCESS_KEY_FILE;
+    } catch (e) {
+      return { name, verdict: 'fail', detail: `cannot read ${INSTALLED_ACCESS_KEY_FILE} (${(e as NodeJS.ErrnoException).code}): it is root-only`, fix: 'run `sudo live-speaker doctor`' };
+    }
+  }
+  const names = w.keywords.map((k) => k.name);
+  for (const k of names) {
+    if (!BUILTIN_KEYWORDS.includes(k) && !existsSync(k)) {
+      return { name, verdict: 'fail', detail: `keyword '${k}' is neither built in nor an existing .ppn file`, fix: `use one of ${BUILTIN_KEYWORDS.join(', ')}, or the path of a .ppn file` };
+    }
+  }
+  if (!key) {
+    return { name, verdict: 'fail', detail: 'Porcupine needs a Picovoice AccessKey and none is set',
+      fix: `put it in ${INSTALLED_ACCESS_KEY_FILE} (root only, 0600) and \`sudo systemctl reload live-speaker\`, or set PICOVOICE_ACCESS_KEY (free at console.picovoice.ai)` };
+  }
+  try {
+    // Arming validates the key online (Porcupine's own bounded request).
+    const engine = porcupineFactory({ accessKey: key, keywords: w.keywords, modelPath: w.model_path })();
+    engine.release();
+    return { name, verdict: 'ok', detail: `porcupine armed with ${names.map((k) => `"${k}"`).join(', ')} (AccessKey from ${source})` };
+  } catch (e) {
+    const err = e instanceof WakeArmError ? e : new WakeArmError((e as Error).message, 'transient', 'Error');
+    const fix = err.kind === 'permanent' ? 'check the AccessKey and wake.keywords / wake.model_path'
+      : err.kind === 'slow' ? 'the AccessKey reached its activation limit: free a device at console.picovoice.ai'
+      : 'no answer from Picovoice: check the network; the daemon keeps retrying';
+    return { name, verdict: 'fail', detail: `porcupine cannot arm: ${err.message}`, fix };
+  }
+}
+
+export async function runDoctor(configPath?: string, out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+  const checks: Check[] = [];
+  let config: Config;
+  const file = findConfigFile(configPath);
+  try {
+    ({ config } = loadConfig(configPath));
+    checks.push({ name: 'config', verdict: 'ok', detail: file ? `${file} loads` : 'no config file: built-in defaults' });
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    checks.push({ name: 'config', verdict: 'fail', detail: e.message, fix: `fix ${file ?? 'the config file'}; the remaining checks use the built-in defaults` });
+    config = parseConfig({}, null);
+  }
+
+  let daemonRunning = false;
+  try { await controlRequest(config.control.socket, { cmd: 'status' }, 1000); daemonRunning = true; } catch { /* not running, or not ours to ask */ }
+
+  checks.push(await checkCapture(config, daemonRunning));
+  checks.push(await checkPlayback(config, daemonRunning));
+  checks.push(await checkGpio(config));
+  const { check: keyCheck, key } = checkKey(config);
+  checks.push(keyCheck);
+  checks.push(await checkEndpoint(config, key));
+  checks.push(checkWake(config));
+
+  const mark: Record<Verdict, string> = { ok: '[ok]  ', fail: '[FAIL]', info: '[--]  ' };
+  const width = Math.max(...checks.map((c) => c.name.length));
+  const lines = [`live-speaker doctor${daemonRunning ? ' (the daemon is running)' : ''}`];
+  for (const c of checks) {
+    lines.push(`${mark[c.verdict]} ${c.name.padEnd(width)}  ${c.detail}`);
+    if (c.verdict === 'fail' && c.fix) lines.push(`       ${' '.repeat(width)}  fix: ${c.fix}`);
+  }
+  const failed = checks.filter((c) => c.verdict === 'fail').length;
+  lines.push(failed === 0 ? 'All good.' : `${failed} problem${failed > 1 ? 's' : ''} to fix (see "fix:" above).`);
+  out(lines.join('\n') + '\n');
+  return failed === 0 ? 0 : 1;
+}

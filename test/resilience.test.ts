@@ -1,0 +1,233 @@
+// Faults, through the emulator and the audio bench: the daemon must keep
+// working, say what is wrong, resume where it can, and lose no audio.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SoundCard, findOnset } from './bench/soundcard.js';
+import { DaemonProcess } from './bench/daemon.js';
+import { LiveEmulator, type EmulatorOptions, type EmulatedSession } from '../src/emulator/emulator.js';
+import { tone } from '../src/audio/pcm.js';
+
+let card: SoundCard;
+let longSpeech: Buffer;
+let speech: Buffer;
+
+before(async () => {
+  card = await SoundCard.start();
+  longSpeech = await card.say('one two three four five six seven eight nine ten, and that is how many there are');
+  speech = await card.say('hello there');
+});
+after(async () => { await card?.stop(); });
+
+async function setup(emuOpts: EmulatorOptions = {}, config: Record<string, any> = {}) {
+  const emu = await LiveEmulator.start({ mode: 'scripted', ...emuOpts });
+  const daemon = await DaemonProcess.start({
+    env: card.env,
+    config: { live: { base_url: emu.url, connect_timeout_s: 2 }, conversation: { follow_up_s: 2, error_display_s: 1, ...(config.conversation ?? {}) }, ...Object.fromEntries(Object.entries(config).filter(([k]) => k !== 'conversation')) },
+  });
+  return { emu, daemon, async done() { await daemon.stop(); await emu.close(); } };
+}
+
+/** Correlation of the whole utterance against what the server received, aligned at its onset: 1 = every sample, in order. */
+function wholeUtterance(received: Buffer, said: Buffer): number {
+  const hit = findOnset(received, said);
+  if (!hit) return 0;
+  const start = hit.offsetBytes - hit.needleOnsetBytes;
+  const a = said.subarray(Math.max(0, -start));
+  const b = received.subarray(Math.max(0, start), Math.max(0, start) + a.length);
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i + 1 < Math.min(a.length, b.length); i += 2) { const x = a.readInt16LE(i), y = b.readInt16LE(i); ab += x * y; aa += x * x; bb += y * y; }
+  return ab / Math.sqrt(aa * bb || 1);
+}
+
+const allReceived = (emu: LiveEmulator) => Buffer.concat(emu.sessions.map((s: EmulatedSession) => s.received));
+
+async function backToIdleAndServing(daemon: DaemonProcess, emu: LiveEmulator) {
+  const st = await daemon.ctl('status');
+  if (st.state !== 'idle') await daemon.waitState('idle', 15000);
+  const before = emu.connections;
+  const listening = daemon.waitState('listening', 5000);
+  await daemon.ctl('press');
+  await listening;
+  assert.equal(emu.connections, before + 1, 'a new conversation opens');
+  await daemon.ctl('press'); // and end it
+}
+
+test('goAway mid-question: resumed with the newest handle, no audio lost, the reply still comes', async () => {
+  const { emu, daemon, done } = await setup();
+  try {
+    const open = daemon.waitState('listening', 5000);
+    await daemon.ctl('press');
+    await open;
+    const playing = card.playIntoRoom(longSpeech);
+    await sleep(1200);
+    const first = emu.sessions[0];
+    const handle = first.lastHandle;
+    assert.ok(handle, 'the daemon asked for session resumption');
+    first.goAway(30);
+    await emu.waitFor('session', (s) => s.id === 2, 5000);
+    await playing;
+    const [s2] = await emu.waitFor('utterance', (s) => s.id === 2, 8000);
+    assert.equal(s2.resumedFrom, handle, 'the new connection resumed the old session');
+    assert.ok(s2.setup.contextWindowCompression, 'context window compression is on');
+    const corr = wholeUtterance(allReceived(emu), longSpeech);
+    assert.ok(corr > 0.98, `every sample of the question reached the server across the two connections (corr ${corr.toFixed(4)})`);
+    void s2.sendAudio(tone(440, 500, 24000));
+    await daemon.waitState('speaking', 5000);
+    assert.equal((await daemon.ctl('status')).counters.resumed, 1);
+    await backToIdleAndServing(daemon, emu);
+  } finally { await done(); }
+});
+
+test('the TCP connection drops mid-question: resumed at once, no audio lost', async () => {
+  const { emu, daemon, done } = await setup();
+  try {
+    const open = daemon.waitState('listening', 5000);
+    await daemon.ctl('press');
+    await open;
+    const playing = card.playIntoRoom(longSpeech);
+    await sleep(1500);
+    emu.sessions[0].terminate();
+    await playing;
+    await emu.waitFor('utterance', (s) => s.id === 2, 8000);
+    const corr = wholeUtterance(allReceived(emu), longSpeech);
+    assert.ok(corr > 0.98, `corr ${corr.toFixed(4)}`);
+    assert.ok(daemon.logs.some((l) => l.msg === 'Live session lost; resuming'));
+    await backToIdleAndServing(daemon, emu);
+  } finally { await done(); }
+});
+
+test('a server error close (1011) or quota close mid-reply is transient: resumed, conversation goes on', async () => {
+  const { emu, daemon, done } = await setup();
+  try {
+    const open = daemon.waitState('listening', 5000);
+    await daemon.ctl('press');
+    await open;
+    void emu.sessions[0].sendAudio(tone(440, 2000, 24000), { speed: 1 });
+    await daemon.waitState('speaking', 5000);
+    emu.sessions[0].close(1011, 'Internal error encountered.');
+    await emu.waitFor('session', (s) => s.id === 2, 5000);
+    await daemon.waitState('listening', 5000);
+    emu.sessions[1].close(1011, 'You exceeded your current quota, please check your plan and billing details.');
+    await emu.waitFor('session', (s) => s.id === 3, 5000);
+    const st = await daemon.ctl('status');
+    assert.equal(st.counters.errors, 0);
+    assert.equal(st.counters.resumed, 2);
+    await backToIdleAndServing(daemon, emu);
+  } finally { await done(); }
+});
+
+test('a bad API key is permanent: error shown, no retries, the status says so; a press tries again', async () => {
+  const { emu, daemon, done } = await setup({ acceptKey: () => false });
+  try {
+    await daemon.ctl('press');
+    await daemon.waitState('error', 5000);
+    await daemon.waitState('idle', 3000);
+    await sleep(2500);
+    assert.equal(emu.connections, 1, 'no hammering');
+    const st = await daemon.ctl('status');
+    assert.match(st.fault, /^bad API key: API key not valid/);
+    assert.equal(st.lastError.permanent, true);
+    assert.equal(st.leds.error, 'blink 100/2900 ms', 'the error LED keeps flashing while idle');
+    assert.equal(daemon.logs.filter((l) => /conversation failed/.test(l.msg)).length, 1, 'logged once');
+    await daemon.ctl('press');
+    await daemon.waitState('error', 5000);
+    assert.equal(emu.connections, 2, 'the user acted: one more try');
+  } finally { await done(); }
+});
+
+test('a server that never answers setup: bounded wait, error, idle', async () => {
+  const { emu, daemon, done } = await setup({ setupDelayMs: 60_000 });
+  try {
+    await daemon.ctl('press');
+    const err = await daemon.waitState('error', 5000);
+    assert.ok(Date.parse(err.time as string) - Date.parse(daemon.logs.find((l) => l.msg === 'press')!.time as string) < 3500, 'within connect_timeout_s');
+    assert.match((await daemon.ctl('status')).lastError.message, /no answer to setup within 2 s/);
+    assert.equal(emu.connections, 1);
+    await daemon.waitState('idle', 3000);
+  } finally { await done(); }
+});
+
+test('garbage frames, wrong audio types, odd byte counts and unknown tool calls do not break the conversation', async () => {
+  const { emu, daemon, done } = await setup();
+  try {
+    const open = daemon.waitState('listening', 5000);
+    await daemon.ctl('press');
+    await open;
+    const s = emu.sessions[0];
+    s.sendRaw('this is not json {');
+    s.sendRaw(Buffer.from([0xff, 0x00, 0x13]));
+    s.send({ serverContent: { modelTurn: { parts: [{ inlineData: { mimeType: 'audio/mpeg', data: Buffer.alloc(100).toString('base64') } }] } } });
+    s.send({ toolCall: { functionCalls: [{ id: 'fc-1', name: 'set_volume', args: { level: 40 } }] } });
+    const [, msg] = await emu.waitFor('message', (_s, m) => !!m.toolResponse, 5000);
+    assert.deepEqual(msg.toolResponse.functionResponses[0].id, 'fc-1');
+    assert.match(msg.toolResponse.functionResponses[0].response.error, /unknown tool 'set_volume'/);
+    s.send({ serverContent: { modelTurn: { parts: [{ inlineData: { mimeType: 'audio/pcm;rate=24000', data: Buffer.alloc(4801).toString('base64') } }] } } });
+    await daemon.waitState('speaking', 3000);
+    s.send({ serverContent: { turnComplete: true } });
+    await daemon.waitState('follow-up', 3000);
+    assert.ok(daemon.logs.some((l) => /ignored a malformed message/.test(l.msg)), 'the garbage was logged');
+    assert.ok(daemon.logs.some((l) => /not 24 kHz PCM/.test(l.msg)), 'the wrong audio type was logged');
+    assert.equal(daemon.exitCode, null);
+    assert.equal(s.closed, false, 'the session survived');
+  } finally { await done(); }
+});
+
+test('a server that stalls after the question: the conversation ends by itself, idle and serving', async () => {
+  const { emu, daemon, done } = await setup({}, { conversation: { no_speech_timeout_s: 2 } });
+  try {
+    const open = daemon.waitState('listening', 5000);
+    await daemon.ctl('press');
+    await open;
+    await card.playIntoRoom(speech);
+    await daemon.waitState('thinking', 5000);
+    const ended = await daemon.waitLog((l) => l.msg === 'conversation ended' && l.reason === 'no reply from the server', 5000);
+    assert.ok(ended);
+    await backToIdleAndServing(daemon, emu);
+  } finally { await done(); }
+});
+
+test('a server that keeps dropping: a few quick resumes, then an error, then idle and serving', async () => {
+  const { emu, daemon, done } = await setup();
+  try {
+    emu.on('session', (s: EmulatedSession) => { if (emu.sessions.length <= 4) setTimeout(() => s.terminate(), 50); });
+    const open = daemon.waitState('listening', 5000);
+    await daemon.ctl('press');
+    await open;
+    await daemon.waitState('error', 10000);
+    assert.equal(emu.connections, 4, 'three resumption attempts, then it gave up');
+    emu.removeAllListeners('session');
+    await backToIdleAndServing(daemon, emu);
+  } finally { await done(); }
+});
+
+test('the microphone dies mid-conversation: the conversation ends with the cause, arecord comes back, serving', async () => {
+  const { emu, daemon, done } = await setup();
+  try {
+    const open = daemon.waitState('listening', 5000);
+    await daemon.ctl('press');
+    await open;
+    const { capturePid } = await daemon.ctl('status');
+    process.kill(capturePid, 'SIGKILL');
+    await daemon.waitState('error', 3000);
+    assert.match((await daemon.ctl('status')).lastError.message, /^microphone: arecord on 'default' stopped/);
+    await daemon.waitLog((l) => l.msg === 'microphone is back', 5000);
+    await backToIdleAndServing(daemon, emu);
+  } finally { await done(); }
+});
+
+test('continuity (resume_within_s): a new conversation soon after continues the last one', async () => {
+  const { emu, daemon, done } = await setup({}, { conversation: { resume_within_s: 60 } });
+  try {
+    let open = daemon.waitState('listening', 5000);
+    await daemon.ctl('press');
+    await open;
+    const handle = emu.sessions[0].lastHandle;
+    await daemon.ctl('press'); // end
+    await daemon.waitState('idle', 3000);
+    open = daemon.waitState('listening', 5000);
+    await daemon.ctl('press');
+    await open;
+    assert.equal(emu.sessions[1].resumedFrom, handle);
+  } finally { await done(); }
+});
