@@ -1,0 +1,103 @@
+// `live-speaker doctor` as a user runs it: the built command, real arecord and
+// aplay on the simulated sound card, a real TCP connect to the loopback
+// emulator as the Live endpoint.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { stringify } from 'yaml';
+import { SoundCard } from './bench/soundcard.js';
+import { MAIN, deepMerge } from './bench/daemon.js';
+import { LiveEmulator } from '../src/emulator/emulator.js';
+
+let card: SoundCard;
+let emu: LiveEmulator;
+let dir: string;
+
+before(async () => {
+  card = await SoundCard.start();
+  emu = await LiveEmulator.start({ mode: 'parrot' });
+  dir = mkdtempSync(join(tmpdir(), 'ls-doctor-'));
+});
+after(async () => {
+  await emu?.close();
+  await card?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+let n = 0;
+function doctor(config: Record<string, any> | string, env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string }> {
+  const file = join(dir, `config-${n++}.yaml`);
+  const base = { live: { base_url: emu.url }, gpio: { enabled: false }, control: { socket: join(dir, 'control.sock') } };
+  writeFileSync(file, typeof config === 'string' ? config : stringify(deepMerge(base, config)));
+  const childEnv = { ...card.env, ...env };
+  if (!('GEMINI_API_KEY' in env)) delete childEnv.GEMINI_API_KEY;
+  if (!childEnv.PICOVOICE_ACCESS_KEY) delete childEnv.PICOVOICE_ACCESS_KEY;
+  delete childEnv.GOOGLE_API_KEY;
+  return new Promise((resolve) => {
+    execFile(process.execPath, [MAIN, '--config', file, 'doctor'], { env: childEnv, timeout: 30000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as any).code === 'number' ? (err as any).code : -1) : 0;
+      resolve({ code, out: String(stdout) + String(stderr) });
+    });
+  });
+}
+
+const line = (out: string, name: string) => out.split('\n').find((l) => new RegExp(`^\\[[^\\]]+\\]\\s+${name}\\s`).test(l)) ?? '';
+
+test('doctor: all good on a working machine: exit 0, every check listed', async () => {
+  const { code, out } = await doctor({});
+  assert.equal(code, 0, out);
+  assert.match(line(out, 'config'), /^\[ok\]/);
+  assert.match(line(out, 'microphone'), /^\[ok\].*default: 0\.2 s at 16000 Hz/);
+  assert.match(line(out, 'speaker'), /^\[ok\].*24000 Hz/);
+  assert.match(line(out, 'gpio'), /^\[--\].*disabled in config/);
+  assert.match(line(out, 'API key'), /^\[--\].*live\.base_url is set/);
+  assert.match(line(out, 'Live endpoint'), /^\[ok\].*127\.0\.0\.1:\d+ reachable \(TCP connect/);
+  assert.match(line(out, 'wake word'), /^\[--\].*not configured/);
+  assert.match(out, /All good\./);
+});
+
+test('doctor: a microphone that cannot open fails with the setting to change', async () => {
+  const { code, out } = await doctor({ audio: { capture_device: 'no_such_pcm' } });
+  assert.equal(code, 1, out);
+  assert.match(line(out, 'microphone'), /^\[FAIL\].*arecord -D no_such_pcm/);
+  assert.match(out, /fix: .*audio\.capture_device/);
+  assert.match(line(out, 'speaker'), /^\[ok\]/, 'the other checks still run');
+  assert.match(out, /1 problem to fix/);
+});
+
+test('doctor: a config error is the first failure, and the rest is checked with defaults', async () => {
+  const { code, out } = await doctor('conversation:\n  follow_upp_s: 3\n');
+  assert.equal(code, 1, out);
+  assert.match(line(out, 'config'), /^\[FAIL\].*unknown key 'conversation\.follow_upp_s'/);
+  assert.match(line(out, 'microphone'), /^\[(ok|FAIL)\]/);
+});
+
+test('doctor: a key is reported present without ever being printed', async () => {
+  const key = 'AIzaDoctorTestKey-0123456789abcdef';
+  const { out } = await doctor({}, { GEMINI_API_KEY: key });
+  assert.match(line(out, 'API key'), /^\[ok\].*present \(34 characters, from GEMINI_API_KEY\)/);
+  assert.ok(!out.includes(key), 'the key is not in the output');
+  assert.ok(!out.includes(key.slice(0, 12)), 'no part of the key either');
+});
+
+test('doctor: an endpoint nobody answers on fails within the bound, with a hint', async () => {
+  // A port that was just free: connection refused at once.
+  const port = await new Promise<number>((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as any).port; s.close(() => res(p)); }); });
+  const t0 = Date.now();
+  const { code, out } = await doctor({ live: { base_url: `http://127.0.0.1:${port}` } });
+  assert.equal(code, 1, out);
+  assert.match(line(out, 'Live endpoint'), /^\[FAIL\].*ECONNREFUSED/);
+  assert.match(out, /fix: is the endpoint in live\.base_url running\?/);
+  assert.ok(Date.now() - t0 < 15000);
+});
+
+test('doctor: a Porcupine wake word without an AccessKey is not armable, and says where the key goes', async () => {
+  const { code, out } = await doctor({ wake: { engine: 'porcupine' } }, { PICOVOICE_ACCESS_KEY: '' });
+  assert.equal(code, 1, out);
+  assert.match(line(out, 'wake word'), /^\[FAIL\].*needs a Picovoice AccessKey/);
+  assert.match(out, /fix: put it in \/etc\/live-speaker\/picovoice-access-key/);
+});

@@ -1,0 +1,314 @@
+// The service under a real systemd (test-bench.md section 3): a cached
+// Debian trixie root (test/bench/trixie-root.sh) booted with systemd as PID 1
+// in private PID/mount/cgroup namespaces (test/bench/boot-systemd.sh), the
+// repo installed inside by scripts/install.sh, then start/status/reload/
+// watchdog/stop/config-error checked through systemctl and journalctl.
+// The daemon uses the bench's simulated sound card (PulseAudio on the host,
+// its directory bind-mounted in, given to the unit by a drop-in) and its
+// built-in emulator (no API key). Skipped, with the reason, without root or
+// the tools; LIVE_SPEAKER_SKIP_SYSTEMD_TEST=1 skips it too.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SoundCard } from './bench/soundcard.js';
+
+const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BENCH = join(REPO, 'test', 'bench');
+const CACHE = process.env.LIVE_SPEAKER_TEST_CACHE ?? '/var/cache/live-speaker-test';
+const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+
+function skipReason(): string | false {
+  if (process.env.LIVE_SPEAKER_SKIP_SYSTEMD_TEST === '1') return 'LIVE_SPEAKER_SKIP_SYSTEMD_TEST=1';
+  if (process.platform !== 'linux') return 'needs Linux';
+  if (process.getuid?.() !== 0) return 'needs root (namespaces, mounts, chroot)';
+  for (const c of ['unshare', 'nsenter', 'chroot', 'flock', 'pulseaudio']) if (!has(c)) return `${c} not installed`;
+  if (!existsSync(join(CACHE, 'trixie-root', '.stamp')) && !has('debootstrap')) return 'debootstrap not installed and no cached root';
+  const probe = spawnSync('unshare', ['--pid', '--fork', '--mount', '--cgroup', 'true'], { timeout: 10000 });
+  if (probe.status !== 0) return `unshare --pid --mount --cgroup is not permitted here (${String(probe.stderr).trim() || probe.status})`;
+  if (!readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[2] === 'cgroup2')) return 'no cgroup2 hierarchy mounted';
+  return false;
+}
+const skip = skipReason();
+
+const GUEST_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', HOME: '/root', TERM: 'dumb', SYSTEMD_PAGER: '', SYSTEMD_COLORS: '0',
+  // npm in the guest trusts the bundle boot-systemd.sh copied from this machine.
+  NPM_CONFIG_CAFILE: '/etc/ssl/certs/ca-certificates.crt' };
+
+let run: string; // host dir holding the overlay, the card, the repo copy
+let card: SoundCard | undefined;
+let boot: ChildProcess | undefined;
+let bootLog = '';
+let initPid = 0; // the guest's systemd, as the host sees it
+const timings: Record<string, number> = {};
+
+/** Run a shell command inside the booted guest. */
+function guest(cmd: string, timeoutMs = 30000): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve) => {
+    execFile('nsenter', ['-t', String(initPid), '-m', '-p', '-C', '-r', '-w', '/bin/bash', '-c', cmd],
+      { env: GUEST_ENV, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 32 << 20 }, (err, stdout, stderr) => {
+        const code = err ? (typeof (err as any).code === 'number' ? (err as any).code : (err as any).killed ? 124 : -1) : 0;
+        resolve({ code, out: String(stdout), err: String(stderr) });
+      });
+  });
+}
+async function must(cmd: string, timeoutMs = 30000): Promise<string> {
+  const r = await guest(cmd, timeoutMs);
+  assert.equal(r.code, 0, `guest: ${cmd}\nexit ${r.code}\n${r.out}\n${r.err}`);
+  return r.out;
+}
+async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined | false>): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try { const v = await probe(); if (v) return v; } catch (e) { last = e; }
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await sleep(250);
+  }
+}
+async function show(props: string[]): Promise<Record<string, string>> {
+  const out = await must(`systemctl show live-speaker.service -p ${props.join(',')}`);
+  return Object.fromEntries(out.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+}
+/** The daemon's JSON log lines from the journal, oldest first. */
+async function journal(): Promise<{ level?: string; msg?: string; [k: string]: unknown }[]> {
+  const out = await must('journalctl -u live-speaker.service -o cat --no-pager');
+  return out.split('\n').filter((l) => l.startsWith('{')).map((l) => { try { return JSON.parse(l); } catch { return {}; } });
+}
+async function waitLog(pred: (l: { msg?: string; [k: string]: unknown }) => boolean, after: number, what: string, timeoutMs = 20000) {
+  return waitFor(what, timeoutMs, async () => (await journal()).slice(after).find(pred));
+}
+const CONFIG = '/etc/live-speaker/config.yaml';
+/** conversation.follow_up_s as ctl status reports the running config. */
+const followUp = (s: any): unknown => s.config?.conversation?.follow_up_s ?? s.config?.follow_up_s;
+const setFollowUp = (v: number | string) => must(`sed -i -E 's/^(  follow_up_s:).*/\\1 ${v}/' ${CONFIG} && grep -q '^  follow_up_s: ${v}$' ${CONFIG}`);
+
+before(async () => {
+  if (skip) return;
+  const t0 = Date.now();
+  const root = spawnSync('bash', [join(BENCH, 'trixie-root.sh'), CACHE], { encoding: 'utf8', timeout: 20 * 60 * 1000 });
+  assert.equal(root.status, 0, `trixie-root.sh failed: ${root.stderr}`);
+  const rootDir = root.stdout.trim().split('\n').pop()!;
+  timings.rootS = (Date.now() - t0) / 1000;
+
+  mkdirSync(CACHE, { recursive: true });
+  run = mkdtempSync(join(CACHE, 'run-'));
+  chmodSync(run, 0o755);
+  // The sound card lives outside /tmp: the unit has PrivateTmp=yes.
+  const cardDir = join(run, 'card');
+  mkdirSync(cardDir, { mode: 0o755 });
+  card = await SoundCard.start(cardDir);
+  chmodSync(cardDir, 0o755); // pulseaudio made its runtime dir 0700; the service user reads alsa.conf here
+  chmodSync(join(cardDir, 'native'), 0o777);
+  // The repo, without what the install builds.
+  mkdirSync(join(run, 'src'));
+  const tar = spawnSync('bash', ['-c', `tar -C "${REPO}" -cf - --exclude=./node_modules --exclude=./dist --exclude=./.git --exclude=./.bench . | tar -C "${join(run, 'src')}" -xf -`]);
+  assert.equal(tar.status, 0, String(tar.stderr));
+
+  boot = spawn('bash', [join(BENCH, 'boot-systemd.sh'), rootDir, run, cardDir], {
+    env: { PATH: process.env.PATH, NPM_CACHE_DIR: join(CACHE, 'npm-cache') }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+  });
+  boot.stdout!.on('data', (d) => { bootLog += d; });
+  boot.stderr!.on('data', (d) => { bootLog += d; });
+  // The host pid of the guest's PID 1: the child of unshare (which boot-systemd.sh became).
+  initPid = await waitFor('systemd to be PID 1 of the namespace', 20000, async () => {
+    const kids = readFileSync(`/proc/${boot!.pid}/task/${boot!.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+    for (const k of kids) if (readFileSync(`/proc/${k}/comm`, 'utf8').trim() === 'systemd') return Number(k);
+    return null;
+  }).catch((e) => { throw new Error(`${e.message}\n${bootLog}`); });
+  const state = await waitFor('the guest system to finish booting', 90000, async () => {
+    const r = await guest('systemctl is-system-running', 10000);
+    const s = r.out.trim();
+    return s === 'running' || s === 'degraded' ? s : null;
+  }).catch(async (e) => { throw new Error(`${e.message}\n${bootLog.slice(-3000)}\n${(await guest('systemctl --failed --no-pager')).out}`); });
+  timings.bootS = (Date.now() - t0) / 1000 - timings.rootS;
+
+  // The test's drop-in: the simulated sound card, and a short watchdog so the hang test is quick.
+  await must(`mkdir -p /etc/systemd/system/live-speaker.service.d && cat >/etc/systemd/system/live-speaker.service.d/test-bench.conf <<'EOF'
+[Service]
+Environment=PULSE_SERVER=${card.cardEnv.PULSE_SERVER} ALSA_CONFIG_PATH=${card.cardEnv.ALSA_CONFIG_PATH}
+WatchdogSec=6s
+EOF`);
+  const t1 = Date.now();
+  const inst = await guest('/srv/live-speaker-src/scripts/install.sh --source /srv/live-speaker-src 2>&1', 15 * 60 * 1000);
+  timings.installS = (Date.now() - t1) / 1000;
+  assert.equal(inst.code, 0, `install.sh failed (guest: ${state}):\n${inst.out.slice(-6000)}\n${(await guest('journalctl -u live-speaker -n 50 --no-pager -o cat')).out}`);
+}, { timeout: 30 * 60 * 1000 });
+
+after(async () => {
+  if (skip) return;
+  if (initPid) { try { process.kill(initPid, 'SIGKILL'); } catch { /* gone */ } }
+  if (boot && boot.exitCode === null) {
+    await Promise.race([new Promise((r) => boot!.once('exit', r)), sleep(10000)]);
+    try { process.kill(-boot.pid!, 'SIGKILL'); } catch { /* gone */ }
+  }
+  // The namespace's cgroup: kill anything left, then remove it bottom-up.
+  const cgFile = run ? join(run, 'cgroup') : '';
+  if (cgFile && existsSync(cgFile)) {
+    const cg = readFileSync(cgFile, 'utf8').trim();
+    if (cg.includes('/live-speaker-test-')) {
+      try { spawnSync('sh', ['-c', `echo 1 > "${cg}/cgroup.kill"`]); } catch { /* old kernel */ }
+      await sleep(300);
+      spawnSync('sh', ['-c', `find "${cg}" -depth -type d -exec rmdir {} \\; 2>/dev/null`]);
+    }
+  }
+  await card?.stop();
+  if (run) spawnSync('rm', ['-rf', '--one-file-system', run]);
+  process.stderr.write(`systemd test timings (s): ${JSON.stringify(timings)}\n`);
+});
+
+test('install.sh starts the service and it becomes active through READY=1, with a STATUS= line', { skip }, async () => {
+  const p = await show(['Type', 'NotifyAccess', 'ActiveState', 'SubState', 'StatusText', 'MainPID', 'NRestarts', 'User']);
+  assert.equal(p.Type, 'notify-reload');
+  assert.equal(p.NotifyAccess, 'main');
+  assert.equal(p.ActiveState, 'active');
+  assert.equal(p.SubState, 'running');
+  assert.equal(p.User, 'live-speaker');
+  assert.ok(Number(p.MainPID) > 0);
+  assert.ok(p.StatusText.length > 0, 'a STATUS= text is set');
+  const status = await must('systemctl status live-speaker.service --no-pager --lines=0');
+  assert.match(status, /Status: "/);
+  const logs = await journal();
+  assert.ok(logs.some((l) => l.msg === 'live-speaker starting'), 'the daemon\'s JSON log is in the journal');
+  assert.ok(logs.some((l) => l.msg?.startsWith('ready')), 'ready logged');
+  // Type=notify: systemd calls it started only after READY=1, which comes after the 'ready' log line.
+  const entries = (await must('journalctl -u live-speaker.service -o json --no-pager')).trim().split('\n').map((l) => JSON.parse(l));
+  const msg = (e: any) => (typeof e.MESSAGE === 'string' ? e.MESSAGE : '');
+  // Compared by the daemon's own clock for its line (journald may take in the two streams in either order).
+  const readyLine = entries.map(msg).filter((m) => m.startsWith('{')).map((m) => JSON.parse(m)).find((l) => l.msg?.startsWith('ready'));
+  const startedAt = entries.find((e) => /^Started live-speaker\.service/.test(msg(e)))?.__REALTIME_TIMESTAMP;
+  assert.ok(readyLine?.time && startedAt, 'both the ready line and systemd\'s "Started" are in the journal');
+  const readyUs = BigInt(Date.parse(readyLine.time)) * 1000n;
+  assert.ok(BigInt(startedAt) >= readyUs, `started (${startedAt}) only once the daemon was ready (${readyUs})`);
+});
+
+test('live-speaker ctl status answers through the installed command', { skip }, async () => {
+  const out = await must('live-speaker ctl status --json');
+  const s = JSON.parse(out);
+  assert.equal(s.state, 'idle');
+  assert.equal(s.microphone, 'running', 'arecord runs in the sandbox on the simulated card');
+  assert.match(s.endpoint, /emulator/);
+  const mainPid = (await show(['MainPID'])).MainPID;
+  assert.equal(String(s.pid), mainPid.length > 0 ? s.pid.toString() : '', 'pid in the status');
+});
+
+test('systemctl reload applies a config change; a bad config is refused and the old one kept', { skip }, async () => {
+  const pid = (await show(['MainPID'])).MainPID;
+  let n = (await journal()).length;
+  await setFollowUp(3);
+  await must('systemctl reload live-speaker.service', 40000);
+  await waitLog((l) => l.msg === 'config reloaded', n, "'config reloaded'");
+  let s = JSON.parse(await must('live-speaker ctl status --json'));
+  assert.equal(followUp(s), 3);
+  assert.equal((await show(['MainPID'])).MainPID, pid, 'reloaded in place, not restarted');
+
+  n = (await journal()).length;
+  await must(`cp ${CONFIG} /root/config.good && printf 'bogus_key: 1\\n' >> ${CONFIG}`);
+  try {
+    // Type=notify-reload: systemctl waits for the daemon's READY=1, which it sends after refusing too.
+    const r = await guest('systemctl reload live-speaker.service', 40000);
+    await waitLog((l) => !!l.msg?.startsWith('config reload refused'), n, "'config reload refused'");
+    const p = await show(['ActiveState', 'MainPID', 'StatusText']);
+    assert.equal(p.ActiveState, 'active', `still running after a refused reload (reload exit ${r.code})`);
+    assert.equal(p.MainPID, pid);
+    assert.match(p.StatusText, /reload refused/, 'the STATUS= line says so');
+    // --socket: ctl reads the (now bad) config file to find the socket otherwise.
+    s = JSON.parse(await must('live-speaker ctl status --json --socket /run/live-speaker/control.sock'));
+    assert.equal(followUp(s), 3, 'the old config is kept');
+  } finally {
+    await must(`cp /root/config.good ${CONFIG}`);
+  }
+});
+
+test('a hung daemon (SIGSTOP) is killed by the watchdog and restarted', { skip }, async () => {
+  const before = await show(['MainPID', 'NRestarts']);
+  const t0 = Date.now();
+  await must(`kill -STOP ${before.MainPID}`);
+  const after = await waitFor('a new main pid, active again', 60000, async () => {
+    const p = await show(['MainPID', 'ActiveState', 'NRestarts']);
+    return p.ActiveState === 'active' && p.MainPID !== before.MainPID && Number(p.MainPID) > 0 ? p : null;
+  });
+  timings.watchdogRestartS = (Date.now() - t0) / 1000;
+  assert.equal(Number(after.NRestarts), Number(before.NRestarts) + 1);
+  const sys = await must('journalctl -u live-speaker.service --no-pager -o cat');
+  assert.match(sys, /[Ww]atchdog timeout/);
+});
+
+test('systemctl stop is clean: exit 0, "stopped" logged, within TimeoutStopSec', { skip }, async () => {
+  const n = (await journal()).length;
+  const t0 = Date.now();
+  await must('systemctl stop live-speaker.service', 30000);
+  const took = (Date.now() - t0) / 1000;
+  timings.stopS = took;
+  const p = await show(['ActiveState', 'Result', 'ExecMainStatus', 'ExecMainCode']);
+  assert.equal(p.ActiveState, 'inactive');
+  assert.equal(p.Result, 'success');
+  assert.equal(p.ExecMainStatus, '0');
+  assert.ok(took < 15, `stopped in ${took} s`);
+  const logs = (await journal()).slice(n);
+  assert.ok(logs.some((l) => l.msg === 'stopping'), "'stopping' logged");
+  assert.ok(logs.some((l) => l.msg === 'stopped'), "'stopped' logged");
+});
+
+test('the journal holds the daemon\'s JSON log lines', { skip }, async () => {
+  const out = await must('journalctl -u live-speaker.service -o cat --no-pager');
+  const json = out.split('\n').filter((l) => l.startsWith('{'));
+  assert.ok(json.length >= 5, `${json.length} JSON lines`);
+  for (const l of json) {
+    const o = JSON.parse(l);
+    assert.equal(typeof o.level, 'string');
+    assert.equal(typeof o.msg, 'string');
+  }
+});
+
+test('a config error exits 78 and is not restarted (no restart loop)', { skip }, async () => {
+  await must(`cp ${CONFIG} /root/config.good && printf 'bogus_key: 1\\n' >> ${CONFIG}`);
+  try {
+    await must('systemctl reset-failed live-speaker.service || true');
+    const r = await guest('systemctl start live-speaker.service', 40000);
+    assert.notEqual(r.code, 0, 'start fails');
+    await sleep(5000); // longer than RestartSec=2s: a restart would have happened by now
+    const p = await show(['ActiveState', 'Result', 'ExecMainStatus', 'NRestarts']);
+    assert.equal(p.ActiveState, 'failed');
+    assert.equal(p.ExecMainStatus, '78');
+    assert.equal(p.NRestarts, '0');
+    const out = await must('journalctl -u live-speaker.service -o cat --no-pager -n 30');
+    assert.match(out, /unknown key 'bogus_key'/);
+  } finally {
+    await must(`cp /root/config.good ${CONFIG} && systemctl reset-failed live-speaker.service`);
+  }
+});
+
+test('systemd-analyze security rates the sandbox', { skip }, async () => {
+  const out = await must('systemd-analyze security live-speaker.service --no-pager 2>&1');
+  const m = /Overall exposure level for live-speaker\.service: ([\d.]+) (\w+)/.exec(out);
+  assert.ok(m, out.slice(-500));
+  timings.exposure = Number(m[1]);
+  assert.ok(Number(m[1]) <= 3.5, `exposure ${m[1]} ${m[2]}`);
+});
+
+test('install.sh again upgrades in place: config kept, dependencies reused, service running', { skip }, async () => {
+  await must(`sed -i -E 's/^(  follow_up_s:).*/\\1 4/' ${CONFIG}`);
+  const t0 = Date.now();
+  const out = await must('/srv/live-speaker-src/scripts/install.sh --source /srv/live-speaker-src 2>&1', 10 * 60 * 1000);
+  timings.reinstallS = (Date.now() - t0) / 1000;
+  assert.match(out, /kept your \/etc\/live-speaker\/config\.yaml/);
+  assert.match(out, /dependencies unchanged/);
+  assert.match(await must(`grep follow_up_s ${CONFIG}`), /follow_up_s: 4/);
+  assert.equal((await show(['ActiveState'])).ActiveState, 'active');
+  assert.equal((await must('stat -c %a:%U /etc/live-speaker/gemini-api-key /etc/live-speaker/picovoice-access-key')).trim(), '600:root\n600:root');
+});
+
+test('install.sh --uninstall removes everything but /etc/live-speaker', { skip }, async () => {
+  await must('/srv/live-speaker-src/scripts/install.sh --uninstall 2>&1', 60000);
+  const r = await guest('systemctl cat live-speaker.service');
+  assert.notEqual(r.code, 0, 'unit gone');
+  for (const p of ['/opt/live-speaker', '/usr/local/bin/live-speaker', '/var/lib/live-speaker']) {
+    assert.notEqual((await guest(`test -e ${p}`)).code, 0, `${p} removed`);
+  }
+  assert.notEqual((await guest('id live-speaker')).code, 0, 'user removed');
+  await must(`test -f ${CONFIG} && test -f /etc/live-speaker/gemini-api-key`);
+});
