@@ -2,7 +2,7 @@
 // emulator on the simulated sound card, with faults mixed in, and the
 // daemon's RSS and open file descriptors at the start and the end.
 // Usage: npm run soak -- [--conversations N]
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SoundCard } from '../test/bench/soundcard.js';
 import { DaemonProcess } from '../test/bench/daemon.js';
@@ -21,6 +21,11 @@ function usage(pid: number) {
 type Fault = 'none' | 'drop' | 'goAway' | 'close1011' | 'garbage' | 'badKey' | 'micKill' | 'bargeIn';
 const FAULTS: Fault[] = ['none', 'none', 'drop', 'none', 'goAway', 'none', 'close1011', 'garbage', 'none', 'badKey', 'bargeIn', 'none', 'micKill'];
 
+/** Every step is bounded: a soak that hangs proves nothing. */
+function within<T>(p: Promise<T>, what: string, ms = 15000): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`soak: ${what} took over ${ms} ms`)), ms).unref())]);
+}
+
 async function main() {
   const card = await SoundCard.start();
   let rejectKeys = false;
@@ -34,10 +39,11 @@ async function main() {
     for (let i = 0; i < 100; i++) { const st = await d.ctl('status'); if (st.state === 'idle' && st.microphone === 'running') return; await sleep(100); }
     throw new Error(`not back to idle: ${JSON.stringify(await d.ctl('status'))}`);
   };
-  const reply = (s: EmulatedSession, ms = 300) => s.sendAudio(tone(440, ms, 24000), { speed: 4 });
+  const reply = (s: EmulatedSession, ms = 300) => within(s.sendAudio(tone(440, ms, 24000), { speed: 4 }), 'reply sent');
   const counts: Record<string, number> = {};
   let start: ReturnType<typeof usage> | null = null;
   const t0 = Date.now();
+  try {
   for (let i = 0; i < N; i++) {
     if (i === 10) start = usage(pid); // after warm-up
     const fault = FAULTS[i % FAULTS.length];
@@ -60,6 +66,13 @@ async function main() {
     const live = emu.sessions.filter((x) => !x.closed).pop()!;
     await reply(live);
     await idle();
+  }
+  } catch (e) {
+    const file = `/tmp/live-speaker-soak-failure-${process.pid}.log`;
+    writeFileSync(file, d.logs.slice(-300).map((l) => JSON.stringify(l)).join('\n') + '\n');
+    console.error(`soak failed: ${(e as Error).message}; the daemon's last 300 log lines: ${file}`);
+    await d.stop(); await emu.close(); await card.stop();
+    process.exit(1);
   }
   const end = usage(pid);
   const st = await d.ctl('status');

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // The `live-speaker` command: run the daemon, talk to it, or run the emulator.
 import { Command, Option } from 'commander';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, ConfigSchema, loadConfig } from './config.js';
 import { controlRequest } from './control.js';
-import { EXIT_CONFIG, runDaemon } from './daemon.js';
+import { runDaemon } from './daemon.js';
 import { runEmulator } from './emulator/cli.js';
 import { runDoctor } from './doctor.js';
 
@@ -25,8 +25,10 @@ program.command('ctl')
     let socket = opts.socket;
     if (!socket) {
       try { socket = loadConfig(program.opts().config).config.control.socket; } catch (e) {
-        if (e instanceof ConfigError) { process.stderr.write(`live-speaker: ${e.message}\n`); process.exit(EXIT_CONFIG); }
-        throw e;
+        if (!(e instanceof ConfigError)) throw e;
+        // A broken config is when status matters most: the running daemon still has its old one.
+        socket = ConfigSchema.parse({}).control.socket;
+        process.stderr.write(`live-speaker: ${e.message}\nlive-speaker: trying the default socket ${socket}\n`);
       }
     }
     try {

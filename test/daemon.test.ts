@@ -1,7 +1,9 @@
 // The daemon as a process: config errors, reload, clean stop, secrets.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync, readFileSync } from 'node:fs';
+import { existsSync, writeFileSync, readFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { SoundCard } from './bench/soundcard.js';
 import { DaemonProcess, MAIN } from './bench/daemon.js';
@@ -128,4 +130,13 @@ test('a playback device that cannot be opened: the reply is dropped with a clear
     assert.equal((await d.ctl('status')).state, 'listening');
     assert.equal(d.exitCode, null);
   } finally { await d.stop(); await emu.close(); }
+});
+
+test('ctl with a broken config still tries the default socket (status matters most then)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ls-ctl-'));
+  writeFileSync(join(dir, 'config.yaml'), 'contrl: {}\n');
+  const r = spawnSync(process.execPath, [MAIN, '--config', join(dir, 'config.yaml'), 'ctl', 'status'], { encoding: 'utf8', timeout: 10000 });
+  assert.match(r.stderr, /unknown key 'contrl'/);
+  assert.match(r.stderr, /trying the default socket \/run\/live-speaker\/control\.sock/);
+  assert.notEqual(r.status, 78);
 });
