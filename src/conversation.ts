@@ -88,6 +88,7 @@ export class Conversation extends EventEmitter {
   private vad: EnergyVad;
   private discardTurn = false; // a press cut this reply: ignore the rest of its audio
   private replyAudio = false; // this turn has produced audio
+  private turnBytes = 0; // reply audio of this turn (for the drain guard)
   private stateTimer: NodeJS.Timeout | null = null;
   private maxTimer: NodeJS.Timeout | null = null;
   private micDown: string | null = null;
@@ -372,6 +373,7 @@ export class Conversation extends EventEmitter {
     this.replyAudio = true;
     this.clearStateTimer();
     this.counters.bytesPlayed += pcm.length;
+    this.turnBytes += pcm.length;
     if (this.state !== 'speaking') this.setState('speaking');
     this.ports.player.play(pcm);
   }
@@ -381,6 +383,7 @@ export class Conversation extends EventEmitter {
     this.ports.player.flush();
     this.discardTurn = false; // the server has ended that turn itself
     this.replyAudio = false;
+    this.turnBytes = 0;
     if (this.state === 'speaking' || this.state === 'thinking') this.listen();
     if (this.goAwayDue) { this.attempts = 0; this.resume('goAway'); }
   }
@@ -391,7 +394,20 @@ export class Conversation extends EventEmitter {
     const hadAudio = this.replyAudio;
     this.replyAudio = false;
     if (!hadAudio) this.followUp();
-    else this.ports.player.finish(() => { if (this.state === 'speaking') this.followUp(); });
+    else {
+      this.ports.player.finish(() => { if (this.state === 'speaking') this.followUp(); });
+      // Never stuck in 'speaking': if the player does not report the end in time, move on anyway.
+      const gen = this.linkGen;
+      const turn = this.counters.turns;
+      const guardMs = (this.turnBytes / 2 / 24000) * 1000 + 3000;
+      setTimeout(() => {
+        if (gen !== this.linkGen || turn !== this.counters.turns || this.state !== 'speaking' || this.replyAudio) return;
+        this.log.warn({ guardMs: Math.round(guardMs) }, 'playback did not report the end of the reply; moving on');
+        this.ports.player.flush();
+        this.followUp();
+      }, guardMs).unref();
+    }
+    this.turnBytes = 0;
     if (this.goAwayDue) { this.attempts = 0; this.resume('goAway'); } // the reply plays out meanwhile
   }
 

@@ -190,6 +190,11 @@ export async function runDaemon(configPath?: string): Promise<void> {
     conversation.micFailed(reason);
     updateStatus();
   });
+  let lastOverrunLog = 0;
+  mic.on('overrun', () => {
+    if (Date.now() - lastOverrunLog > 60_000) log.warn({ overruns: mic.overruns }, 'capture overrun: arecord was starved of CPU and dropped audio');
+    lastOverrunLog = Date.now();
+  });
   mic.on('recovered', () => { log.info('microphone is back'); micProblem = null; conversation.micRecovered(); updateStatus(); });
   player.on('error', (e: Error) => { conversation.playerFailed(e.message); updateStatus(); });
   gpio.button?.on('press', () => conversation.press('button'));
@@ -216,6 +221,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     uptimeS: Math.round((Date.now() - started) / 1000),
     pid: process.pid,
     capturePid: mic.pid ?? null,
+    captureOverruns: mic.overruns,
   });
   try {
     control = await startControlServer(config.control.socket, parseInt(config.control.mode, 8), (req: ControlRequest) => {

@@ -218,16 +218,17 @@ test('mute stops capture entirely; a press while muted does nothing; unmute rest
   } finally { await done(); }
 });
 
-test('a session the server closes mid-conversation shows the error, then the daemon is back in idle and serving', async () => {
+test('a session the server ends for good mid-conversation shows the error, then the daemon is back in idle and serving', async () => {
   const { emu, daemon, done } = await setup({ mode: 'scripted' }, { conversation: { error_display_s: 1 } });
   try {
     await daemon.ctl('press');
     await daemon.waitState('listening', 5000);
-    emu.sessions[0].close(1011, 'Internal error');
+    // (transient closes are resumed instead: test/resilience.test.ts)
+    emu.sessions[0].close(1007, 'Request contains an invalid argument.');
     await daemon.waitState('error', 3000);
     const st = await daemon.ctl('status');
     assert.equal(st.leds.error, 'blink 200/200 ms');
-    assert.match(st.lastError.message, /Internal error.*1011/);
+    assert.match(st.lastError.message, /invalid argument.*1007/);
     await daemon.waitState('idle', 3000);
     await daemon.ctl('press');
     await daemon.waitState('listening', 5000);

@@ -225,3 +225,26 @@ test('conversation: callbacks from an old session cannot touch the new one', () 
   assert.equal(c.state, 'connecting');
   assert.equal(c.lastError, null);
 });
+
+test('conversation: never stuck speaking: if the player never reports the end of a reply, it moves on', async () => {
+  const sent: string[] = [];
+  const leds = new Leds({});
+  const c = new Conversation({
+    rate: 16000, prerollMs: 0, vadThresholdDbfs: -45, endOfSpeechMs: 300, noSpeechTimeoutMs: 5000, followUpMs: 5000,
+    maxConversationMs: 60000, errorDisplayMs: 50, trimWakeWord: true, wakeBeforeMs: 0, wakeSound: null, errorSound: null, chimeGateMs: 0, resumeWithinMs: 0,
+  }, {
+    live: { connect: (h) => { queueMicrotask(() => h.onOpen()); (c as any)._h = h; return { sendAudio: () => undefined, close: () => sent.push('close') }; } },
+    player: { play: () => undefined, flush: () => sent.push('flush'), finish: () => undefined /* never drains */ },
+    mic: { start: () => undefined, stop: () => undefined },
+    indicator: leds,
+  }, createLogger('silent'));
+  c.press('ctl');
+  await sleep(5);
+  const h = (c as any)._h as LiveHandlers;
+  h.onAudio(Buffer.alloc(4800)); // 100 ms
+  h.onTurnComplete();
+  assert.equal(c.state, 'speaking');
+  await sleep(3300);
+  assert.equal(c.state, 'follow-up');
+  c.end('test');
+});

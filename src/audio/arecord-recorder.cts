@@ -9,7 +9,9 @@ export = function arecordRecorder(options: Opts): { cmd: string; args: string[] 
   const args = [
     '-q', '-r', String(options.sampleRate), '-c', String(options.channels),
     '-t', options.audioType, '-f', 'S16_LE',
-    `--period-time=${periodUs}`, `--buffer-time=${periodUs * 8}`,
+    // Latency comes from the period; the buffer only decides how long arecord
+    // may be starved of CPU before it overruns and drops audio: keep it generous.
+    `--period-time=${periodUs}`, `--buffer-time=${Math.max(periodUs * 8, 500_000)}`,
     '-',
   ];
   if (options.device) args.unshift('-D', options.device);

@@ -13,7 +13,7 @@ const RECORDER = fileURLToPath(new URL('./arecord-recorder.cjs', import.meta.url
 const BACKOFF_MS = [500, 1000, 2000, 5000, 10000, 30000];
 const HEALTHY_MS = 10_000; // a recorder that ran this long resets the back-off
 
-/** Events: 'frame' (Buffer, even length), 'failed' (reason: string), 'recovered'. */
+/** Events: 'frame' (Buffer, even length), 'failed' (reason: string), 'recovered', 'overrun'. */
 export class ArecordMic extends EventEmitter implements Mic {
   private rec: Recording | null = null;
   private wanted = false;
@@ -23,6 +23,7 @@ export class ArecordMic extends EventEmitter implements Mic {
   private odd: Buffer | null = null;
   private down = false;
   bytes = 0;
+  overruns = 0;
 
   constructor(private opts: CaptureOptions) { super(); }
 
@@ -58,7 +59,11 @@ export class ArecordMic extends EventEmitter implements Mic {
     this.rec = rec;
     this.startedAt = Date.now();
     let stderr = '';
-    rec.process.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-500); });
+    rec.process.stderr?.on('data', (d: Buffer) => {
+      const text = d.toString();
+      if (/overrun/i.test(text)) { this.overruns++; this.emit('overrun'); } // audio was lost: arecord was starved of CPU
+      stderr = (stderr + text).slice(-500);
+    });
     rec.process.on('error', (e) => { stderr += e.message; }); // e.g. ENOENT: arecord missing
     rec.stream().on('error', () => { /* reported through 'close' below */ });
     rec.stream().on('data', (chunk: Buffer) => this.data(chunk));

@@ -9,6 +9,7 @@ import type { Player } from '../conversation.js';
 import type SpeakerType from 'speaker';
 
 const require = createRequire(import.meta.url);
+const STALL_MS = 3000;
 const SPEAKER_PATH = require.resolve('speaker');
 let Speaker: typeof SpeakerType | null = null;
 let loading: Promise<void> | null = null;
@@ -43,6 +44,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
   private queue: Buffer[] = [];
   private speaker: SpeakerType | null = null;
   private inflight = false;
+  private inflightTimer: NodeJS.Timeout | null = null;
   private playheadEnd = 0; // wall-clock ms when everything written so far will have played
   private onDrained: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -108,7 +110,11 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     if (!spk) return;
     this.inflight = true;
     this.playheadEnd = Math.max(now, this.playheadEnd) + (chunk.length / 2 / this.opts.rate) * 1000;
+    // A write never takes longer than the ALSA buffer (0.5 s) to drain; one that does is a stuck device.
+    this.inflightTimer = setTimeout(() => this.stalled(spk), STALL_MS);
     spk.write(chunk, () => {
+      if (this.inflightTimer) { clearTimeout(this.inflightTimer); this.inflightTimer = null; }
+      if (!this.inflight) return; // given up on by stalled()
       this.inflight = false;
       this.written += chunk.length;
       this.lastWriteAt = Date.now();
@@ -130,8 +136,24 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     }
   }
 
+  /** The addon's write never came back: abandon that stream (closing it mid-write can crash) and say so. */
+  private stalled(spk: SpeakerType): void {
+    this.inflightTimer = null;
+    this.inflight = false;
+    if (this.speaker === spk) this.speaker = null;
+    this.failed(null, new Error(`the device stopped taking audio (a write took over ${STALL_MS} ms)`));
+  }
+
   private failed(spk: SpeakerType | null, e: Error): void {
-    if (spk && spk !== this.speaker) return;
+    if (spk && spk !== this.speaker) {
+      // An old stream (already flushed) failed in its last write: the addon
+      // reports that with 'error' and never calls the write back.
+      if (this.inflight) { this.inflight = false; if (this.inflightTimer) { clearTimeout(this.inflightTimer); this.inflightTimer = null; } }
+      this.release(spk);
+      this.pump();
+      return;
+    }
+    if (this.inflightTimer) { clearTimeout(this.inflightTimer); this.inflightTimer = null; }
     this.queue = [];
     this.onDrained = null;
     this.speaker = null;
