@@ -46,9 +46,7 @@ async function backToIdleAndServing(daemon: DaemonProcess, emu: LiveEmulator) {
   const st = await daemon.ctl('status');
   if (st.state !== 'idle') await daemon.waitState('idle', 15000);
   const before = emu.connections;
-  const listening = daemon.waitState('listening', 5000);
-  await daemon.ctl('press');
-  await listening;
+  await daemon.pressAndWait('listening');
   assert.equal(emu.connections, before + 1, 'a new conversation opens');
   await daemon.ctl('press'); // and end it
 }
@@ -56,9 +54,7 @@ async function backToIdleAndServing(daemon: DaemonProcess, emu: LiveEmulator) {
 test('goAway mid-question: resumed with the newest handle, no audio lost, the reply still comes', async () => {
   const { emu, daemon, done } = await setup();
   try {
-    const open = daemon.waitState('listening', 5000);
-    await daemon.ctl('press');
-    await open;
+    await daemon.pressAndWait('listening');
     const playing = card.playIntoRoom(longSpeech);
     await sleep(1200);
     const first = emu.sessions[0];
@@ -82,9 +78,7 @@ test('goAway mid-question: resumed with the newest handle, no audio lost, the re
 test('the TCP connection drops mid-question: resumed at once, no audio lost', async () => {
   const { emu, daemon, done } = await setup();
   try {
-    const open = daemon.waitState('listening', 5000);
-    await daemon.ctl('press');
-    await open;
+    await daemon.pressAndWait('listening');
     const playing = card.playIntoRoom(longSpeech);
     await sleep(1500);
     emu.sessions[0].terminate();
@@ -100,9 +94,7 @@ test('the TCP connection drops mid-question: resumed at once, no audio lost', as
 test('a server error close (1011) or quota close mid-reply is transient: resumed, conversation goes on', async () => {
   const { emu, daemon, done } = await setup();
   try {
-    const open = daemon.waitState('listening', 5000);
-    await daemon.ctl('press');
-    await open;
+    await daemon.pressAndWait('listening');
     void emu.sessions[0].sendAudio(tone(440, 2000, 24000), { speed: 1 });
     await daemon.waitState('speaking', 5000);
     emu.sessions[0].close(1011, 'Internal error encountered.');
@@ -151,9 +143,7 @@ test('a server that never answers setup: bounded wait, error, idle', async () =>
 test('garbage frames, wrong audio types, odd byte counts and unknown tool calls do not break the conversation', async () => {
   const { emu, daemon, done } = await setup();
   try {
-    const open = daemon.waitState('listening', 5000);
-    await daemon.ctl('press');
-    await open;
+    await daemon.pressAndWait('listening');
     const s = emu.sessions[0];
     s.sendRaw('this is not json {');
     s.sendRaw(Buffer.from([0xff, 0x00, 0x13]));
@@ -176,9 +166,7 @@ test('garbage frames, wrong audio types, odd byte counts and unknown tool calls 
 test('a server that stalls after the question: the conversation ends by itself, idle and serving', async () => {
   const { emu, daemon, done } = await setup({}, { conversation: { no_speech_timeout_s: 2 } });
   try {
-    const open = daemon.waitState('listening', 5000);
-    await daemon.ctl('press');
-    await open;
+    await daemon.pressAndWait('listening');
     await card.playIntoRoom(speech);
     await daemon.waitState('thinking', 5000);
     const ended = await daemon.waitLog((l) => l.msg === 'conversation ended' && l.reason === 'no reply from the server', 5000);
@@ -191,9 +179,7 @@ test('a server that keeps dropping: a few quick resumes, then an error, then idl
   const { emu, daemon, done } = await setup();
   try {
     emu.on('session', (s: EmulatedSession) => { if (emu.sessions.length <= 4) setTimeout(() => s.terminate(), 50); });
-    const open = daemon.waitState('listening', 5000);
-    await daemon.ctl('press');
-    await open;
+    await daemon.pressAndWait('listening');
     await daemon.waitState('error', 10000);
     assert.equal(emu.connections, 4, 'three resumption attempts, then it gave up');
     emu.removeAllListeners('session');
@@ -204,9 +190,7 @@ test('a server that keeps dropping: a few quick resumes, then an error, then idl
 test('the microphone dies mid-conversation: the conversation ends with the cause, arecord comes back, serving', async () => {
   const { emu, daemon, done } = await setup();
   try {
-    const open = daemon.waitState('listening', 5000);
-    await daemon.ctl('press');
-    await open;
+    await daemon.pressAndWait('listening');
     const { capturePid } = await daemon.ctl('status');
     process.kill(capturePid, 'SIGKILL');
     await daemon.waitState('error', 3000);
@@ -219,15 +203,11 @@ test('the microphone dies mid-conversation: the conversation ends with the cause
 test('continuity (resume_within_s): a new conversation soon after continues the last one', async () => {
   const { emu, daemon, done } = await setup({}, { conversation: { resume_within_s: 60 } });
   try {
-    let open = daemon.waitState('listening', 5000);
-    await daemon.ctl('press');
-    await open;
+    await daemon.pressAndWait('listening');
     const handle = emu.sessions[0].lastHandle;
     await daemon.ctl('press'); // end
     await daemon.waitState('idle', 3000);
-    open = daemon.waitState('listening', 5000);
-    await daemon.ctl('press');
-    await open;
+    await daemon.pressAndWait('listening');
     assert.equal(emu.sessions[1].resumedFrom, handle);
   } finally { await done(); }
 });

@@ -93,6 +93,13 @@ export class DaemonProcess {
     return controlRequest(this.socket, { cmd });
   }
 
+  /** Press (ctl) and wait for the state it leads to; the wait starts before the press, so a fast change is not missed. */
+  async pressAndWait(state = 'listening', timeoutMs = 5000): Promise<LogLine> {
+    const reached = this.waitState(state, timeoutMs);
+    await this.ctl('press');
+    return reached;
+  }
+
   states(): string[] { return this.logs.filter((l) => l.msg === 'state').map((l) => l.to as string); }
 
   async stop(): Promise<number | null> {
