@@ -4,7 +4,7 @@
 // the same run; see bench/README.md for what each row and floor means.
 // usage: node dist/bench/bench.js [--trials N] [--quick] [--out FILE]
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,6 +14,8 @@ import { DaemonProcess } from '../test/bench/daemon.js';
 import { LiveEmulator, type EmulatedSession } from '../src/emulator/emulator.js';
 import { resample, silence, tone } from '../src/audio/pcm.js';
 import { CostWindow, childrenNamed, fmt, summarize, type Summary } from './stats.js';
+import { WakeWord } from '../src/wake/engine.js';
+import { toneEngine } from '../src/wake/tone.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '../..');
@@ -22,7 +24,8 @@ const opt = (name: string): string | undefined => { const i = argv.indexOf(`--${
 const QUICK = argv.includes('--quick');
 const TRIALS = Number(opt('trials') ?? (QUICK ? 4 : 10));
 const FLOOR_TRIALS = Math.max(3, Math.min(TRIALS, 6));
-const IDLE_S = QUICK ? 8 : 25;
+const IDLE_S = QUICK ? 8 : 40;
+const IDLE_BEFORE_TRIAL_MS = 600; // idle this long before a press trial: the 300 ms pre-roll is full again
 const NAIVE_IDLE_S = QUICK ? 6 : 15;
 const ACTIVE_S = QUICK ? 6 : 12;
 const OUT = resolve(opt('out') ?? join(ROOT, 'bench/results.json'));
@@ -36,6 +39,10 @@ const progress = (msg: string) => process.stderr.write(`[bench ${((Date.now() - 
 
 // ---- sink analysis: tone marks are resolved against one continuous parec recording at the end
 interface ToneMark { freq: number; from: number; to: number }
+interface P2sTrial {
+  playAt: number; pressAt: number; ackAt: number; stateBefore: string; ackState: string; daemonPressAt: number;
+  firstSentAt: number; emuFirstAudioAt: number | null; received: Buffer; log: Record<string, unknown>[]; captureOverruns: number | null;
+}
 const resolveTone = (pcm: Buffer, startedAt: number, m: ToneMark) => {
   const a = Math.max(0, Math.round((m.from - startedAt) * B_PER_MS)) & ~1;
   const b = Math.min(pcm.length, Math.round((m.to - startedAt) * B_PER_MS)) & ~1;
@@ -105,7 +112,7 @@ async function main(): Promise<void> {
   const speech = await card.say('hey there, what time is it in Tokyo');
   const rec = card.recordSpeaker();
   const children: ChildProcess[] = [];
-  const results: Record<string, any> = { startedAt: new Date().toISOString(), trials: TRIALS, quick: QUICK, leadMs: LEAD_MS, replySpeed: REPLY_SPEED, node: process.version };
+  const results: Record<string, any> = { loadStart: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '), startedAt: new Date().toISOString(), trials: TRIALS, quick: QUICK, leadMs: LEAD_MS, replySpeed: REPLY_SPEED, node: process.version };
   try {
     await sleep(500);
 
@@ -181,22 +188,49 @@ async function main(): Promise<void> {
     await sleep(1000); // the pre-roll fills
 
     // ---- press-to-stream and lost speech -------------------------------------
+    // Each trial starts from a daemon that is idle (ctl status says so) and has
+    // been idle long enough to refill its pre-roll: a press in 'listening' or
+    // 'follow-up' would END a conversation, one in 'thinking'/'speaking' would
+    // be a barge-in. The room itself is recorded (room.monitor) as ground truth
+    // for when the speech really began and whether it was intact.
     progress('daemon press-to-stream');
-    const p2s: { pressAt: number; daemonPressAt: number; firstSentAt: number; emuFirstAudioAt: number | null; received: Buffer }[] = [];
+    const room = spawn('parec', ['--device=room.monitor', '--raw', '--rate=16000', '--channels=1', '--format=s16le', '--latency-msec=20'], { env: card.env, stdio: ['ignore', 'pipe', 'ignore'] });
+    children.push(room);
+    const roomStartedAt = Date.now();
+    const roomChunks: Buffer[] = [];
+    room.stdout!.on('data', (c: Buffer) => roomChunks.push(c));
+    const p2s: P2sTrial[] = [];
+    let idleSince = Date.now();
+    await sleep(500);
     for (let i = 0; i < TRIALS; i++) {
+      const before = await pollStatus(d, (st) => st.state === 'idle', 10000);
+      const wait = idleSince + IDLE_BEFORE_TRIAL_MS - Date.now();
+      if (wait > 0) await sleep(wait);
+      const logFrom = d.logs.length;
+      const overrunsBefore: number | null = before.captureOverruns ?? null; // reported by newer daemons only
       const sessionP = emu.waitFor('session', undefined, 5000);
+      const playAt = Date.now();
       const played = card.playIntoRoom(speech); // the user is already talking...
       await sleep(150);
       const pressAt = Date.now(); // ...when the button is pressed
-      await d.ctl('press');
+      const ack = await d.ctl('press');
+      const ackAt = Date.now();
       const [s] = await sessionP;
       await played;
       await sleep(400);
       const st = await d.ctl('status');
-      p2s.push({ pressAt, daemonPressAt: st.timing.pressAt, firstSentAt: st.timing.firstSentAt, emuFirstAudioAt: s.firstAudioAt, received: Buffer.from(s.received) });
+      p2s.push({
+        playAt, pressAt, ackAt, stateBefore: before.state, ackState: ack.state, daemonPressAt: ack.timing.pressAt,
+        firstSentAt: st.timing.firstSentAt, emuFirstAudioAt: s.firstAudioAt, received: Buffer.from(s.received),
+        captureOverruns: overrunsBefore === null || st.captureOverruns == null ? null : st.captureOverruns - overrunsBefore,
+        log: d.logs.slice(logFrom).filter((l) => l.msg === 'press' || l.msg === 'state' || l.level !== 'info').map((l) => ({ time: l.time, msg: l.msg, state: l.state, from: l.from, to: l.to, level: l.level })),
+      });
       await endConversation(d);
-      await sleep(600);
+      idleSince = Date.now();
     }
+    await sleep(300);
+    await stopChild(room);
+    const roomPcm = Buffer.concat(roomChunks);
 
     // ---- barge-in and reply start, in one long conversation ------------------
     progress('daemon barge-in (interrupted) and reply start');
@@ -243,28 +277,48 @@ async function main(): Promise<void> {
     await sleep(1500);
 
     // ---- idle cost, side by side ------------------------------------------------
-    progress(`idle cost (${IDLE_S} s window, side by side)`);
+    // In one window: the daemon used above (after all those conversations), two
+    // fresh daemons started together (one with the tone stand-in wake-word
+    // engine, one without), arecord alone and a bare node. Wake-word cost =
+    // (fresh daemon + tone) - (fresh daemon), node + arecord each.
+    progress(`idle cost (${IDLE_S} s window, side by side, incl. fresh daemons with and without the wake word)`);
     const stIdle = await d.ctl('status');
+    const wakeConfig = { ...config, wake: { engine: 'tone', tone_hz: 1000 }, feedback: { wake_sound: false } };
+    const baseConfig = { ...config, feedback: { wake_sound: false } };
+    const [dWake, dBase] = await Promise.all([DaemonProcess.start({ env: card.env, config: wakeConfig }), DaemonProcess.start({ env: card.env, config: baseConfig })]);
     const arecordAlone = spawn('arecord', ['-D', 'default', '-f', 'S16_LE', '-r', '16000', '-c', '1', '-t', 'raw'], { env: card.env, stdio: ['ignore', 'ignore', 'ignore'] });
     const bareNode = spawn(process.execPath, ['-e', 'setTimeout(()=>{},600000)'], { stdio: 'ignore' });
-    // Placeholder for the wake-word engine (not built yet): a separate process
-    // reading arecord (20 ms periods, like the daemon) in Porcupine's 512-sample
-    // frames at their real rate, computing only an RMS per frame.
-    const WAKE_FAKE = `const {spawn}=require('child_process');const a=spawn('arecord',['-q','-D','default','-f','S16_LE','-r','16000','-c','1','-t','raw','--period-time=20000','--buffer-time=160000'],{stdio:['ignore','pipe','ignore']});
-let acc=Buffer.alloc(0),frames=0,e=0;a.stdout.on('data',d=>{acc=Buffer.concat([acc,d]);while(acc.length>=1024){const f=new Int16Array(acc.buffer.slice(acc.byteOffset,acc.byteOffset+1024));let s=0;for(let i=0;i<512;i++)s+=f[i]*f[i];e+=Math.sqrt(s/512);frames++;acc=acc.subarray(1024);}});process.on('SIGTERM',()=>{a.kill();process.exit(0)});`;
-    const wake = spawn(process.execPath, ['-e', WAKE_FAKE], { env: card.env, stdio: 'ignore' });
-    children.push(arecordAlone, bareNode, wake);
-    await sleep(1500);
-    const wakeArecord = childrenNamed(wake.pid!, 'arecord')[0];
+    children.push(arecordAlone, bareNode);
+    await sleep(3000); // start-up work of the fresh daemons is over
+    const [stWake0, stBase0] = await Promise.all([dWake.ctl('status'), dBase.ctl('status')]);
+    if (!stWake0.wake?.armed || stWake0.state !== 'idle') throw new Error(`wake daemon not armed/idle: ${JSON.stringify(stWake0.wake)} ${stWake0.state}`);
     const idleWin = new CostWindow({
       daemon: stIdle.pid, daemonArecord: stIdle.capturePid, arecordAlone: arecordAlone.pid!, bareNode: bareNode.pid!,
-      wakeFake: wake.pid!, ...(wakeArecord ? { wakeFakeArecord: wakeArecord } : {}),
+      wake: stWake0.pid, wakeArecord: stWake0.capturePid, base: stBase0.pid, baseArecord: stBase0.capturePid,
     });
     await sleep(IDLE_S * 1000);
     const idle = idleWin.end();
-    await Promise.all([stopChild(arecordAlone), stopChild(bareNode), stopChild(wake)]);
+    const [stWake1, stBase1] = await Promise.all([dWake.ctl('status'), dBase.ctl('status')]);
+    const wakeCheck = { engine: stWake1.wake.engine, armed: stWake1.wake.armed, detections: stWake1.wake.detections, state: stWake1.state, baseState: stBase1.state, baseWake: stBase1.wake.engine };
+    if (stWake1.state !== 'idle' || stBase1.state !== 'idle') throw new Error(`a fresh daemon left idle during the window: ${JSON.stringify(wakeCheck)}`);
+    await Promise.all([stopChild(arecordAlone), stopChild(bareNode), dWake.stop(), dBase.stop()]);
     const dStatus = await d.ctl('status');
     await d.stop();
+
+    // The same wake-word path in this process, timed with process.cpuUsage over
+    // 5 minutes of 20 ms capture chunks (quiet noise): the daemon's re-framing
+    // plus the stand-in engine, without the noise of two processes' tick counts.
+    const wakeAudioMin = QUICK ? 1 : 5;
+    const ww = new WakeWord('tone', () => toneEngine(1000), 24000);
+    ww.arm();
+    const noise = Buffer.alloc(640);
+    for (let i = 0; i < 320; i++) noise.writeInt16LE(Math.round((Math.random() - 0.5) * 200), i * 2);
+    for (let i = 0; i < 3000; i++) ww.push(noise); // warm-up (JIT)
+    const cpu0 = process.cpuUsage();
+    for (let i = 0; i < wakeAudioMin * 60 * 50; i++) ww.push(noise);
+    const cpu1 = process.cpuUsage(cpu0);
+    const wakePathPerMin = (cpu1.user + cpu1.system) / 1e6 / wakeAudioMin;
+    ww.release();
 
     // ---- the naive client ---------------------------------------------------------
     const naive: Record<string, any> = {};
@@ -306,15 +360,18 @@ let acc=Buffer.alloc(0),frames=0,e=0;a.stdout.on('data',d=>{acc=Buffer.concat([a
     const CAL = Math.max(0, -(rawResidual.median ?? 0));
     const S = rec.startedAt + CAL;
     const tn = (m: ToneMark) => resolveTone(pcm, S, m);
-    const lostMs = (received: Buffer): number | null => {
+    /** ms of the speech missing before the first match, and where (ms into `received`) the speech onset would sit if nothing was dropped. */
+    const lostAt = (received: Buffer): { lost: number; onsetAtMs: number } | null => {
       const hit = findOnset(received, speech);
-      if (hit && hit.correlation > 0.9) return 0;
+      if (hit && hit.correlation > 0.9) return { lost: 0, onsetAtMs: hit.offsetBytes / 32 };
+      const onset0 = (findOnset(speech, speech)?.needleOnsetBytes ?? 0) / 32;
       for (let k = 640; k < speech.length - 9600; k += 640) { // 20 ms steps into the speech
         const h = findOnset(received, speech.subarray(k));
-        if (h && h.correlation > 0.9) return (k + h.needleOnsetBytes) / 32;
+        if (h && h.correlation > 0.9) return { lost: (k + h.needleOnsetBytes) / 32, onsetAtMs: h.offsetBytes / 32 - ((k + h.needleOnsetBytes) / 32 - onset0) };
       }
       return null;
     };
+    const lostMs = (received: Buffer): number | null => lostAt(received)?.lost ?? null;
     const pacatOnset = summarize(pacat.map((p) => { const r = tn(p.mark); return r.first === null ? null : r.first - p.onsetAt; }));
     const pacatResidual = summarize(pacat.map((p) => { const r = tn(p.mark); return r.last === null ? null : r.last - p.killAt; }));
     const spkOnset = summarize(probeOnset.map((at) => { const r = tn({ freq: 1000, from: at - 50, to: at + 600 }); return r.first === null ? null : r.first - at; }));
@@ -336,6 +393,43 @@ let acc=Buffer.alloc(0),frames=0,e=0;a.stdout.on('data',d=>{acc=Buffer.concat([a
     const p2sEmu = summarize(p2s.map((x) => (x.emuFirstAudioAt === null ? null : x.emuFirstAudioAt - x.pressAt)));
     const lost = p2s.map((x) => lostMs(x.received));
     const lostS = summarize(lost);
+    // Per press trial: where the speech onset really was. Room times use the raw
+    // parec byte->time mapping of room.monitor (reads early by the sink's
+    // render-ahead, ~20-30 ms, like spk before calibration).
+    const needleOnsetMs = (findOnset(speech, speech)?.needleOnsetBytes ?? 0) / 32;
+    const PREROLL_MS = 300; // audio.preroll_ms default, which the bench runs with
+    const pressTrials = p2s.map((x, i) => {
+      const a = Math.max(0, Math.round((x.playAt - 100 - roomStartedAt) * 32)) & ~1;
+      const b = Math.min(roomPcm.length, a + speech.length + 32000) & ~1;
+      const rh = b > a ? findOnset(roomPcm.subarray(a, b), speech) : null;
+      const roomOnsetAt = rh ? roomStartedAt + (a + rh.offsetBytes) / 32 : null;
+      // What the daemon sent against what was really in the room (damage included).
+      const roomSpeech = rh ? roomPcm.subarray(a + (Math.max(0, rh.offsetBytes - rh.needleOnsetBytes) & ~1), b) : null;
+      const sr = roomSpeech ? findOnset(x.received, roomSpeech) : null;
+      const hit = findOnset(x.received, speech);
+      // Speech onset position in what the daemon sent (its first PREROLL_MS are the pre-roll);
+      // when the onset itself is missing, minus the part of the speech that is missing.
+      // (If the first match is a later part of the speech, the onset position is extrapolated
+      // from it: >= 0 means the onset was inside the sent audio but did not match, i.e. the
+      // audio there is damaged (a gap), not cut off by the pre-roll.)
+      const la = hit && hit.correlation > 0.9 ? { onsetAtMs: hit.offsetBytes / 32 } : lostAt(x.received);
+      const onsetInSentMs = la ? la.onsetAtMs : null;
+      return {
+        trial: i + 1, stateBefore: x.stateBefore, ackState: x.ackState,
+        daemonPressMinusBenchPressMs: x.daemonPressAt - x.pressAt, ctlRoundTripMs: x.ackAt - x.pressAt,
+        spawnToBenchPressMs: x.pressAt - x.playAt,
+        roomOnsetBeforeBenchPressMs: roomOnsetAt === null ? null : x.pressAt - roomOnsetAt,
+        roomOnsetBeforeDaemonPressMs: roomOnsetAt === null ? null : x.daemonPressAt - roomOnsetAt,
+        roomCorrelation: rh ? Number(rh.correlation.toFixed(3)) : null,
+        speechInSentBeforePressMs: onsetInSentMs === null ? null : PREROLL_MS - onsetInSentMs,
+        sentVsRoomCorrelation: sr ? Number(sr.correlation.toFixed(3)) : null, captureOverruns: x.captureOverruns,
+        lostMs: lost[i], pressToFirstSentMs: x.firstSentAt - x.daemonPressAt, log: x.log,
+        verdict: lost[i] === 0 ? 'ok'
+          : rh && rh.correlation < 0.9 && sr && sr.correlation > 0.9 ? 'room audio damaged (bench/simulated card); the daemon sent what was there'
+          : (roomOnsetAt !== null && x.daemonPressAt - roomOnsetAt >= PREROLL_MS) || (onsetInSentMs !== null && onsetInSentMs < 0) ? 'speech began more than the pre-roll before the press (the bench pressed late): loss by design'
+          : `captured audio damaged or gapped (daemon side${x.captureOverruns ? `: ${x.captureOverruns} arecord overrun(s)` : ': arecord/daemon'})`,
+      };
+    });
 
     const floors = {
       pacatOnsetMs: pacatOnset, pacatResidualMs: pacatResidual, speakerOnsetMs: spkOnset, speakerDropResidualMs: spkDrop,
@@ -348,8 +442,8 @@ let acc=Buffer.alloc(0),frames=0,e=0;a.stdout.on('data',d=>{acc=Buffer.concat([a
       floors,
       daemon: {
         bargeInInterruptedMs: dI.bargeIn, bargeInPressMs: dP, replyStartMs: dI.replyStart, missingTones: dI.missing,
-        pressToFirstSentMs: p2sFirst, pressToEmulatorFirstAudioMs: p2sEmu, lostSpeechMs: lostS, lostSpeechPerTrial: lost,
-        startupMs: summarize(startupMs), startupFirstLogMs: summarize(firstLogMs), idle, active, counters: dStatus.counters, activeCounters: stActive.counters,
+        pressToFirstSentMs: p2sFirst, pressToEmulatorFirstAudioMs: p2sEmu, lostSpeechMs: lostS, lostSpeechPerTrial: lost, pressTrials, speechNeedleOnsetMs: needleOnsetMs,
+        startupMs: summarize(startupMs), startupFirstLogMs: summarize(firstLogMs), idle, active, wakeCheck, wakePathCpuPerMin: wakePathPerMin, counters: dStatus.counters, activeCounters: stActive.counters,
       },
       naive: naiveFig,
       durationS: Math.round((Date.now() - t00) / 1000),
@@ -368,7 +462,11 @@ let acc=Buffer.alloc(0),frames=0,e=0;a.stdout.on('data',d=>{acc=Buffer.concat([a
       `naive ${fmt(nv?.replyStart.median)} / ${fmt(no?.replyStart.median)} -> daemon ${ratio(dI.replyStart.median, nv?.replyStart.median)} / ${ratio(dI.replyStart.median, no?.replyStart.median)}`]);
     rows.push(['press -> first mic frame sent (ms, daemon clock)', p2sFirst, 'SDK connect', floors.sdkConnectMs.median, 'naive: streams always']);
     rows.push(['press -> emulator first audio (ms, cross-check)', p2sEmu, 'SDK connect', floors.sdkConnectMs.median]);
-    rows.push(['speech lost after the press (ms; must be 0)', lostS, 'zero', 0, `speech began ~150 ms before the press; ${lost.filter((x) => x === null).length} not found`]);
+    const leadS = summarize(pressTrials.map((t) => t.roomOnsetBeforeDaemonPressMs));
+    rows.push(['speech began before the daemon press (ms, room)', leadS, 'pre-roll (audio.preroll_ms)', PREROLL_MS,
+      `press 150 ms after pacat spawn; max ${fmt(leadS.max)}; daemon press - bench press median ${fmt(summarize(pressTrials.map((t) => t.daemonPressMinusBenchPressMs)).median)} ms`]);
+    rows.push(['speech lost after the press (ms; must be 0)', lostS, 'zero', 0,
+      `${pressTrials.filter((t) => t.stateBefore === 'idle').length}/${pressTrials.length} trials began idle; ${lost.filter((x) => x === null).length} not found; per trial below`]);
     rows.push(['start-up: spawn -> ready (ms)', summarize(startupMs), 'bare node start', floors.nodeStartMs.median,
       `naive spawn->session+mic ${fmt(nv?.startupMs)} / ${fmt(no?.startupMs)}`]);
     rows.push(['start-up: spawn -> first log line (ms)', summarize(firstLogMs), 'bare node start', floors.nodeStartMs.median, 'module loading; the rest is waiting for the first mic frame']);
@@ -378,17 +476,26 @@ let acc=Buffer.alloc(0),frames=0,e=0;a.stdout.on('data',d=>{acc=Buffer.concat([a
     rows.push(['idle CPU s/min: daemon arecord child', idle.daemonArecord.cpuPerMin, 'arecord alone', idle.arecordAlone.cpuPerMin]);
     rows.push(['idle CPU s/min: daemon total', idleTotal, 'arecord alone', idle.arecordAlone.cpuPerMin,
       `naive total ${fmt(nTot(nv), 2)} / ${fmt(nTot(no), 2)} -> daemon ${ratio(idleTotal, nTot(nv))} / ${ratio(idleTotal, nTot(no))}`]);
-    rows.push(['idle CPU s/min: wake-word FAKE (node+arecord)', cpuTotal(idle, 'wakeFake', 'wakeFakeArecord'), 'arecord alone', idle.arecordAlone.cpuPerMin, 'placeholder: RMS per 512-sample frame, not Porcupine']);
+    const wakeTotal = cpuTotal(idle, 'wake', 'wakeArecord');
+    const baseTotal = cpuTotal(idle, 'base', 'baseArecord');
+    rows.push(['idle CPU s/min: fresh daemon, no wake word, total', baseTotal, 'arecord alone', idle.arecordAlone.cpuPerMin, `node ${fmt(idle.base.cpuPerMin, 2)} + arecord ${fmt(idle.baseArecord.cpuPerMin, 2)}`]);
+    rows.push(['idle CPU s/min: fresh daemon + tone wake word, total', wakeTotal, 'arecord alone', idle.arecordAlone.cpuPerMin, `node ${fmt(idle.wake.cpuPerMin, 2)} + arecord ${fmt(idle.wakeArecord.cpuPerMin, 2)}; ${wakeCheck.detections} detections (silent room)`]);
+    rows.push(['wake-word cost CPU s/min: (daemon+tone) - daemon', wakeTotal - baseTotal, 'arecord alone', idle.arecordAlone.cpuPerMin,
+      `node only: ${fmt((idle.wake.cpuPerMin ?? NaN) - (idle.base.cpuPerMin ?? NaN), 2)}. STAND-IN engine (Goertzel per 512-sample frame at Porcupine's 31.25 frames/s), NOT Porcupine's DSP`]);
+    rows.push(['wake-word path, in-process timing (CPU s/min)', wakePathPerMin, 'arecord alone', idle.arecordAlone.cpuPerMin,
+      `process.cpuUsage over ${wakeAudioMin} min of 20 ms chunks: re-framing + stand-in engine; same caveat`]);
     rows.push(['idle RSS MiB: daemon node', idle.daemon.rssMiB, 'bare node', idle.bareNode.rssMiB,
       `naive ${fmt(nv?.idle.naive.rssMiB, 1)} / ${fmt(no?.idle.naive.rssMiB, 1)}`]);
-    rows.push(['idle RSS MiB: wake-word FAKE node', idle.wakeFake?.rssMiB ?? null, 'bare node', idle.bareNode.rssMiB]);
+    rows.push(['idle RSS MiB: fresh daemon, no wake word, node', idle.base.rssMiB, 'bare node', idle.bareNode.rssMiB]);
+    rows.push(['idle RSS MiB: fresh daemon + tone wake word, node', idle.wake.rssMiB, 'bare node', idle.bareNode.rssMiB, `wake-word RSS cost ${fmt((idle.wake.rssMiB ?? NaN) - (idle.base.rssMiB ?? NaN), 1)} MiB`]);
     rows.push(['active CPU s/min: daemon node (reply playing)', active.daemon.cpuPerMin, 'daemon idle', idle.daemon.cpuPerMin]);
     rows.push(['active CPU s/min: daemon total', cpuTotal(active, 'daemon', 'daemonArecord'), 'daemon idle total', idleTotal]);
     rows.push(['active RSS MiB: daemon node', active.daemon.rssMiB, 'bare node', idle.bareNode.rssMiB]);
 
     const digits = (label: string) => (label.includes('CPU') ? 2 : label.includes('RSS') ? 1 : 0);
     const out: string[] = [];
-    out.push(`live-speaker bench — ${results.startedAt}, node ${process.version}, ${TRIALS} trials per latency figure, emulator replies at ${REPLY_SPEED}x real time`);
+    const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    out.push(`live-speaker bench — ${results.startedAt}, node ${process.version}, ${TRIALS} trials per latency figure, emulator replies at ${REPLY_SPEED}x real time; load average at start ${results.loadStart}, at end ${load}`);
     out.push('');
     out.push('FLOORS (measured in this run)                          n   median    p95');
     const fl = (label: string, s: Summary) => out.push(`  ${label.padEnd(50)} ${String(s.n).padStart(3)} ${fmt(s.median).padStart(8)} ${fmt(s.p95).padStart(6)}`);
@@ -411,7 +518,14 @@ let acc=Buffer.alloc(0),frames=0,e=0;a.stdout.on('data',d=>{acc=Buffer.concat([a
       out.push(`${label.padEnd(52)} ${n.padStart(3)} ${fmt(m, dg).padStart(8)} ${fmt(p, dg).padStart(7)}  ${fname.padEnd(28)} ${fmt(fval, dg).padStart(7)} ${ratio(m, fval).padStart(7)}  ${note ?? ''}`);
     }
     out.push('');
-    out.push(`idle windows: daemon/arecord/node ${fmt(idle.daemon.windowS, 1)} s side by side; naive ${NAIVE_IDLE_S} s each (the naive client has no idle state: it streams the mic to the server all the time). Active window ${ACTIVE_S} s.`);
+    out.push('PRESS TRIALS (speech played into the room, press 150 ms after pacat was spawned; room times ~+-30 ms)');
+    out.push('  #  state before -> after press   daemon press - bench press   room onset before: bench press / daemon press   speech in sent before press   lost  sent vs room');
+    for (const t of pressTrials) {
+      out.push(`  ${String(t.trial).padStart(2)}  ${t.stateBefore.padEnd(6)} -> ${t.ackState.padEnd(18)} ${fmt(t.daemonPressMinusBenchPressMs).padStart(6)} ms                  ${fmt(t.roomOnsetBeforeBenchPressMs).padStart(6)} / ${fmt(t.roomOnsetBeforeDaemonPressMs).padStart(4)} ms (ncc ${fmt(t.roomCorrelation, 2)})              ${fmt(t.speechInSentBeforePressMs).padStart(6)} ms   ${fmt(t.lostMs).padStart(4)}  ncc ${fmt(t.sentVsRoomCorrelation, 3)}${t.captureOverruns ? `  ${t.captureOverruns} overrun(s)` : ''}${t.verdict === 'ok' ? '' : `  ${t.verdict}`}`);
+    }
+    out.push('');
+    out.push(`WAKE WORD: the tone engine is the test stand-in (wake.engine: tone): a Goertzel on every 512-sample frame, i.e. Porcupine's frame size and rate, through the daemon's real re-framing path. Its cost is NOT Porcupine's DSP. Porcupine's published runtime (Picovoice/wake-word-benchmark, Raspberry Pi 3): real-time factor 0.06 = 5.67% of one core (~3.4 CPU s/min), 0.02 = 2.43% for the compressed model.`);
+    out.push(`idle windows: ${fmt(idle.daemon.windowS, 1)} s, all of: the used daemon, a fresh daemon with and one without the wake word, arecord alone, bare node, side by side; naive ${NAIVE_IDLE_S} s each (the naive client has no idle state: it streams the mic to the server all the time). Active window ${ACTIVE_S} s.`);
     out.push('Latencies are wall-clock (Date.now) across processes; sink times come from parec on spk.monitor (10 ms blocks). Columns: see bench/README.md.');
     const text = out.join('\n');
     results.table = text;
