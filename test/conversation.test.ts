@@ -69,6 +69,7 @@ test('a button-started conversation plays the reply on the speaker, then returns
 test('pre-roll: words spoken right at the press reach the server intact, even with a slow connect', async () => {
   const { emu, daemon, done } = await setup({ setupDelayMs: 800, mode: 'scripted' });
   try {
+    await sleep(600); // a daemon that has been listening locally for a moment: its pre-roll ring is full
     // Press and speak in the same instant: the session is not up for 800 ms.
     await Promise.all([daemon.ctl('press'), card.playIntoRoom(speech1)]);
     const [session] = await emu.waitFor('utterance', undefined, 10000);
