@@ -13,7 +13,7 @@ import { SoundCard, findOnset, findTone } from '../test/bench/soundcard.js';
 import { DaemonProcess } from '../test/bench/daemon.js';
 import { LiveEmulator, type EmulatedSession } from '../src/emulator/emulator.js';
 import { resample, silence, tone } from '../src/audio/pcm.js';
-import { CostWindow, childrenNamed, fmt, summarize, type Summary } from './stats.js';
+import { CostWindow, fmt, summarize, type Summary } from './stats.js';
 import { WakeWord } from '../src/wake/engine.js';
 import { toneEngine } from '../src/wake/tone.js';
 

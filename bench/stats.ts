@@ -1,5 +1,5 @@
 // Small helpers for the bench: order statistics and per-process cost from /proc.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
 export interface Summary { n: number; median: number | null; p95: number | null; min: number | null; max: number | null }
@@ -35,20 +35,6 @@ export function rssMiB(pid: number): number | null {
   } catch { return null; }
 }
 
-/** Pids of a process's direct children whose comm is `comm` (e.g. arecord). */
-export function childrenNamed(pid: number, comm: string): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const s = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const name = s.slice(s.indexOf('(') + 1, s.lastIndexOf(')'));
-      const ppid = Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid && name === comm) out.push(Number(d));
-    } catch { /* gone */ }
-  }
-  return out;
-}
 
 /**
  * Samples CPU time of several processes at the start and end of a window.

@@ -148,7 +148,7 @@ test('muted: the wake word is not heard (the mic is off)', async () => {
 test('the wake chime plays, and even when the mic hears it (an echo path), the server does not', async () => {
   // The speaker is audible in the room: PulseAudio loops spk back into room, like a real shelf.
   const mod = execFileSync('pactl', ['load-module', 'module-loopback', 'source=spk.monitor', 'sink=room', 'latency_msec=30'], { env: card.env, encoding: 'utf8' }).trim();
-  const { emu, daemon, done } = await setup({}, {}, { feedback: { wake_sound: true, volume: 0.5 } });
+  const { emu, done } = await setup({}, {}, { feedback: { wake_sound: true, volume: 0.5 } });
   const sink = card.recordSpeaker();
   const room = spawn('parec', ['--device=room.monitor', '--raw', '--rate=16000', '--channels=1', '--format=s16le'], { env: card.env });
   const heard: Buffer[] = [];

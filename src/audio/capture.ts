@@ -53,7 +53,7 @@ export class ArecordMic extends EventEmitter implements Mic {
     try {
       rec = recorder.record({ sampleRate: this.opts.rate, channels: 1, audioType: 'raw', device: this.opts.device, recorder: RECORDER, periodMs: this.opts.periodMs } as Parameters<typeof recorder.record>[0]);
     } catch (e) {
-      this.onExit(null, (e as Error).message);
+      this.onExit((e as Error).message);
       return;
     }
     this.rec = rec;
@@ -71,7 +71,7 @@ export class ArecordMic extends EventEmitter implements Mic {
       if (this.rec !== rec) return;
       this.rec = null;
       const why = stderr.trim().split('\n').pop() || (signal ? `killed by ${signal}` : `exit code ${code}`);
-      this.onExit(code, why);
+      this.onExit(why);
     });
   }
 
@@ -84,7 +84,7 @@ export class ArecordMic extends EventEmitter implements Mic {
     this.emit('frame', chunk);
   }
 
-  private onExit(code: number | null, why: string): void {
+  private onExit(why: string): void {
     if (!this.wanted) return;
     if (Date.now() - this.startedAt > HEALTHY_MS) this.failures = 0;
     const delay = BACKOFF_MS[Math.min(this.failures, BACKOFF_MS.length - 1)];

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { arch } from 'node:os';
 import { dirname, join } from 'node:path';
-import { WakeArmError, type WakeEngine, type WakeEngineFactory } from './engine.js';
+import { WakeArmError, type WakeEngineFactory } from './engine.js';
 
 const require = createRequire(import.meta.url);
 
