@@ -41,11 +41,13 @@ async function main() {
   };
   const reply = (s: EmulatedSession, ms = 300) => within(s.sendAudio(tone(440, ms, 24000), { speed: 4 }), 'reply sent');
   const counts: Record<string, number> = {};
+  const trajectory: object[] = [];
   let start: ReturnType<typeof usage> | null = null;
   const t0 = Date.now();
   try {
   for (let i = 0; i < N; i++) {
     if (i === 10) start = usage(pid); // after warm-up
+    if (i % 100 === 0) { const m = (await d.ctl('status')).memoryMiB; trajectory.push({ at: i, ...usage(pid), heapUsedMiB: m.heapUsed, externalMiB: m.external }); }
     const fault = FAULTS[i % FAULTS.length];
     counts[fault] = (counts[fault] ?? 0) + 1;
     if (fault === 'badKey') rejectKeys = true;
@@ -83,7 +85,7 @@ async function main() {
   const out = {
     conversations: N, seconds: Math.round(secs), faults: counts,
     daemonCounters: st.counters,
-    start, end,
+    start, end, trajectory,
     growth: start ? { rssMiB: Math.round((end.rssMiB - start.rssMiB) * 10) / 10, fds: end.fds - start.fds } : null,
   };
   console.log(JSON.stringify(out, null, 2));

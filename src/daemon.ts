@@ -24,7 +24,8 @@ import { toneEngine } from './wake/tone.js';
 export const EXIT_CONFIG = 78; // EX_CONFIG: listed in RestartPreventExitStatus=, so no restart loop
 export const CAPTURE_RATE = 16000;
 export const PLAYBACK_RATE = 24000;
-const STUCK_CAPTURE_MS = 5000; // no audio for this long from a running arecord: the pipeline is stuck
+const STUCK_CAPTURE_MS = 5000;
+const mib = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10; // no audio for this long from a running arecord: the pipeline is stuck
 
 const conversationOptions = (config: Config): ConversationOptions => ({
   rate: CAPTURE_RATE,
@@ -219,6 +220,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     wake: wake?.status() ?? { engine: 'none', armed: false, keywords: [], reason: 'no wake word configured (wake.engine: none)', detections: 0 },
     config: { file, conversation: config.conversation, audio: config.audio, wake: { ...config.wake } },
     uptimeS: Math.round((Date.now() - started) / 1000),
+    memoryMiB: (({ rss, heapUsed, external }) => ({ rss: mib(rss), heapUsed: mib(heapUsed), external: mib(external) }))(process.memoryUsage()),
     pid: process.pid,
     capturePid: mic.pid ?? null,
     captureOverruns: mic.overruns,
