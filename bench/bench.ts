@@ -12,6 +12,7 @@ import { GoogleGenAI, Modality } from '@google/genai';
 import { SoundCard, findOnset, findTone } from '../test/bench/soundcard.js';
 import { DaemonProcess } from '../test/bench/daemon.js';
 import { LiveEmulator, type EmulatedSession } from '../src/emulator/emulator.js';
+import { jsonLines } from '../test/bench/lines.js';
 import { resample, silence, tone } from '../src/audio/pcm.js';
 import { CostWindow, fmt, summarize, type Summary } from './stats.js';
 import { WakeWord } from '../src/wake/engine.js';
@@ -53,16 +54,7 @@ const resolveTone = (pcm: Buffer, startedAt: number, m: ToneMark) => {
 };
 
 function lines(child: ChildProcess, onLine: (o: any) => void): void {
-  let buf = '';
-  child.stdout!.setEncoding('utf8');
-  child.stdout!.on('data', (d: string) => {
-    buf += d;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const l = buf.slice(0, nl); buf = buf.slice(nl + 1);
-      try { onLine(JSON.parse(l)); } catch { /* not ours */ }
-    }
-  });
+  jsonLines(child.stdout!, onLine);
 }
 const exited = (c: ChildProcess) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())));
 async function stopChild(c: ChildProcess): Promise<void> {

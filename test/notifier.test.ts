@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createNotifier, watchdogIntervalMs } from '../src/systemd.js';
+import { jsonLines } from './bench/lines.js';
 
 const LISTENER = String.raw`
 import json, socket, struct, sys
@@ -41,18 +42,10 @@ class Listener {
     child.stderr!.on('data', (d) => { err += d; });
     await new Promise<void>((res, rej) => {
       const t = setTimeout(() => rej(new Error(`listener did not start: ${err}`)), 5000);
-      let buf = '';
-      child.stdout!.setEncoding('utf8');
-      child.stdout!.on('data', (d: string) => {
-        buf += d;
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const o = JSON.parse(buf.slice(0, nl));
-          buf = buf.slice(nl + 1);
-          if (o.listening) { clearTimeout(t); res(); continue; }
-          l.got.push(o as Datagram);
-          for (const w of l.waiters.splice(0)) w();
-        }
+      jsonLines(child.stdout!, (o) => {
+        if (o.listening) { clearTimeout(t); res(); return; }
+        l.got.push(o as Datagram);
+        for (const w of l.waiters.splice(0)) w();
       });
       child.on('exit', (code) => { clearTimeout(t); rej(new Error(`listener exited ${code}: ${err}`)); });
     });

@@ -8,6 +8,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { controlRequest } from '../../src/control.js';
+import { jsonLines } from './lines.js';
 
 export const MAIN = join(dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
 
@@ -28,21 +29,10 @@ export class DaemonProcess {
   readonly exited: Promise<number | null>;
 
   private constructor(readonly child: ChildProcess, readonly dir: string, readonly socket: string, readonly configFile: string) {
-    let buf = '';
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          const l = JSON.parse(line) as LogLine;
-          this.logs.push(l);
-          this.waiters = this.waiters.filter((w) => (w.pred(l) ? (w.resolve(l), false) : true));
-        } catch { this.stderr += `[stdout] ${line}\n`; }
-      }
-    });
+    jsonLines(child.stdout!, (l: LogLine) => {
+      this.logs.push(l);
+      this.waiters = this.waiters.filter((w) => (w.pred(l) ? (w.resolve(l), false) : true));
+    }, (line) => { this.stderr += `[stdout] ${line}\n`; });
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (d: string) => { this.stderr += d; });
     this.exited = new Promise((res) => child.on('exit', (code) => { this.exitCode = code; res(code); }));
