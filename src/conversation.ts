@@ -63,6 +63,8 @@ export interface ConversationOptions {
 
 /** Back-off before each resumption attempt after a drop; then the conversation fails. */
 const RESUME_DELAYS_MS = [0, 500, 2000];
+/** Stands in for the link between a drop and the next connect. */
+const WAITING_LINK: LiveLink = { sendAudio: () => undefined, close: () => undefined };
 /** A connection that lived this long has earned a fresh set of attempts. */
 const STABLE_MS = 10_000;
 
@@ -224,6 +226,11 @@ export class Conversation extends EventEmitter {
     }
     if (this.state === 'connecting') { this.pending.push(frame); return; }
     if (!STREAMING_STATES.has(this.state)) { this.preroll.push(frame); return; }
+    this.stream(frame);
+  }
+
+  /** Send a frame and follow the user's speech on it (timeouts, listening/thinking). */
+  private stream(frame: Buffer): void {
     this.send(frame);
     const ev = this.vad.push(frame);
     if (ev === 'speech-start' && (this.state === 'listening' || this.state === 'follow-up' || this.state === 'thinking')) {
@@ -316,7 +323,7 @@ export class Conversation extends EventEmitter {
     this.discardTurn = false;
     this.clearStateTimer();
     this.setState('connecting'); // mic audio is held in `pending` until the new connection is up
-    this.link = { sendAudio: () => undefined, close: () => { if (this.resumeTimer) clearTimeout(this.resumeTimer); } }; // in conversation while waiting
+    this.link = WAITING_LINK; // still in a conversation while waiting (teardown clears the timer)
     this.resumeTimer = setTimeout(() => {
       this.resumeTimer = null;
       if (this.state === 'connecting' && this.link) { this.counters.resumed++; this.connectLink(); }
@@ -345,15 +352,10 @@ export class Conversation extends EventEmitter {
     this.openedAt = Date.now();
     if (this.fault) { this.fault = null; this.ports.indicator.fault?.(false); }
     this.setState('listening'); // LED first, then audio
+    this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no speech'); // before the held audio: speech in it clears it
     const pending = this.pending;
     this.pending = [];
-    for (const f of pending) this.micFrameWhileOpen(f);
-    this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no speech');
-  }
-
-  private micFrameWhileOpen(frame: Buffer): void {
-    this.send(frame);
-    if (this.vad.push(frame) === 'speech-start') this.clearStateTimer();
+    for (const f of pending) this.stream(f);
   }
 
   private send(frame: Buffer): void {

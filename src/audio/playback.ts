@@ -49,9 +49,6 @@ export class SpeakerPlayer extends EventEmitter implements Player {
   private onDrained: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
   private readonly chunkBytes: number;
-  /** Total bytes handed to the device, and when the last write of the current reply was done (bench). */
-  written = 0;
-  lastWriteAt = 0;
 
   constructor(private opts: PlaybackOptions) {
     super();
@@ -79,25 +76,18 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     this.closeDevice();
   }
 
-  get busy(): boolean { return this.speaker !== null || this.queue.length > 0; }
-
   private pump(): void {
     if (this.inflight) return;
     const now = Date.now();
     const ahead = this.playheadEnd - now;
     if (this.queue.length === 0) {
-      if (this.onDrained && this.speaker) {
-        // Everything written: wait for the device to play it out, then close.
-        if (ahead > 0) return this.schedule(ahead);
-        const done = this.onDrained;
-        this.onDrained = null;
-        this.closeDevice();
-        done();
-      } else if (this.onDrained) {
-        const done = this.onDrained;
-        this.onDrained = null;
-        done();
-      }
+      if (!this.onDrained) return;
+      // Everything written: wait for the device to play it out, then close it.
+      if (this.speaker && ahead > 0) return this.schedule(ahead);
+      const done = this.onDrained;
+      this.onDrained = null;
+      this.closeDevice();
+      done();
       return;
     }
     if (ahead > this.opts.leadMs) return this.schedule(ahead - this.opts.leadMs);
@@ -113,11 +103,8 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     // A write never takes longer than the ALSA buffer (0.5 s) to drain; one that does is a stuck device.
     this.inflightTimer = setTimeout(() => this.stalled(spk), STALL_MS);
     spk.write(chunk, () => {
-      if (this.inflightTimer) { clearTimeout(this.inflightTimer); this.inflightTimer = null; }
       if (!this.inflight) return; // given up on by stalled()
-      this.inflight = false;
-      this.written += chunk.length;
-      this.lastWriteAt = Date.now();
+      this.writeEnded();
       if (this.speaker !== spk) this.release(spk); // flushed while this write was in the addon
       this.pump();
     });
@@ -138,8 +125,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
 
   /** The addon's write never came back: abandon that stream (closing it mid-write can crash) and say so. */
   private stalled(spk: SpeakerType): void {
-    this.inflightTimer = null;
-    this.inflight = false;
+    this.writeEnded();
     if (this.speaker === spk) this.speaker = null;
     this.failed(null, new Error(`the device stopped taking audio (a write took over ${STALL_MS} ms)`));
   }
@@ -148,17 +134,22 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     if (spk && spk !== this.speaker) {
       // An old stream (already flushed) failed in its last write: the addon
       // reports that with 'error' and never calls the write back.
-      if (this.inflight) { this.inflight = false; if (this.inflightTimer) { clearTimeout(this.inflightTimer); this.inflightTimer = null; } }
+      if (this.inflight) this.writeEnded();
       this.release(spk);
       this.pump();
       return;
     }
-    if (this.inflightTimer) { clearTimeout(this.inflightTimer); this.inflightTimer = null; }
+    this.writeEnded();
     this.queue = [];
     this.onDrained = null;
     this.speaker = null;
-    this.inflight = false;
     this.emit('error', new Error(`cannot play on ALSA device '${this.opts.device}': ${e.message}`));
+  }
+
+  /** The write in the addon is over (answered, failed or given up on). */
+  private writeEnded(): void {
+    this.inflight = false;
+    if (this.inflightTimer) { clearTimeout(this.inflightTimer); this.inflightTimer = null; }
   }
 
   private closeDevice(): void {
