@@ -6,8 +6,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SoundCard, findOnset, findTone } from './bench/soundcard.js';
-import { DaemonProcess } from './bench/daemon.js';
-import { LiveEmulator, type EmulatorOptions } from '../src/emulator/emulator.js';
+import { deepMerge, startWithEmulator } from './bench/daemon.js';
+import type { EmulatorOptions } from '../src/emulator/emulator.js';
 import { tone, silence } from '../src/audio/pcm.js';
 
 let card: SoundCard;
@@ -21,20 +21,8 @@ before(async () => {
 });
 after(async () => { await card?.stop(); });
 
-async function setup(emuOpts: EmulatorOptions = {}, config: Record<string, any> = {}) {
-  const emu = await LiveEmulator.start({ mode: 'parrot', ...emuOpts });
-  const daemon = await DaemonProcess.start({
-    env: card.env,
-    config: deepConfig({ live: { base_url: emu.url }, conversation: { follow_up_s: 3, no_speech_timeout_s: 6 } }, config),
-  });
-  return { emu, daemon, async done() { await daemon.stop(); await emu.close(); } };
-}
-
-function deepConfig(a: Record<string, any>, b: Record<string, any>): Record<string, any> {
-  const out = { ...a };
-  for (const [k, v] of Object.entries(b)) out[k] = typeof v === 'object' && v && a[k] ? { ...a[k], ...v } : v;
-  return out;
-}
+const setup = (emuOpts: EmulatorOptions = {}, config: Record<string, any> = {}) =>
+  startWithEmulator({ mode: 'parrot', ...emuOpts }, deepMerge({ conversation: { follow_up_s: 3, no_speech_timeout_s: 6 } }, config), card.env);
 
 /** Replies: 440 Hz for the first utterance, 660 Hz for the next, so the sink tells them apart. */
 const toneReplies = (firstMs: number, nextMs = 800) => (u: { index: number }) =>

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SoundCard, findOnset } from './bench/soundcard.js';
-import { DaemonProcess } from './bench/daemon.js';
+import { DaemonProcess, deepMerge, startWithEmulator } from './bench/daemon.js';
 import { LiveEmulator, type EmulatorOptions, type EmulatedSession } from '../src/emulator/emulator.js';
 import { tone } from '../src/audio/pcm.js';
 
@@ -19,14 +19,8 @@ before(async () => {
 });
 after(async () => { await card?.stop(); });
 
-async function setup(emuOpts: EmulatorOptions = {}, config: Record<string, any> = {}) {
-  const emu = await LiveEmulator.start({ mode: 'scripted', ...emuOpts });
-  const daemon = await DaemonProcess.start({
-    env: card.env,
-    config: { live: { base_url: emu.url, connect_timeout_s: 2 }, conversation: { follow_up_s: 2, error_display_s: 1, ...(config.conversation ?? {}) }, ...Object.fromEntries(Object.entries(config).filter(([k]) => k !== 'conversation')) },
-  });
-  return { emu, daemon, async done() { await daemon.stop(); await emu.close(); } };
-}
+const setup = (emuOpts: EmulatorOptions = {}, config: Record<string, any> = {}) =>
+  startWithEmulator({ mode: 'scripted', ...emuOpts }, deepMerge({ live: { connect_timeout_s: 2 }, conversation: { follow_up_s: 2, error_display_s: 1 } }, config), card.env);
 
 /** Correlation of the whole utterance against what the server received, aligned at its onset: 1 = every sample, in order. */
 function wholeUtterance(received: Buffer, said: Buffer): number {

@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SoundCard, findOnset, findTone } from './bench/soundcard.js';
-import { DaemonProcess } from './bench/daemon.js';
-import { LiveEmulator, type EmulatorOptions } from '../src/emulator/emulator.js';
+import { deepMerge, startWithEmulator } from './bench/daemon.js';
+import type { EmulatorOptions } from '../src/emulator/emulator.js';
 import { goertzelPower, tone, silence } from '../src/audio/pcm.js';
 import { CHIME_HZ } from '../src/audio/sounds.js';
 
@@ -23,14 +23,9 @@ before(async () => {
 });
 after(async () => { await card?.stop(); });
 
-async function setup(emuOpts: EmulatorOptions, wake: Record<string, unknown>, extra: Record<string, any> = {}, env: NodeJS.ProcessEnv = card.env) {
-  const emu = await LiveEmulator.start({ mode: 'scripted', ...emuOpts });
-  const daemon = await DaemonProcess.start({
-    env,
-    config: { live: { base_url: emu.url }, wake: { engine: 'tone', ...wake }, feedback: { wake_sound: false }, conversation: { follow_up_s: 2 }, ...extra },
-  });
-  return { emu, daemon, async done() { await daemon.stop(); await emu.close(); } };
-}
+const setup = (emuOpts: EmulatorOptions, wake: Record<string, unknown>, extra: Record<string, any> = {}, env: NodeJS.ProcessEnv = card.env) =>
+  startWithEmulator({ mode: 'scripted', ...emuOpts },
+    deepMerge({ wake: { engine: 'tone', ...wake }, feedback: { wake_sound: false }, conversation: { follow_up_s: 2 } }, extra), env);
 
 /** ms of 1 kHz tone at the start of 16 kHz audio, in 16 ms blocks. */
 function toneRunAtStart(pcm: Buffer, hz = 1000): { leadingSilenceMs: number; toneMs: number } {

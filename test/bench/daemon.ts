@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { controlRequest } from '../../src/control.js';
 import { jsonLines } from './lines.js';
+import { LiveEmulator, type EmulatorOptions } from '../../src/emulator/emulator.js';
 
 export const MAIN = join(dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
 
@@ -102,6 +103,13 @@ export class DaemonProcess {
     rmSync(this.dir, { recursive: true, force: true });
     return this.exitCode;
   }
+}
+
+/** An emulator and a daemon pointed at it, with `config` merged over that; done() stops both. */
+export async function startWithEmulator(emuOpts: EmulatorOptions, config: Record<string, any>, env: NodeJS.ProcessEnv) {
+  const emu = await LiveEmulator.start(emuOpts);
+  const daemon = await DaemonProcess.start({ env, config: deepMerge({ live: { base_url: emu.url } }, config) });
+  return { emu, daemon, async done() { await daemon.stop(); await emu.close(); } };
 }
 
 function pick(env: NodeJS.ProcessEnv | undefined, keys: string[]): NodeJS.ProcessEnv {
