@@ -166,8 +166,7 @@ test('privacy: while idle, speech in the room opens no connection and sends no a
     assert.equal(st.leds.listening, 'off');
     assert.equal(st.counters.bytesSent, 0);
     // And when it does stream, the listening LED says so.
-    await daemon.ctl('press');
-    await daemon.waitState('listening', 5000);
+    await daemon.pressAndWait('listening', 5000);
     const live = await daemon.ctl('status');
     assert.equal(live.micLive, true);
     assert.equal(live.leds.listening, 'on');
@@ -202,16 +201,14 @@ test('mute stops capture entirely; a press while muted does nothing; unmute rest
     assert.equal(emu.connections, 0);
     await daemon.ctl('unmute');
     await daemon.waitLog((l) => l.msg === 'state' && l.to === 'idle', 3000);
-    await daemon.ctl('press');
-    await daemon.waitState('listening', 5000);
+    await daemon.pressAndWait('listening', 5000);
   } finally { await done(); }
 });
 
 test('a session the server ends for good mid-conversation shows the error, then the daemon is back in idle and serving', async () => {
   const { emu, daemon, done } = await setup({ mode: 'scripted' }, { conversation: { error_display_s: 1 } });
   try {
-    await daemon.ctl('press');
-    await daemon.waitState('listening', 5000);
+    await daemon.pressAndWait('listening', 5000);
     // (transient closes are resumed instead: test/resilience.test.ts)
     emu.sessions[0].close(1007, 'Request contains an invalid argument.');
     await daemon.waitState('error', 3000);
@@ -219,8 +216,7 @@ test('a session the server ends for good mid-conversation shows the error, then 
     assert.equal(st.leds.error, 'blink 200/200 ms');
     assert.match(st.lastError.message, /invalid argument.*1007/);
     await daemon.waitState('idle', 3000);
-    await daemon.ctl('press');
-    await daemon.waitState('listening', 5000);
+    await daemon.pressAndWait('listening', 5000);
     assert.equal(emu.connections, 2);
   } finally { await done(); }
 });

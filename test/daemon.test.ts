@@ -55,16 +55,14 @@ test('SIGHUP reloads the config and applies it; a bad config is refused and the 
     const st = await d.ctl('status');
     assert.equal(st.config.conversation.follow_up_s, 5, 'the running config was kept');
     assert.equal(st.state, 'idle');
-    await d.ctl('press');
-    await d.waitState('listening', 5000);
+    await d.pressAndWait('listening', 5000);
   } finally { await d.stop(); await emu.close(); }
 });
 
 test('SIGTERM stops cleanly: session closed, socket removed, exit 0', async () => {
   const emu = await LiveEmulator.start({ mode: 'scripted' });
   const d = await DaemonProcess.start({ env: card.env, config: { live: { base_url: emu.url } } });
-  await d.ctl('press');
-  await d.waitState('listening', 5000);
+  await d.pressAndWait('listening', 5000);
   const code = await d.stop();
   assert.equal(code, 0);
   assert.ok(d.logs.some((l) => l.msg === 'stopped'));
@@ -79,8 +77,7 @@ test('the API key is never logged, and a rejected key shows as an error then idl
   const emu = await LiveEmulator.start({ mode: 'scripted', acceptKey: () => false });
   const d = await DaemonProcess.start({ env: { ...card.env, GEMINI_API_KEY: secret }, config: { live: { base_url: emu.url }, conversation: { error_display_s: 1 } } });
   try {
-    await d.ctl('press');
-    await d.waitState('error', 5000);
+    await d.pressAndWait('error', 5000);
     const st = await d.ctl('status');
     assert.match(st.lastError.message, /API key not valid/);
     await d.waitState('idle', 3000);
@@ -108,8 +105,7 @@ test('no sound card at all: the daemon keeps running, says the mic and speaker a
     await d.waitLog((l) => l.msg.startsWith('playback not available yet'), 10000);
     const st = await d.ctl('status');
     assert.match(st.microphone, /^microphone: arecord on 'default' stopped/);
-    await d.ctl('press');
-    await d.waitState('error', 3000);
+    await d.pressAndWait('error', 3000);
     assert.equal(emu.connections, 0, 'no session is opened without a microphone');
     assert.match((await d.ctl('status')).lastError.message, /^microphone: /);
     await d.waitState('idle', 3000);
@@ -122,8 +118,7 @@ test('a playback device that cannot be opened: the reply is dropped with a clear
   const emu = await LiveEmulator.start({ mode: 'scripted' });
   const d = await DaemonProcess.start({ env: card.env, config: { live: { base_url: emu.url }, audio: { playback_device: 'hw:CARD=NoSuchCard' } } });
   try {
-    await d.ctl('press');
-    await d.waitState('listening', 5000);
+    await d.pressAndWait('listening', 5000);
     void emu.sessions[0].sendAudio(Buffer.alloc(24000 * 2));
     const l = await d.waitLog((x) => x.msg === 'playback failed; reply dropped', 5000);
     assert.match(String(l.reason), /cannot play on ALSA device 'hw:CARD=NoSuchCard'/);

@@ -106,8 +106,7 @@ test('a server error close (1011) or quota close mid-reply is transient: resumed
 test('a bad API key is permanent: error shown, no retries, the status says so; a press tries again', async () => {
   const { emu, daemon, done } = await setup({ acceptKey: () => false });
   try {
-    await daemon.ctl('press');
-    await daemon.waitState('error', 5000);
+    await daemon.pressAndWait('error', 5000);
     await daemon.waitState('idle', 3000);
     await sleep(2500);
     assert.equal(emu.connections, 1, 'no hammering');
@@ -116,8 +115,7 @@ test('a bad API key is permanent: error shown, no retries, the status says so; a
     assert.equal(st.lastError.permanent, true);
     assert.equal(st.leds.error, 'blink 100/2900 ms', 'the error LED keeps flashing while idle');
     assert.equal(daemon.logs.filter((l) => /conversation failed/.test(l.msg)).length, 1, 'logged once');
-    await daemon.ctl('press');
-    await daemon.waitState('error', 5000);
+    await daemon.pressAndWait('error', 5000);
     assert.equal(emu.connections, 2, 'the user acted: one more try');
   } finally { await done(); }
 });
@@ -125,8 +123,7 @@ test('a bad API key is permanent: error shown, no retries, the status says so; a
 test('a server that never answers setup: bounded wait, error, idle', async () => {
   const { emu, daemon, done } = await setup({ setupDelayMs: 60_000 });
   try {
-    await daemon.ctl('press');
-    const err = await daemon.waitState('error', 5000);
+    const err = await daemon.pressAndWait('error', 5000);
     assert.ok(Date.parse(err.time as string) - Date.parse(daemon.logs.find((l) => l.msg === 'press')!.time as string) < 3500, 'within connect_timeout_s');
     assert.match((await daemon.ctl('status')).lastError.message, /no answer to setup within 2 s/);
     assert.equal(emu.connections, 1);
@@ -199,8 +196,7 @@ test('continuity (resume_within_s): a new conversation soon after continues the 
   try {
     await daemon.pressAndWait('listening');
     const handle = emu.sessions[0].lastHandle;
-    await daemon.ctl('press'); // end
-    await daemon.waitState('idle', 3000);
+    await daemon.pressAndWait('idle', 3000); // end
     await daemon.pressAndWait('listening');
     assert.equal(emu.sessions[1].resumedFrom, handle);
   } finally { await done(); }

@@ -107,8 +107,7 @@ test('refractory: a repeat inside the refractory period is ignored; after it the
     const first = daemon.waitState('listening', 5000);
     await card.playIntoRoom(WAKE);
     await first;
-    await daemon.ctl('press'); // end that conversation
-    await daemon.waitState('idle', 3000);
+    await daemon.pressAndWait('idle', 3000); // end that conversation
     await card.playIntoRoom(Buffer.concat([silence(300, 16000), WAKE]));
     await sleep(500);
     assert.equal(emu.connections, 1, 'the repeat did not start a conversation');
@@ -186,8 +185,7 @@ test('Porcupine with no AccessKey: a clear message, the daemon runs, the button 
     assert.match(String(l.reason), /no Picovoice AccessKey/);
     const st = await daemon.ctl('status');
     assert.equal(st.wake.armed, false);
-    await daemon.ctl('press');
-    await daemon.waitState('listening', 5000);
+    await daemon.pressAndWait('listening', 5000);
     assert.equal(emu.connections, 1);
   } finally { await done(); }
 });
