@@ -2,6 +2,7 @@
 // single source of defaults; config.yaml at the top of the repo documents it.
 import { readFileSync, existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { userInfo } from 'node:os';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 
@@ -78,6 +79,10 @@ export const ConfigSchema = z.strictObject({
   log: z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   }).prefault({}),
+  state: z.strictObject({
+    // null: $STATE_DIRECTORY (systemd's StateDirectory=), else /var/lib/live-speaker
+    dir: z.string().min(1).nullable().default(null),
+  }).prefault({}),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -133,32 +138,54 @@ export function loadConfig(explicit?: string): { config: Config; file: string | 
   return { config: parseConfig(doc.toJS(), file), file };
 }
 
-/** Picovoice AccessKey: PICOVOICE_ACCESS_KEY, the systemd credential, or wake.access_key_file. Never logged. */
-export function readAccessKey(config: Config, env: NodeJS.ProcessEnv = process.env): { key: string | null; source: string } {
-  const fromEnv = env.PICOVOICE_ACCESS_KEY?.trim();
-  if (fromEnv) return { key: fromEnv, source: 'PICOVOICE_ACCESS_KEY' };
-  const paths = [env.CREDENTIALS_DIRECTORY ? `${env.CREDENTIALS_DIRECTORY}/picovoice-access-key` : null, config.wake.access_key_file];
-  for (const p of paths) {
-    if (!p || !existsSync(p)) continue;
-    const key = readFileSync(p, 'utf8').trim();
+/** The directory for what must survive a restart (mute, ...): state.dir, else $STATE_DIRECTORY, else /var/lib/live-speaker. */
+export function stateDir(config: Config, env: NodeJS.ProcessEnv = process.env): string {
+  return config.state.dir ?? env.STATE_DIRECTORY?.split(':')[0] ?? '/var/lib/live-speaker';
+}
+
+/**
+ * A key from the environment, else the systemd credential (LoadCredential=,
+ * read by systemd as root and handed to the service), else the file named in
+ * the config. A configured file that is missing or that this process cannot
+ * read is a config error naming the setting, the file and the fix: the
+ * service runs as its own user, not root. Keys are never logged.
+ */
+function readKey(envNames: string[], credential: string, setting: string, file: string | null, env: NodeJS.ProcessEnv): { key: string | null; source: string } {
+  for (const name of envNames) {
+    const v = env[name]?.trim();
+    if (v) return { key: v, source: name };
+  }
+  const candidates = [env.CREDENTIALS_DIRECTORY ? `${env.CREDENTIALS_DIRECTORY}/${credential}` : null, file];
+  for (const p of candidates) {
+    if (!p) continue;
+    const configured = p === file;
+    if (!existsSync(p)) {
+      if (configured) throw new ConfigError(`${setting}: ${p} does not exist`, null);
+      continue;
+    }
+    let key: string;
+    try {
+      key = readFileSync(p, 'utf8').trim();
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? String(e);
+      throw new ConfigError(`${setting}: cannot read ${p} (${code}) as user ${userName()}: make it readable by the service ` +
+        `(sudo chown root:live-speaker ${p} && sudo chmod 0640 ${p}), or put the key in /etc/live-speaker/${credential}, which systemd hands over as a credential`, null);
+    }
     if (key) return { key, source: p };
   }
   return { key: null, source: 'none' };
 }
 
-/** API key from the environment, else from live.api_key_file. Never logged. */
+function userName(): string {
+  try { return userInfo().username; } catch { return `uid ${process.getuid?.() ?? '?'}`; }
+}
+
+/** Picovoice AccessKey: PICOVOICE_ACCESS_KEY, the systemd credential, or wake.access_key_file. Never logged. */
+export function readAccessKey(config: Config, env: NodeJS.ProcessEnv = process.env): { key: string | null; source: string } {
+  return readKey(['PICOVOICE_ACCESS_KEY'], 'picovoice-access-key', 'wake.access_key_file', config.wake.access_key_file, env);
+}
+
+/** Gemini API key: GEMINI_API_KEY or GOOGLE_API_KEY, the systemd credential, or live.api_key_file. Never logged. */
 export function readApiKey(config: Config, env: NodeJS.ProcessEnv = process.env): { key: string | null; source: string } {
-  const fromEnv = env.GEMINI_API_KEY?.trim() || env.GOOGLE_API_KEY?.trim();
-  if (fromEnv) return { key: fromEnv, source: env.GEMINI_API_KEY ? 'GEMINI_API_KEY' : 'GOOGLE_API_KEY' };
-  const credDir = env.CREDENTIALS_DIRECTORY; // systemd LoadCredential=
-  const candidates = [credDir ? `${credDir}/gemini-api-key` : null, config.live.api_key_file].filter((p): p is string => !!p);
-  for (const p of candidates) {
-    if (!existsSync(p)) {
-      if (p === config.live.api_key_file) throw new ConfigError(`live.api_key_file: ${p} does not exist`, null);
-      continue;
-    }
-    const key = readFileSync(p, 'utf8').trim();
-    if (key) return { key, source: p };
-  }
-  return { key: null, source: 'none' };
+  return readKey(['GEMINI_API_KEY', 'GOOGLE_API_KEY'], 'gemini-api-key', 'live.api_key_file', config.live.api_key_file, env);
 }

@@ -7,6 +7,7 @@ import { EnergyVad } from './audio/vad.js';
 import { PrerollBuffer } from './audio/preroll.js';
 import { ChimeNotch } from './audio/sounds.js';
 import type { Logger } from './log.js';
+import { monotonicMs } from './clock.js';
 
 export type State = 'idle' | 'connecting' | 'listening' | 'thinking' | 'speaking' | 'follow-up' | 'muted' | 'error';
 
@@ -37,8 +38,13 @@ export interface Player {
 }
 /** The microphone: frames arrive through Conversation.micFrame while started. */
 export interface Mic { start(): void; stop(): void }
-/** The LEDs. `show` is synchronous, so the privacy LED is on before the first frame is sent. */
-export interface Indicator { show(state: State): void; readonly micLive: boolean; fault?(on: boolean): void }
+/**
+ * The LEDs. `show` is synchronous, so the privacy LED is on before the first
+ * frame is sent. `micLive` is true only while the listening (privacy) light
+ * is lit, read back from its line where one is fitted; `ledProblem` says why
+ * it is not when it should be.
+ */
+export interface Indicator { show(state: State): void; readonly micLive: boolean; readonly ledProblem?: string | null; fault?(on: boolean): void }
 
 export interface ConversationOptions {
   rate: number; // capture rate (16000)
@@ -67,6 +73,8 @@ const RESUME_DELAYS_MS = [0, 500, 2000];
 const WAITING_LINK: LiveLink = { sendAudio: () => undefined, close: () => undefined };
 /** A connection that lived this long has earned a fresh set of attempts. */
 const STABLE_MS = 10_000;
+/** Mic audio held while (re)connecting: at most this much, the newest kept (the cap is logged). */
+export const HELD_AUDIO_MAX_MS = 15_000;
 
 export interface Counters {
   conversations: number; turns: number; interrupted: number; bargeIns: number; errors: number;
@@ -85,7 +93,8 @@ export class Conversation extends EventEmitter {
   timing: { pressAt: number | null; firstSentAt: number | null } = { pressAt: null, firstSentAt: null };
 
   private link: LiveLink | null = null;
-  private pending: Buffer[] = []; // audio captured while connecting, sent first once the session is up
+  private held: PrerollBuffer; // audio captured while connecting, sent first once the session is up
+  private heldCapLogged = false;
   private preroll: PrerollBuffer;
   private vad: EnergyVad;
   private discardTurn = false; // a press cut this reply: ignore the rest of its audio
@@ -98,7 +107,8 @@ export class Conversation extends EventEmitter {
   private linkGen = 0; // callbacks from any older link are ignored
   private handle: string | null = null; // newest resumption handle of this conversation
   private attempts = 0; // resumption attempts since the last stable connection
-  private openedAt = 0;
+  private everOpened = false; // this conversation has had a session up
+  private linkOpenedAt = 0; // when the current link's session came up (0: not up)
   private goAwayDue = false; // resume at the next quiet moment
   private resumeTimer: NodeJS.Timeout | null = null;
   private lastEnded: { at: number; handle: string | null } | null = null;
@@ -110,6 +120,7 @@ export class Conversation extends EventEmitter {
   ) {
     super();
     this.preroll = this.makePreroll();
+    this.held = new PrerollBuffer(opts.rate, HELD_AUDIO_MAX_MS);
     this.vad = this.makeVad();
     ports.indicator.show('idle');
   }
@@ -183,18 +194,24 @@ export class Conversation extends EventEmitter {
     }
   }
 
-  /** Stop the reply at once and listen to the new turn (press or wake word over a reply). */
+  /**
+   * Stop the reply at once and listen to the new turn (press or wake word
+   * over a reply, or while it is thinking). The rest of the cut reply, or the
+   * whole reply still coming, is dropped until the server ends that turn
+   * (turnComplete or interrupted) or the user has finished a new question.
+   */
   private bargeIn(): void {
     this.counters.bargeIns++;
     this.ports.player.flush();
-    if (this.replyAudio) this.discardTurn = true;
+    // A turn still in flight: its audio so far was played (replyAudio), or it has not begun (thinking).
+    if (this.replyAudio || this.state === 'thinking') this.discardTurn = true;
     this.replyAudio = false;
     this.listen();
   }
 
   private chime(): void {
     if (!this.opts.wakeSound) return;
-    this.notch = { filter: new ChimeNotch(this.opts.rate), until: Date.now() + this.opts.chimeGateMs };
+    this.notch = { filter: new ChimeNotch(this.opts.rate), until: monotonicMs() + this.opts.chimeGateMs };
     this.ports.player.play(this.opts.wakeSound);
     this.ports.player.finish(() => undefined);
   }
@@ -222,21 +239,31 @@ export class Conversation extends EventEmitter {
     if (this.state === 'muted') return;
     if (this.notch) {
       // The chime is playing: take its notes out of what the mic heard.
-      if (Date.now() > this.notch.until) this.notch = null; else frame = this.notch.filter.process(frame);
+      if (monotonicMs() > this.notch.until) this.notch = null; else frame = this.notch.filter.process(frame);
     }
-    if (this.state === 'connecting') { this.pending.push(frame); return; }
+    if (this.state === 'connecting') { this.hold(frame); return; }
     if (!STREAMING_STATES.has(this.state)) { this.preroll.push(frame); return; }
     this.stream(frame);
   }
 
+  /** Hold mic audio while the session is not up; past the cap the oldest goes, and that is logged once. */
+  private hold(frame: Buffer): void {
+    this.held.push(frame);
+    if (this.held.dropped > 0 && !this.heldCapLogged) {
+      this.heldCapLogged = true;
+      this.log.warn({ heldMs: HELD_AUDIO_MAX_MS }, `still not connected: holding only the newest ${HELD_AUDIO_MAX_MS / 1000} s of microphone audio`);
+    }
+  }
+
   /** Send a frame and follow the user's speech on it (timeouts, listening/thinking). */
   private stream(frame: Buffer): void {
-    this.send(frame);
+    if (!this.send(frame)) return;
     const ev = this.vad.push(frame);
     if (ev === 'speech-start' && (this.state === 'listening' || this.state === 'follow-up' || this.state === 'thinking')) {
       this.clearStateTimer(); // someone is talking: no timeout while they do
       if (this.state !== 'listening') this.setState('listening');
     } else if (ev === 'speech-end' && this.state === 'listening') {
+      this.discardTurn = false; // a new question is complete: what comes next answers it
       this.setState('thinking');
       this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server');
     }
@@ -262,16 +289,19 @@ export class Conversation extends EventEmitter {
 
   private start(prerollMs: number): void {
     this.counters.conversations++;
-    this.timing = { pressAt: Date.now(), firstSentAt: null };
+    this.timing = { pressAt: Date.now(), firstSentAt: null }; // wall-clock timestamps, for the bench to compare across processes; nothing is timed by them
     // The moment just before the trigger: the user may already be talking.
-    this.pending = this.preroll.drain(Math.floor((this.opts.rate * prerollMs) / 1000) * 2);
+    this.held.clear();
+    this.heldCapLogged = false;
+    for (const f of this.preroll.drain(Math.floor((this.opts.rate * prerollMs) / 1000) * 2)) this.held.push(f);
     this.discardTurn = false;
     this.replyAudio = false;
     this.attempts = 0;
-    this.openedAt = 0;
+    this.everOpened = false;
+    this.linkOpenedAt = 0;
     this.goAwayDue = false;
     // Continuity (off by default, for privacy): a new conversation soon after the last one picks it up again.
-    const recent = this.lastEnded && this.opts.resumeWithinMs > 0 && Date.now() - this.lastEnded.at < this.opts.resumeWithinMs;
+    const recent = this.lastEnded && this.opts.resumeWithinMs > 0 && monotonicMs() - this.lastEnded.at < this.opts.resumeWithinMs;
     this.handle = recent ? this.lastEnded!.handle : null;
     this.vad.reset();
     this.setState('connecting');
@@ -302,8 +332,10 @@ export class Conversation extends EventEmitter {
   private dropped(info: CloseInfo): void {
     const what = `${info.summary ?? 'session closed'}: ${info.reason}${info.code !== undefined ? ` (code ${info.code})` : ''}`;
     if (info.permanent) { this.fail(what, true); return; }
-    if (this.openedAt === 0) { this.fail(what); return; } // never got going: say so now rather than keep the user waiting
-    if (Date.now() - this.openedAt > STABLE_MS) this.attempts = 0;
+    if (!this.everOpened) { this.fail(what); return; } // never got going: say so now rather than keep the user waiting
+    // Only a link that itself came up and lived a while earns a fresh set of
+    // attempts; reconnects that fail before (or right after) setup do not.
+    if (this.linkOpenedAt > 0 && monotonicMs() - this.linkOpenedAt > STABLE_MS) this.attempts = 0;
     if (this.attempts >= RESUME_DELAYS_MS.length) { this.fail(what); return; }
     this.resume(what);
   }
@@ -315,6 +347,7 @@ export class Conversation extends EventEmitter {
     this.linkGen++; // whatever the old link still says is ignored
     const old = this.link;
     this.link = null;
+    this.linkOpenedAt = 0;
     old?.close();
     this.goAwayDue = false;
     // A reply that was playing plays out; anything after it comes from the resumed session.
@@ -322,7 +355,7 @@ export class Conversation extends EventEmitter {
     this.replyAudio = false;
     this.discardTurn = false;
     this.clearStateTimer();
-    this.setState('connecting'); // mic audio is held in `pending` until the new connection is up
+    this.setState('connecting'); // mic audio is held in `held` until the new connection is up
     this.link = WAITING_LINK; // still in a conversation while waiting (teardown clears the timer)
     this.resumeTimer = setTimeout(() => {
       this.resumeTimer = null;
@@ -349,24 +382,28 @@ export class Conversation extends EventEmitter {
 
   private opened(): void {
     if (this.state !== 'connecting') return;
-    this.openedAt = Date.now();
+    this.linkOpenedAt = monotonicMs();
+    this.everOpened = true;
+    this.heldCapLogged = false;
     if (this.fault) { this.fault = null; this.ports.indicator.fault?.(false); }
     this.setState('listening'); // LED first, then audio
     this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no speech'); // before the held audio: speech in it clears it
-    const pending = this.pending;
-    this.pending = [];
-    for (const f of pending) this.stream(f);
+    for (const f of this.held.drain()) this.stream(f);
   }
 
-  private send(frame: Buffer): void {
-    // The privacy promise, enforced where audio leaves: no LED, no audio.
-    if (!this.ports.indicator.micLive || !this.link) {
-      this.log.error({ state: this.state }, 'refusing to send audio while the listening LED is off');
-      return;
+  /** Send one frame; false when it was refused (and the conversation ended). */
+  private send(frame: Buffer): boolean {
+    if (!this.link) return false;
+    // The privacy promise, enforced where audio leaves: no lit listening LED, no audio.
+    if (!this.ports.indicator.micLive) {
+      this.log.error({ state: this.state, led: this.ports.indicator.ledProblem ?? null }, 'refusing to send audio: the listening (privacy) LED is not lit');
+      this.fail(`privacy light: ${this.ports.indicator.ledProblem ?? 'the listening LED is not lit'}; refusing to stream`);
+      return false;
     }
     if (this.timing.firstSentAt === null) this.timing.firstSentAt = Date.now();
     this.counters.bytesSent += frame.length;
     this.link.sendAudio(frame);
+    return true;
   }
 
   private replyChunk(pcm: Buffer): void {
@@ -429,7 +466,7 @@ export class Conversation extends EventEmitter {
   /** Close the session and go back to idle: the normal end of a conversation. */
   end(reason: string): void {
     this.log.info({ reason }, 'conversation ended');
-    if (this.link) this.lastEnded = { at: Date.now(), handle: this.handle };
+    if (this.link) this.lastEnded = { at: monotonicMs(), handle: this.handle };
     this.teardown();
     if (this.state !== 'muted') this.setState('idle');
   }
@@ -455,7 +492,7 @@ export class Conversation extends EventEmitter {
     if (this.maxTimer) { clearTimeout(this.maxTimer); this.maxTimer = null; }
     const link = this.link;
     this.link = null;
-    this.pending = [];
+    this.held.clear();
     this.discardTurn = false;
     this.replyAudio = false;
     this.ports.player.flush();

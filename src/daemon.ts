@@ -4,12 +4,13 @@
 // behaviour is decided here.
 import type { Server } from 'node:net';
 import { unlinkSync } from 'node:fs';
-import { ConfigError, loadConfig, readAccessKey, readApiKey, type Config } from './config.js';
+import { ConfigError, loadConfig, readAccessKey, readApiKey, stateDir, type Config } from './config.js';
+import { StateStore } from './state.js';
 import { createLogger, type Logger } from './log.js';
 import { Conversation, type ConversationOptions, type LiveConnector, type State } from './conversation.js';
 import { ArecordMic, type CaptureOptions } from './audio/capture.js';
 import { SpeakerPlayer, loadSpeakerAddon, type PlaybackOptions } from './audio/playback.js';
-import { GeminiConnector } from './live/gemini.js';
+import { GeminiConnector, isSdkFrameParseError } from './live/gemini.js';
 import { Leds, type LedRole } from './leds.js';
 import { Button } from './gpio/button.js';
 import { GpioUnavailable, onoffBackend, type GpioBackend, type OutputLine } from './gpio/gpio.js';
@@ -20,11 +21,13 @@ import { CHIME_MS, errorSound, wakeChime } from './audio/sounds.js';
 import { WakeWord, type WakeArmError } from './wake/engine.js';
 import { porcupineFactory } from './wake/porcupine.js';
 import { toneEngine } from './wake/tone.js';
+import { monotonicMs } from './clock.js';
 
 export const EXIT_CONFIG = 78; // EX_CONFIG: listed in RestartPreventExitStatus=, so no restart loop
 export const CAPTURE_RATE = 16000;
 export const PLAYBACK_RATE = 24000;
 const STUCK_CAPTURE_MS = 5000;
+const MIC_READY_WAIT_MS = 5000; // READY=1 waits this long for the first audio, then comes with the problem on the status line
 const mib = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10; // no audio for this long from a running arecord: the pipeline is stuck
 
 const conversationOptions = (config: Config): ConversationOptions => ({
@@ -145,18 +148,23 @@ export async function runDaemon(configPath?: string): Promise<void> {
   const notify: Notifier = createNotifier(log);
   log.info({ config: file ?? '(built-in defaults)' }, 'live-speaker starting');
 
-  let endpoint: Endpoint, gpio: Awaited<ReturnType<typeof openGpio>>, control: Server;
+  let endpoint: Endpoint, gpio: Awaited<ReturnType<typeof openGpio>>, control: Server, wake: WakeWord | null;
   const mic = new ArecordMic(captureOptions(config));
   const player = new SpeakerPlayer(playbackOptions(config));
   try {
     endpoint = new Endpoint(log);
     await endpoint.configure(config);
+    wake = makeWakeWord(config);
     gpio = await openGpio(config, log);
   } catch (e) {
     log.fatal({ error: (e as Error).message }, 'cannot start');
     process.exit(e instanceof ConfigError ? EXIT_CONFIG : 1);
   }
   const leds = new Leds(gpio.lines, (role, on) => log.debug({ led: role, on }, 'led'));
+  if (!gpio.lines.listening) {
+    log.warn({ gpio: gpio.state }, 'no listening (privacy) LED is fitted: nothing on the device shows when the microphone streams (gpio.leds.listening)');
+  }
+  const store = new StateStore(stateDir(config), log);
   const live: LiveConnector = { connect: (h, o) => endpoint.connector.connect(h, o) }; // swapped on reload
   const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds }, log);
 
@@ -166,7 +174,6 @@ export async function runDaemon(configPath?: string): Promise<void> {
   const updateStatus = () => notify.status(statusLine(conversation.state, endpoint.description, micProblem, conversation.lastError?.message ?? null, wake, conversation.fault));
 
   // ---- wake word: every capture chunk goes through it first; a detection splits the chunk exactly there
-  let wake = makeWakeWord(config);
   const wireWake = (w: WakeWord) => {
     w.on('armed', (keywords: string[]) => { log.info({ engine: w.name, keywords }, 'wake word armed'); updateStatus(); });
     w.on('not-armed', (e: WakeArmError, retryMs: number | null) => {
@@ -178,7 +185,8 @@ export async function runDaemon(configPath?: string): Promise<void> {
   };
   if (wake) wireWake(wake);
   mic.on('frame', (f: Buffer) => {
-    lastFrameAt = Date.now();
+    lastFrameAt = monotonicMs();
+    if (micProblem !== null) { micProblem = null; updateStatus(); } // audio flows: whatever was wrong with the mic is over
     const at = wake && conversation.state !== 'muted' ? wake.push(f) : null;
     if (at === null) { conversation.micFrame(f); return; }
     conversation.micFrame(f.subarray(0, at));
@@ -193,17 +201,20 @@ export async function runDaemon(configPath?: string): Promise<void> {
   });
   let lastOverrunLog = 0;
   mic.on('overrun', () => {
-    if (Date.now() - lastOverrunLog > 60_000) log.warn({ overruns: mic.overruns }, 'capture overrun: arecord was starved of CPU and dropped audio');
-    lastOverrunLog = Date.now();
+    if (monotonicMs() - lastOverrunLog > 60_000) log.warn({ overruns: mic.overruns }, 'capture overrun: arecord was starved of CPU and dropped audio');
+    lastOverrunLog = monotonicMs();
   });
+  mic.on('started', (pid: number) => log.info({ pid, device: config.audio.capture_device }, 'capture started (arecord)'));
   mic.on('recovered', () => { log.info('microphone is back'); micProblem = null; conversation.micRecovered(); updateStatus(); });
   player.on('error', (e: Error) => { conversation.playerFailed(e.message); updateStatus(); });
   gpio.button?.on('press', () => conversation.press('button'));
   gpio.button?.on('long-press', () => conversation.toggleMute());
   conversation.on('state', updateStatus);
+  // Mute is the user's word: it holds across restarts, crashes and power cuts.
+  conversation.on('state', (to: State, from: State) => { if (to === 'muted' || from === 'muted') store.set({ muted: to === 'muted' }); });
 
   // ---- control socket
-  const started = Date.now();
+  const started = monotonicMs();
   const status = () => ({
     state: conversation.state,
     session: conversation.inConversation ? 'open' : 'none',
@@ -219,7 +230,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     timing: conversation.timing,
     wake: wake?.status() ?? { engine: 'none', armed: false, keywords: [], reason: 'no wake word configured (wake.engine: none)', detections: 0 },
     config: { file, conversation: config.conversation, audio: config.audio, wake: { ...config.wake } },
-    uptimeS: Math.round((Date.now() - started) / 1000),
+    uptimeS: Math.round((monotonicMs() - started) / 1000),
     memoryMiB: (({ rss, heapUsed, external }) => ({ rss: mib(rss), heapUsed: mib(heapUsed), external: mib(external) }))(process.memoryUsage()),
     pid: process.pid,
     capturePid: mic.pid ?? null,
@@ -241,41 +252,41 @@ export async function runDaemon(configPath?: string): Promise<void> {
   }
 
   // ---- reload: re-read the config, apply what can change live, refuse a bad one
+  // Whatever happens, a reload ends in READY=1 (systemctl reload waits for it),
+  // with the new config applied or the old one kept.
   const reload = async () => {
     notify.reloading();
-    let next: Config;
     try {
-      next = loadConfig(configPath).config;
+      await applyConfig();
     } catch (e) {
       log.error({ error: (e as Error).message }, 'config reload refused; keeping the running config');
       notify.status(`config reload refused: ${(e as Error).message}`);
       notify.ready();
       return;
     }
-    const needRestart = ['gpio', 'control'].filter((k) => JSON.stringify(next[k as keyof Config]) !== JSON.stringify(config[k as keyof Config]));
+    notify.ready();
+    updateStatus();
+  };
+  /** Everything that can throw (reading the file and the keys) happens before anything changes. */
+  const applyConfig = async () => {
+    const next = loadConfig(configPath).config;
+    const needRestart = ['gpio', 'control', 'state'].filter((k) => JSON.stringify(next[k as keyof Config]) !== JSON.stringify(config[k as keyof Config]));
     const captureChanged = JSON.stringify(captureOptions(next)) !== JSON.stringify(captureOptions(config));
-    try {
-      await endpoint.configure(next);
-    } catch (e) {
-      log.error({ error: (e as Error).message }, 'config reload refused; keeping the running config');
-      notify.ready();
-      return;
-    }
-    const prevWake = config.wake;
-    config = { ...next, gpio: config.gpio, control: config.control };
+    const rewake = JSON.stringify(next.wake) !== JSON.stringify(config.wake) || (wake !== null && !wake.armed);
+    const nextWake = rewake ? makeWakeWord(next) : wake; // reads the AccessKey: may throw
+    await endpoint.configure(next); // reads the API key: may throw
+    config = { ...next, gpio: config.gpio, control: config.control, state: config.state };
     log.level = config.log.level;
     conversation.configure(conversationOptions(config));
-    if (JSON.stringify(next.wake) !== JSON.stringify(prevWake) || (wake && !wake.armed)) {
+    if (rewake) {
       // A reload is the user's action that may have fixed the cause: try again now.
       wake?.release();
-      wake = makeWakeWord(config);
+      wake = nextWake;
       if (wake) { wireWake(wake); wake.arm(); }
     }
     player.configure(playbackOptions(config));
     if (captureChanged && conversation.state !== 'muted') { mic.stop(); mic.setOptions(captureOptions(config)); mic.start(); } else mic.setOptions(captureOptions(config));
     log.info({ restartNeededFor: needRestart }, needRestart.length ? `config reloaded; ${needRestart.join(' and ')} changes need a restart` : 'config reloaded');
-    notify.ready();
-    updateStatus();
   };
 
   // ---- signals and shutdown
@@ -301,24 +312,40 @@ export async function runDaemon(configPath?: string): Promise<void> {
   process.on('SIGUSR1', () => conversation.press('signal'));
   process.on('SIGHUP', () => void reload());
   // The SDK parses server frames in a promise nobody awaits: a malformed frame
-  // would reject unhandled and, by Node's default, kill the daemon. Log and go on.
+  // rejects unhandled and, by Node's default, would kill the daemon. That one
+  // case is logged and skipped. Anything else unexpected is a bug: say what,
+  // exit non-zero, and systemd restarts the daemon in a known state.
   process.on('unhandledRejection', (reason) => {
-    log.error({ error: reason instanceof Error ? `${reason.name}: ${reason.message}` : String(reason) }, 'ignored a malformed message or error the Live SDK did not handle');
+    if (isSdkFrameParseError(reason)) {
+      log.error({ error: `${reason.name}: ${reason.message}` }, 'ignored a malformed message from the Live API (the SDK could not parse it)');
+      return;
+    }
+    log.fatal({ error: reason instanceof Error ? (reason.stack ?? `${reason.name}: ${reason.message}`) : String(reason) }, 'unexpected error (unhandled rejection); exiting so that systemd restarts the daemon');
+    process.exit(1);
   });
 
   // Ready means ready: the pre-roll needs audio already flowing when the first press comes.
-  mic.start();
+  if (store.get().muted) {
+    conversation.mute(); // before the mic ever starts: muted means the microphone is not opened
+    log.info({ state: store.file }, 'muted before the restart: the microphone stays off until you unmute (long press or `live-speaker ctl unmute`)');
+  } else {
+    mic.start();
+  }
   wake?.arm();
-  const micUp = await new Promise<boolean>((res) => {
-    const t = setTimeout(() => res(false), 5000);
+  const micUp = conversation.state === 'muted' || await new Promise<boolean>((res) => {
+    const t = setTimeout(() => res(false), MIC_READY_WAIT_MS);
     mic.once('frame', () => { clearTimeout(t); res(true); });
     mic.once('failed', () => { clearTimeout(t); res(false); });
   });
-  if (!micUp) log.warn('the microphone is not delivering audio yet; starting anyway (the button still answers)');
+  if (!micUp) {
+    // Ready anyway (a speaker with a dead mic still answers ctl and shows why); the status line names the microphone.
+    micProblem ??= `microphone: no audio from '${config.audio.capture_device}' within ${MIC_READY_WAIT_MS / 1000} s`;
+    log.warn({ problem: micProblem }, 'the microphone is not delivering audio; ready anyway, with the problem on the status line');
+  }
   // Load the playback addon now (in a probe first: it aborts the process if ALSA's default PCM is missing).
   loadSpeakerAddon().catch((e: Error) => log.warn({ error: e.message }, 'playback not available yet; will retry at the first reply'));
   // Alive = the event loop runs this check, and capture either flows or is known to be down and being retried.
-  notify.startWatchdog(() => conversation.state === 'muted' || micProblem !== null || Date.now() - lastFrameAt < STUCK_CAPTURE_MS);
+  notify.startWatchdog(() => conversation.state === 'muted' || micProblem !== null || monotonicMs() - lastFrameAt < STUCK_CAPTURE_MS);
   log.info({ endpoint: endpoint.description, gpio: gpio.state, socket: config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
   notify.ready(statusLine(conversation.state, endpoint.description, micProblem, null, wake));
 }

@@ -2,7 +2,7 @@
 // line each, and says what to fix. Exit 0 when all is well, 1 otherwise.
 // Every check is bounded in time; the API key is never printed.
 import { spawn } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { ConfigError, findConfigFile, loadConfig, parseConfig, readAccessKey, readApiKey, type Config } from './config.js';
@@ -10,6 +10,7 @@ import { WakeArmError } from './wake/engine.js';
 import { BUILTIN_KEYWORDS, porcupineFactory } from './wake/porcupine.js';
 import { controlRequest } from './control.js';
 import { GpioUnavailable, onoffBackend, sysfsNumber } from './gpio/gpio.js';
+import { monotonicMs } from './clock.js';
 
 export const CAPTURE_RATE = 16000;
 export const PLAYBACK_RATE = 24000;
@@ -115,6 +116,50 @@ async function checkGpio(config: Config, sysfsRoot = '/sys/class/gpio'): Promise
   return { name, verdict: 'ok', detail: `sysfs GPIO writable; ${pins.join(', ') || 'no pins configured'}` };
 }
 
+const SERVICE_USER = 'live-speaker';
+
+/**
+ * Whether the service user (not whoever runs doctor, often root) can read
+ * `path`, from its mode, owner and the user's groups; null when that user
+ * does not exist here (not installed).
+ */
+export function serviceCanRead(path: string, user = SERVICE_USER, etc = '/etc'): boolean | null {
+  let uid: number, gid: number;
+  try {
+    const pw = readFileSync(`${etc}/passwd`, 'utf8').split('\n').map((l) => l.split(':')).find((f) => f[0] === user);
+    if (!pw) return null;
+    uid = Number(pw[2]); gid = Number(pw[3]);
+  } catch { return null; }
+  const groups = new Set([gid]);
+  try {
+    for (const f of readFileSync(`${etc}/group`, 'utf8').split('\n').map((l) => l.split(':'))) {
+      if (f.length >= 4 && f[3].split(',').includes(user)) groups.add(Number(f[2]));
+    }
+  } catch { /* primary group only */ }
+  const st = statSync(path);
+  if (uid === 0) return true;
+  if (st.uid === uid) return (st.mode & 0o400) !== 0;
+  if (groups.has(st.gid)) return (st.mode & 0o040) !== 0;
+  return (st.mode & 0o004) !== 0;
+}
+
+/** A key file named in the config must be readable by the service, which does not run as root. */
+function keyFileFix(path: string | null, setting: string): Check | null {
+  if (!path || !existsSync(path)) return null;
+  if (serviceCanRead(path) !== false) return null;
+  return { name: setting, verdict: 'fail', detail: `${path} (${setting}) cannot be read by the ${SERVICE_USER} user the service runs as`,
+    fix: `sudo chown root:${SERVICE_USER} ${path} && sudo chmod 0640 ${path}; or leave ${setting} unset and use the credential file in /etc/live-speaker` };
+}
+
+/** The listening LED is the privacy light: without one, nothing on the device shows that the microphone streams. */
+function checkPrivacyLight(config: Config, gpio: Check): Check {
+  const name = 'privacy light';
+  const led = config.gpio.enabled ? config.gpio.leds.listening : null;
+  if (!led) return { name, verdict: 'info', detail: 'missing: no listening LED is configured (gpio.leds.listening), so nothing on the device shows when the microphone streams', fix: 'wire an LED and set gpio.leds.listening.pin' };
+  if (gpio.verdict === 'fail') return { name, verdict: 'fail', detail: `missing: the listening LED on BCM ${led.pin} cannot be driven (${gpio.detail}); the daemon will not stream while it is not lit`, fix: gpio.fix };
+  return { name, verdict: 'ok', detail: `listening LED on BCM ${led.pin}; its line is read back before audio is sent` };
+}
+
 function checkKey(config: Config): { check: Check; key: boolean } {
   const name = 'API key';
   let key: string | null = null;
@@ -122,8 +167,10 @@ function checkKey(config: Config): { check: Check; key: boolean } {
   try {
     ({ key, source } = readApiKey(config));
   } catch (e) {
-    return { key: false, check: { name, verdict: 'fail', detail: (e as Error).message, fix: 'point live.api_key_file at an existing file, or remove it' } };
+    return { key: false, check: { name, verdict: 'fail', detail: (e as Error).message, fix: 'point live.api_key_file at an existing file the service can read, or remove it' } };
   }
+  const unreadable = keyFileFix(config.live.api_key_file, 'live.api_key_file');
+  if (unreadable) return { key: false, check: { ...unreadable, name } };
   // doctor runs outside the service: look at the file systemd hands over as a credential too.
   if (!key && existsSync(INSTALLED_KEY_FILE)) {
     try {
@@ -147,10 +194,10 @@ function checkKey(config: Config): { check: Check; key: boolean } {
 
 function reach(host: string, port: number, tls: boolean, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const started = Date.now();
+    const started = monotonicMs();
     let sock: Socket;
     const timer = setTimeout(() => { sock.destroy(); reject(new Error(`no answer within ${timeoutMs / 1000} s`)); }, timeoutMs);
-    const done = (what: string) => { clearTimeout(timer); sock.end(); sock.destroy(); resolve(`${what} in ${Date.now() - started} ms`); };
+    const done = (what: string) => { clearTimeout(timer); sock.end(); sock.destroy(); resolve(`${what} in ${monotonicMs() - started} ms`); };
     if (tls) sock = tlsConnect({ host, port, servername: /^[\d.:]+$/.test(host) ? undefined : host, ALPNProtocols: ['http/1.1'] }, () => done('TLS handshake'));
     else sock = tcpConnect({ host, port }, () => done('TCP connect'));
     sock.on('error', (e: NodeJS.ErrnoException) => { clearTimeout(timer); sock.destroy(); reject(new Error(e.code ?? e.message)); });
@@ -190,7 +237,14 @@ function checkWake(config: Config): Check {
   const w = config.wake;
   if (w.engine === 'none') return { name, verdict: 'info', detail: 'not configured (wake.engine: none; the button, SIGUSR1 or `live-speaker ctl press` start a conversation)' };
   if (w.engine === 'tone') return { name, verdict: 'info', detail: `test stand-in: a ${w.tone_hz} Hz tone wakes it (wake.engine: tone)` };
-  let { key, source } = readAccessKey(config);
+  let key: string | null, source: string;
+  try {
+    ({ key, source } = readAccessKey(config));
+  } catch (e) {
+    return { name, verdict: 'fail', detail: (e as Error).message, fix: 'point wake.access_key_file at an existing file the service can read, or remove it' };
+  }
+  const unreadable = keyFileFix(config.wake.access_key_file, 'wake.access_key_file');
+  if (unreadable) return { ...unreadable, name };
   if (!key && existsSync(INSTALLED_ACCESS_KEY_FILE)) {
     try {
       key = readFileSync(INSTALLED_ACCESS_KEY_FILE, 'utf8').trim() || null;
@@ -241,7 +295,9 @@ export async function runDoctor(configPath?: string, out: (s: string) => void = 
 
   checks.push(await checkCapture(config, daemonRunning));
   checks.push(await checkPlayback(config, daemonRunning));
-  checks.push(await checkGpio(config));
+  const gpioCheck = await checkGpio(config);
+  checks.push(gpioCheck);
+  checks.push(checkPrivacyLight(config, gpioCheck));
   const { check: keyCheck, key } = checkKey(config);
   checks.push(keyCheck);
   checks.push(await checkEndpoint(config, key));

@@ -1,7 +1,10 @@
 // The LEDs: one pattern per state, played by software timing on plain on/off
 // lines. The "listening" LED is the privacy light: it is on in every state
-// in which microphone audio may leave the device, and `micLive` reads it
-// back, so the conversation can refuse to send audio while it is off.
+// in which microphone audio may leave the device, and `micLive` reads its
+// line back from the hardware, so the conversation refuses to send audio
+// while the light is not really lit (a failed write, a line that did not
+// take the level). Where no listening LED is fitted, `micLive` is the
+// software state, and the start-up log and `doctor` say the light is missing.
 import type { Indicator, State } from './conversation.js';
 import type { OutputLine } from './gpio/gpio.js';
 
@@ -60,8 +63,23 @@ export class Leds implements Indicator {
     }
   }
 
-  /** True when the privacy LED is on (solid): only then may audio be sent. */
-  get micLive(): boolean { return this.lit.listening; }
+  /** Why the privacy light is not lit when it should be (a failed write or read-back), or null. */
+  ledProblem: string | null = null;
+
+  /** True when the privacy LED is on: only then may audio be sent. Read back from the line where one is fitted. */
+  get micLive(): boolean {
+    if (!this.lit.listening) return false;
+    const line = this.lines.listening;
+    if (!line) return true; // none fitted: said at start-up and by doctor
+    if (this.ledProblem) return false;
+    try {
+      if (line.get()) return true;
+      this.ledProblem = 'the listening LED line reads back off after it was set on';
+    } catch (e) {
+      this.ledProblem = `cannot read the listening LED line back: ${(e as Error).message}`;
+    }
+    return false;
+  }
 
   snapshot(): Record<LedRole, string> {
     const out = {} as Record<LedRole, string>;
@@ -85,7 +103,13 @@ export class Leds implements Indicator {
   private set(role: LedRole, on: boolean): void {
     if (this.lit[role] === on) return;
     this.lit[role] = on;
-    try { this.lines[role]?.set(on); } catch { /* a dead LED must not stop the speaker */ }
+    if (role === 'listening') this.ledProblem = null; // each write is judged afresh
+    try {
+      this.lines[role]?.set(on);
+    } catch (e) {
+      // A dead LED must not stop the speaker, except the privacy light: then nothing is streamed.
+      if (role === 'listening') this.ledProblem = `cannot set the listening LED: ${(e as Error).message}`;
+    }
     this.onChange?.(role, on);
   }
 

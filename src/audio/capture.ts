@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import recorder, { type Recording } from 'node-record-lpcm16';
 import type { Mic } from '../conversation.js';
+import { monotonicMs } from '../clock.js';
 
 export interface CaptureOptions { device: string; rate: number; periodMs: number }
 
@@ -13,7 +14,7 @@ const RECORDER = fileURLToPath(new URL('./arecord-recorder.cjs', import.meta.url
 const BACKOFF_MS = [500, 1000, 2000, 5000, 10000, 30000];
 const HEALTHY_MS = 10_000; // a recorder that ran this long resets the back-off
 
-/** Events: 'frame' (Buffer, even length), 'failed' (reason: string), 'recovered', 'overrun'. */
+/** Events: 'started' (arecord's pid), 'frame' (Buffer, even length), 'failed' (reason: string), 'recovered', 'overrun'. */
 export class ArecordMic extends EventEmitter implements Mic {
   private rec: Recording | null = null;
   private wanted = false;
@@ -57,7 +58,8 @@ export class ArecordMic extends EventEmitter implements Mic {
       return;
     }
     this.rec = rec;
-    this.startedAt = Date.now();
+    this.startedAt = monotonicMs();
+    this.emit('started', rec.process.pid);
     let stderr = '';
     rec.process.stderr?.on('data', (d: Buffer) => {
       const text = d.toString();
@@ -86,7 +88,7 @@ export class ArecordMic extends EventEmitter implements Mic {
 
   private onExit(why: string): void {
     if (!this.wanted) return;
-    if (Date.now() - this.startedAt > HEALTHY_MS) this.failures = 0;
+    if (monotonicMs() - this.startedAt > HEALTHY_MS) this.failures = 0;
     const delay = BACKOFF_MS[Math.min(this.failures, BACKOFF_MS.length - 1)];
     this.failures++;
     this.down = true;

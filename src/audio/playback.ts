@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { execFile } from 'node:child_process';
 import type { Player } from '../conversation.js';
 import type SpeakerType from 'speaker';
+import { monotonicMs } from '../clock.js';
 
 const require = createRequire(import.meta.url);
 const STALL_MS = 3000;
@@ -78,7 +79,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
 
   private pump(): void {
     if (this.inflight) return;
-    const now = Date.now();
+    const now = monotonicMs();
     const ahead = this.playheadEnd - now;
     if (this.queue.length === 0) {
       if (!this.onDrained) return;
@@ -115,7 +116,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
       const spk = new Speaker!({ channels: 1, bitDepth: 16, sampleRate: this.opts.rate, signed: true, device: this.opts.device, samplesPerFrame: Math.max(64, this.chunkBytes / 2) });
       spk.on('error', (e: Error) => this.failed(spk, e));
       this.speaker = spk;
-      this.playheadEnd = Date.now();
+      this.playheadEnd = monotonicMs();
       return spk;
     } catch (e) {
       this.failed(null, e as Error);

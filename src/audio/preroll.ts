@@ -4,6 +4,8 @@ export class PrerollBuffer {
   private frames: Buffer[] = [];
   private bytes = 0;
   private readonly maxBytes: number;
+  /** Bytes dropped from the front since the last clear (the ring was full). */
+  dropped = 0;
 
   constructor(rate: number, ms: number) {
     this.maxBytes = Math.floor((rate * ms) / 1000) * 2;
@@ -14,12 +16,14 @@ export class PrerollBuffer {
     this.frames.push(frame);
     this.bytes += frame.length;
     // Drop whole frames from the front, then trim the oldest one to the exact size.
+    const before = this.bytes;
     while (this.bytes - this.frames[0].length >= this.maxBytes) this.bytes -= this.frames.shift()!.length;
     if (this.bytes > this.maxBytes) {
       const cut = this.bytes - this.maxBytes;
       this.frames[0] = this.frames[0].subarray(cut);
       this.bytes -= cut;
     }
+    this.dropped += before - this.bytes;
   }
 
   /** The newest `bytes` held (all by default), oldest first; the buffer is emptied. */
@@ -33,6 +37,6 @@ export class PrerollBuffer {
     return out;
   }
 
-  clear(): void { this.frames = []; this.bytes = 0; }
+  clear(): void { this.frames = []; this.bytes = 0; this.dropped = 0; }
   get size(): number { return this.bytes; }
 }

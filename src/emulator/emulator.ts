@@ -508,6 +508,8 @@ class Session extends EventEmitter implements EmulatedSession {
 export class LiveEmulator extends EventEmitter {
   sessions: EmulatedSession[] = [];
   connections = 0;
+  /** An outage that still accepts TCP: every new WebSocket is dropped at once, before its setup (tests). */
+  dropNewConnections = false;
   readonly port: number;
   readonly url: string;
 
@@ -644,11 +646,15 @@ export class LiveEmulator extends EventEmitter {
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, key));
   }
 
+  /** WebSockets open right now (with or without a session). */
+  get openConnections(): number { return this.sockets.size; }
+
   private onConnection(ws: WebSocket, key: string): void {
     this.connections++;
     this.sockets.add(ws);
     ws.on('close', () => this.sockets.delete(ws));
     ws.on('error', (err) => this.opts.log('socket error', { error: String(err) }));
+    if (this.dropNewConnections) { ws.terminate(); return; }
     if (!this.opts.acceptKey(key)) {
       // The service accepts the WebSocket, then closes it with a policy error.
       this.opts.log('rejected key', { key });

@@ -2,6 +2,7 @@
 // reported while still held so the user sees the mute LED change at once).
 import { EventEmitter } from 'node:events';
 import type { InputLine } from './gpio.js';
+import { monotonicMs } from '../clock.js';
 
 /** Events: 'press', 'long-press'. */
 export class Button extends EventEmitter {
@@ -16,7 +17,7 @@ export class Button extends EventEmitter {
 
   private down(): void {
     if (this.downAt !== null) return; // bounce the debouncer let through
-    this.downAt = Date.now();
+    this.downAt = monotonicMs();
     this.longFired = false;
     this.longTimer = setTimeout(() => { this.longFired = true; this.emit('long-press'); }, this.longPressMs);
   }

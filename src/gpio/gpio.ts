@@ -4,7 +4,8 @@
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-export interface OutputLine { set(on: boolean): void; release(): void }
+/** An output line; `get` reads the line's level back from the hardware (logical: true = on). */
+export interface OutputLine { set(on: boolean): void; get(): boolean; release(): void }
 export interface InputLine { onChange(cb: (active: boolean) => void): void; release(): void }
 export interface GpioBackend {
   readonly name: string;
@@ -71,7 +72,7 @@ export async function onoffBackend(sysfsRoot = '/sys/class/gpio'): Promise<GpioB
     name: 'onoff',
     output(bcm, activeLow) {
       const g = open(bcm, (n) => new Gpio(n, 'out', 'none', { activeLow }));
-      return { set: (on) => g.writeSync(on ? 1 : 0), release: () => { try { g.writeSync(0); g.unexport(); } catch { /* gone */ } } };
+      return { set: (on) => g.writeSync(on ? 1 : 0), get: () => g.readSync() === 1, release: () => { try { g.writeSync(0); g.unexport(); } catch { /* gone */ } } };
     },
     input(bcm, activeLow, debounceMs) {
       const g = open(bcm, (n) => new Gpio(n, 'in', 'both', { activeLow, debounceTimeout: debounceMs }));

@@ -35,37 +35,70 @@ export function classifyClose(code: number | undefined, reason: string): CloseIn
   return { code, reason: r || 'connection closed', permanent: false, summary: 'connection lost' };
 }
 
+/**
+ * The one rejection the daemon expects: the SDK parses each server frame
+ * (JSON.parse in its handleWebSocketMessage) in a promise nobody awaits, so a
+ * malformed frame rejects unhandled. Anything else unhandled is a bug.
+ */
+export function isSdkFrameParseError(reason: unknown): reason is SyntaxError {
+  return reason instanceof SyntaxError && /\bhandleWebSocketMessage\b/.test(reason.stack ?? '');
+}
+
 const parseSeconds = (s: string | undefined): number => {
   const m = /^([\d.]+)s$/.exec(s ?? '');
   return m ? Number(m[1]) * 1000 : 30_000;
 };
 
+/** The SDK's transport object for one WebSocket (not exported by the SDK). */
+interface SdkSocket { connect(): void; close(): void }
+interface SdkSocketFactory { create(url: string, headers: Record<string, string>, callbacks: unknown): SdkSocket }
+
+/**
+ * A client whose WebSocket we can reach. The SDK's `live.connect()` resolves
+ * only at setupComplete, so until then there is no Session to close: a server
+ * that never answers the setup would keep the socket open after we gave up.
+ * Each connect gets its own client, and its socket is handed to `onSocket`.
+ */
+function clientWithSocket(opts: GeminiOptions, onSocket: (s: SdkSocket) => void): GoogleGenAI {
+  const ai = new GoogleGenAI({ apiKey: opts.apiKey, ...(opts.baseUrl ? { httpOptions: { baseUrl: opts.baseUrl } } : {}) });
+  const live = ai.live as unknown as { webSocketFactory?: SdkSocketFactory };
+  const inner = live.webSocketFactory;
+  if (typeof inner?.create !== 'function') throw new Error('@google/genai changed: live.webSocketFactory is gone (pin the tested version)');
+  live.webSocketFactory = { create: (url, headers, callbacks) => { const s = inner.create(url, headers, callbacks); onSocket(s); return s; } };
+  return ai;
+}
+
 export class GeminiConnector implements LiveConnector {
-  private readonly ai: GoogleGenAI;
   private warnedMime = false;
 
-  constructor(private readonly opts: GeminiOptions, private readonly log: Logger) {
-    this.ai = new GoogleGenAI({
-      apiKey: opts.apiKey,
-      ...(opts.baseUrl ? { httpOptions: { baseUrl: opts.baseUrl } } : {}),
-    });
-  }
+  constructor(private readonly opts: GeminiOptions, private readonly log: Logger) {}
 
   connect(h: LiveHandlers, { resumeHandle }: { resumeHandle: string | null }): LiveLink {
     const { live } = this.opts;
     let session: Session | null = null;
+    let socket: SdkSocket | null = null;
     let closed = false; // by us, or reported once
+    /** Close the WebSocket whatever stage it is at (connecting, waiting for setupComplete, open). */
+    const dispose = () => {
+      try { if (session) session.close(); else socket?.close(); } catch { /* not connected yet, or already closed */ }
+    };
     const end = (info: CloseInfo) => {
       if (closed) return;
       closed = true;
       clearTimeout(timer);
-      try { session?.close(); } catch { /* already closed */ }
+      dispose();
       h.onClose(info);
     };
     const timer = setTimeout(() => end({ reason: `no answer to setup within ${live.connect_timeout_s} s`, permanent: false, summary: 'Live API not answering' }), live.connect_timeout_s * 1000);
     let lastError = '';
 
-    this.ai.live.connect({
+    const ai = clientWithSocket(this.opts, (s) => {
+      socket = s;
+      // Given up on before the socket existed: close it the moment it starts.
+      const start = s.connect.bind(s);
+      s.connect = () => { start(); if (closed) dispose(); };
+    });
+    ai.live.connect({
       model: live.model,
       config: {
         responseModalities: [Modality.AUDIO],
@@ -77,7 +110,12 @@ export class GeminiConnector implements LiveConnector {
         contextWindowCompression: { slidingWindow: {} },
       },
       callbacks: {
-        onmessage: (msg: LiveServerMessage) => { if (!closed) this.dispatch(msg, h, () => session); },
+        onmessage: (msg: LiveServerMessage) => {
+          if (closed) return;
+          // The SDK calls this inside a promise nobody awaits: an error of ours
+          // thrown here would pass for a bad frame. Throw it outside instead.
+          try { this.dispatch(msg, h, () => session); } catch (e) { process.nextTick(() => { throw e; }); }
+        },
         onerror: (e: { message?: string; error?: unknown }) => { lastError = e.message || String(e.error ?? 'websocket error'); },
         onclose: (e: { code?: number; reason?: string }) => {
           end(classifyClose(e.code, e.reason || lastError));
@@ -99,7 +137,7 @@ export class GeminiConnector implements LiveConnector {
         if (closed) return;
         closed = true;
         clearTimeout(timer);
-        try { session?.close(); } catch { /* already closed */ }
+        dispose();
       },
     };
   }
