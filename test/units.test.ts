@@ -112,7 +112,7 @@ test('gpio: on a machine without sysfs GPIO the real onoff backend says why', as
 
 test('leds: the listening (privacy) LED is on in every streaming state and off otherwise; patterns are distinct', () => {
   const seen: Record<string, boolean> = {};
-  const leds = new Leds({ listening: { set: (on) => { seen.listening = on; }, release: () => undefined } });
+  const leds = new Leds({ listening: { set: (on) => { seen.listening = on; }, get: () => seen.listening ?? false, release: () => undefined } });
   for (const s of Object.keys(PATTERNS) as State[]) {
     leds.show(s);
     const expectOn = STREAMING_STATES.has(s) || s === 'connecting';
