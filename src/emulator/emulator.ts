@@ -78,6 +78,12 @@ export type ReplyResult = 'complete' | 'interrupted' | 'closed';
 export interface SendAudioOptions {
   chunkMs?: number;
   speed?: number;
+  /**
+   * Network gaps: before the chunk holding audio position `atMs` (ms of reply
+   * audio), nothing is sent for `ms`, and the pacing resumes from there (the
+   * rest of the reply comes `ms` later).
+   */
+  pauses?: { atMs: number; ms: number }[];
 }
 
 export interface EmulatedSession extends EventEmitter {
@@ -421,11 +427,20 @@ class Session extends EventEmitter implements EmulatedSession {
       });
     }
     let result: ReplyResult = 'complete';
+    const pauses = [...(opts.pauses ?? [])].sort((a, b) => a.atMs - b.atMs);
+    let paused = 0; // ms of network gaps so far: the pacing shifts by them
     for (let off = 0; off < pcm.length; off += chunkBytes) {
+      const endMs = msForBytes(Math.min(pcm.length, off + chunkBytes), OUTPUT_RATE);
+      let gap = 0;
+      while (pauses.length > 0 && pauses[0].atMs < endMs) gap += pauses.shift()!.ms;
+      if (gap > 0) {
+        paused += gap;
+        if (!Number.isFinite(speed) || speed <= 0) await this.sleep(gap);
+      }
       // Pace chunk k at t0 + k*chunkMs/speed: the service sends ahead of real
       // time and the client buffers, which is what barge-in must cope with.
       if (Number.isFinite(speed) && speed > 0) {
-        const due = t0 + msForBytes(off, OUTPUT_RATE) / speed;
+        const due = t0 + paused + msForBytes(off, OUTPUT_RATE) / speed;
         const wait = due - Date.now();
         if (wait > 0) await this.sleep(wait);
       }
