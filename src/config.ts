@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { MAX_VOLUME } from './state.js';
 
 const pin = z.number().int().min(0).max(63);
 const led = z.strictObject({
@@ -28,7 +29,9 @@ export const ConfigSchema = z.strictObject({
     playback_device: z.string().min(1).default('default'),
     capture_period_ms: z.number().int().min(5).max(200).default(20),
     preroll_ms: z.number().int().min(0).max(5000).default(300),
-    playback_lead_ms: z.number().int().min(40).max(2000).default(200),
+    playback_lead_ms: z.number().int().min(40).max(400).default(200), // under the addon's 0.5 s ALSA buffer: writes never block
+    output_latency_ms: z.number().min(0).max(500).default(0),
+    volume: z.number().int().min(0).max(MAX_VOLUME).default(100),
     vad_threshold_dbfs: z.number().min(-100).max(0).default(-45),
     end_of_speech_ms: z.number().int().min(100).max(5000).default(700),
   }).prefault({}),

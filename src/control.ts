@@ -5,10 +5,11 @@ import { createServer, createConnection, type Server } from 'node:net';
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 
-export type ControlRequest = { cmd: 'press' | 'mute' | 'unmute' | 'status' };
+/** `volume`: `value` is a percent, `up` or `down`. */
+export type ControlRequest = { cmd: 'press' | 'mute' | 'unmute' | 'status' } | { cmd: 'volume'; value: string };
 export type ControlHandler = (req: ControlRequest) => unknown;
 
-const COMMANDS = new Set(['press', 'mute', 'unmute', 'status']);
+const COMMANDS = new Set(['press', 'mute', 'unmute', 'status', 'volume']);
 
 export async function startControlServer(path: string, mode: number, handle: ControlHandler): Promise<Server> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o750 });

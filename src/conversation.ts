@@ -30,8 +30,16 @@ export interface LiveHandlers {
 export interface LiveLink { sendAudio(pcm16k: Buffer): void; close(): void }
 export interface LiveConnector { connect(handlers: LiveHandlers, opts: { resumeHandle: string | null }): LiveLink }
 
-/** Reply playback. `finish` says no more audio comes for this turn; `onDrained` fires when it has all played. */
+/**
+ * Reply playback. `open`/`close` bracket a conversation: the device stays
+ * open (fed silence between replies) from one to the other. `finish` says no
+ * more audio comes for this turn; `onDrained` fires when its last sample has
+ * left the speaker. Sounds played outside a conversation open the device for
+ * as long as they play.
+ */
 export interface Player {
+  open(): void;
+  close(): void; // the conversation is over: close the device once what is queued has been heard
   play(pcm24k: Buffer): void;
   flush(): void; // stop now, drop everything queued
   finish(onDrained: () => void): void;
@@ -282,7 +290,8 @@ export class Conversation extends EventEmitter {
     this.log.warn({ reason }, 'playback failed; reply dropped');
     this.lastError = { at: new Date().toISOString(), message: `speaker: ${reason}`, permanent: false };
     this.ports.player.flush();
-    if (this.state === 'speaking') { this.discardTurn = true; this.listen(); }
+    // The rest of a turn still coming is dropped; a turn the server has already completed has nothing more to drop.
+    if (this.state === 'speaking') { if (this.replyAudio) this.discardTurn = true; this.replyAudio = false; this.listen(); }
   }
 
   // ---- conversation lifecycle ---------------------------------------------
@@ -304,6 +313,7 @@ export class Conversation extends EventEmitter {
     const recent = this.lastEnded && this.opts.resumeWithinMs > 0 && monotonicMs() - this.lastEnded.at < this.opts.resumeWithinMs;
     this.handle = recent ? this.lastEnded!.handle : null;
     this.vad.reset();
+    this.ports.player.open(); // one stream for the whole conversation: open now, while the session connects
     this.setState('connecting');
     this.connectLink();
     this.maxTimer = setTimeout(() => this.end('conversation too long'), this.opts.maxConversationMs);
@@ -496,6 +506,7 @@ export class Conversation extends EventEmitter {
     this.discardTurn = false;
     this.replyAudio = false;
     this.ports.player.flush();
+    this.ports.player.close();
     link?.close();
   }
 

@@ -5,11 +5,11 @@
 import type { Server } from 'node:net';
 import { unlinkSync } from 'node:fs';
 import { ConfigError, loadConfig, readAccessKey, readApiKey, stateDir, type Config } from './config.js';
-import { StateStore } from './state.js';
+import { MAX_VOLUME, StateStore } from './state.js';
 import { createLogger, type Logger } from './log.js';
 import { Conversation, type ConversationOptions, type LiveConnector, type State } from './conversation.js';
 import { ArecordMic, type CaptureOptions } from './audio/capture.js';
-import { SpeakerPlayer, loadSpeakerAddon, type PlaybackOptions } from './audio/playback.js';
+import { SpeakerPlayer, checkPlaybackDevice, loadSpeakerAddon, type PlaybackOptions } from './audio/playback.js';
 import { GeminiConnector, isSdkFrameParseError } from './live/gemini.js';
 import { Leds, type LedRole } from './leds.js';
 import { Button } from './gpio/button.js';
@@ -49,7 +49,17 @@ const conversationOptions = (config: Config): ConversationOptions => ({
 const captureOptions = (config: Config): CaptureOptions =>
   ({ device: config.audio.capture_device, rate: CAPTURE_RATE, periodMs: config.audio.capture_period_ms });
 const playbackOptions = (config: Config): PlaybackOptions =>
-  ({ device: config.audio.playback_device, rate: PLAYBACK_RATE, leadMs: config.audio.playback_lead_ms });
+  ({ device: config.audio.playback_device, rate: PLAYBACK_RATE, leadMs: config.audio.playback_lead_ms, outputLatencyMs: config.audio.output_latency_ms });
+
+/** `ctl volume` argument: a percent, `up` or `down` (10 points); the new volume, or an error naming what is allowed. */
+export function nextVolume(current: number, arg: string): number {
+  const a = arg.trim().toLowerCase();
+  if (a === 'up') return Math.min(MAX_VOLUME, current + 10);
+  if (a === 'down') return Math.max(0, current - 10);
+  const n = Number(a.replace(/%$/, ''));
+  if (a === '' || !Number.isInteger(n) || n < 0 || n > MAX_VOLUME) throw new Error(`volume must be a whole percent from 0 to ${MAX_VOLUME}, up or down (got '${arg}')`);
+  return n;
+}
 
 /** Where conversations go: Google with the key, live.base_url, or the built-in emulator when there is no key. */
 class Endpoint {
@@ -150,7 +160,9 @@ export async function runDaemon(configPath?: string): Promise<void> {
 
   let endpoint: Endpoint, gpio: Awaited<ReturnType<typeof openGpio>>, control: Server, wake: WakeWord | null;
   const mic = new ArecordMic(captureOptions(config));
-  const player = new SpeakerPlayer(playbackOptions(config));
+  const store = new StateStore(stateDir(config), log);
+  // The volume set with `ctl volume` holds across restarts; audio.volume until one is set.
+  const player = new SpeakerPlayer(playbackOptions(config), store.get().volume ?? config.audio.volume, log);
   try {
     endpoint = new Endpoint(log);
     await endpoint.configure(config);
@@ -164,7 +176,6 @@ export async function runDaemon(configPath?: string): Promise<void> {
   if (!gpio.lines.listening) {
     log.warn({ gpio: gpio.state }, 'no listening (privacy) LED is fitted: nothing on the device shows when the microphone streams (gpio.leds.listening)');
   }
-  const store = new StateStore(stateDir(config), log);
   const live: LiveConnector = { connect: (h, o) => endpoint.connector.connect(h, o) }; // swapped on reload
   const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds }, log);
 
@@ -235,6 +246,8 @@ export async function runDaemon(configPath?: string): Promise<void> {
     pid: process.pid,
     capturePid: mic.pid ?? null,
     captureOverruns: mic.overruns,
+    volume: player.volume,
+    playback: player.status(),
   });
   try {
     control = await startControlServer(config.control.socket, parseInt(config.control.mode, 8), (req: ControlRequest) => {
@@ -242,6 +255,13 @@ export async function runDaemon(configPath?: string): Promise<void> {
         case 'press': conversation.press('ctl'); break;
         case 'mute': conversation.mute(); break;
         case 'unmute': conversation.unmute(); break;
+        case 'volume': {
+          const v = nextVolume(player.volume, req.value);
+          player.volume = v;
+          store.set({ volume: v });
+          log.info({ volume: v }, 'volume');
+          break;
+        }
         case 'status': break;
       }
       return status();
@@ -275,6 +295,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     const rewake = JSON.stringify(next.wake) !== JSON.stringify(config.wake) || (wake !== null && !wake.armed);
     const nextWake = rewake ? makeWakeWord(next) : wake; // reads the AccessKey: may throw
     await endpoint.configure(next); // reads the API key: may throw
+    const previousVolume = config.audio.volume;
     config = { ...next, gpio: config.gpio, control: config.control, state: config.state };
     log.level = config.log.level;
     conversation.configure(conversationOptions(config));
@@ -285,6 +306,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
       if (wake) { wireWake(wake); wake.arm(); }
     }
     player.configure(playbackOptions(config));
+    if (next.audio.volume !== previousVolume) { player.volume = next.audio.volume; store.set({ volume: null }); } // the config's new volume takes over from `ctl volume`
     if (captureChanged && conversation.state !== 'muted') { mic.stop(); mic.setOptions(captureOptions(config)); mic.start(); } else mic.setOptions(captureOptions(config));
     log.info({ restartNeededFor: needRestart }, needRestart.length ? `config reloaded; ${needRestart.join(' and ')} changes need a restart` : 'config reloaded');
   };
@@ -342,8 +364,12 @@ export async function runDaemon(configPath?: string): Promise<void> {
     micProblem ??= `microphone: no audio from '${config.audio.capture_device}' within ${MIC_READY_WAIT_MS / 1000} s`;
     log.warn({ problem: micProblem }, 'the microphone is not delivering audio; ready anyway, with the problem on the status line');
   }
-  // Load the playback addon now (in a probe first: it aborts the process if ALSA's default PCM is missing).
-  loadSpeakerAddon().catch((e: Error) => log.warn({ error: e.message }, 'playback not available yet; will retry at the first reply'));
+  // Load the playback addon now (with ALSA's default pointed away from any real device: see playback.ts),
+  // and say at once if the speaker cannot be opened (each conversation tries again).
+  loadSpeakerAddon()
+    .then(() => checkPlaybackDevice(config.audio.playback_device, PLAYBACK_RATE))
+    .then((problem) => { if (problem) log.warn({ error: problem }, 'playback not available yet; will retry at the first reply'); },
+      (e: Error) => log.warn({ error: e.message }, 'playback not available yet; will retry at the first reply'));
   // Alive = the event loop runs this check, and capture either flows or is known to be down and being retried.
   notify.startWatchdog(() => conversation.state === 'muted' || micProblem !== null || monotonicMs() - lastFrameAt < STUCK_CAPTURE_MS);
   log.info({ endpoint: endpoint.description, gpio: gpio.state, socket: config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');

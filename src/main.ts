@@ -18,10 +18,12 @@ program.command('run', { isDefault: true })
 
 program.command('ctl')
   .description('control the running daemon through its control socket')
-  .addArgument(new Command().createArgument('<command>', 'press | mute | unmute | status').choices(['press', 'mute', 'unmute', 'status']))
+  .addArgument(new Command().createArgument('<command>', 'press | mute | unmute | status | volume').choices(['press', 'mute', 'unmute', 'status', 'volume']))
+  .argument('[value]', 'for volume: a percent (0-150), up or down')
   .option('--json', 'print the status as JSON')
   .option('--socket <path>', 'control socket (default: control.socket from the config)')
-  .action(async (cmd: 'press' | 'mute' | 'unmute' | 'status', opts: { json?: boolean; socket?: string }) => {
+  .action(async (cmd: 'press' | 'mute' | 'unmute' | 'status' | 'volume', value: string | undefined, opts: { json?: boolean; socket?: string }) => {
+    if (cmd === 'volume' && value === undefined) { process.stderr.write('live-speaker ctl: volume needs a value: a percent (0-150), up or down\n'); process.exit(2); }
     let socket = opts.socket;
     if (!socket) {
       try { socket = loadConfig(program.opts().config).config.control.socket; } catch (e) {
@@ -32,8 +34,9 @@ program.command('ctl')
       }
     }
     try {
-      const status = await controlRequest(socket, { cmd }) as Record<string, any>;
+      const status = await controlRequest(socket, cmd === 'volume' ? { cmd, value: value! } : { cmd }) as Record<string, any>;
       if (opts.json) { process.stdout.write(JSON.stringify(status, null, 2) + '\n'); return; }
+      if (cmd === 'volume') { process.stdout.write(`volume: ${status.volume}%\n`); return; }
       if (cmd !== 'status') { process.stdout.write(`${cmd}: ok (state: ${status.state})\n`); return; }
       process.stdout.write(formatStatus(status));
     } catch (e) {
@@ -65,6 +68,7 @@ function formatStatus(s: Record<string, any>): string {
     `microphone:  ${s.microphone}${s.micLive ? ', streaming (listening LED on)' : ''}`,
     `gpio:        ${s.gpio}`,
     `leds:        ${Object.entries(s.leds ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}`,
+    `speaker:     ${s.playback ? `${s.playback.device}, ${s.playback.open ? `open (delay ${s.playback.delayMs ?? '?'} ms)` : 'closed'}, volume ${s.volume}%` : `volume ${s.volume}%`}`,
     `last error:  ${s.lastError ? `${s.lastError.message} (${s.lastError.at})` : 'none'}`,
     `counters:    ${c.conversations} conversations, ${c.turns} turns, ${c.bargeIns} barge-ins by press, ${c.interrupted} interrupted by voice, ${c.errors} errors`,
     `uptime:      ${s.uptimeS} s (pid ${s.pid})`,

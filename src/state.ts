@@ -1,5 +1,5 @@
-// What the user set at run time and expects to find again after a restart,
-// a crash or a power cut: one small JSON file in the state directory
+// What the user set at run time (mute, volume) and expects to find again
+// after a restart, a crash or a power cut: one small JSON file in the state directory
 // (systemd's StateDirectory=, /var/lib/live-speaker). Written atomically
 // (temporary file, fsync, rename, fsync of the directory), so a power cut
 // leaves the old or the new file, never half of one.
@@ -10,9 +10,14 @@ import type { Logger } from './log.js';
 export interface PersistedState {
   /** The microphone was muted: it stays off until the user unmutes. */
   muted: boolean;
+  /** The reply volume set with `ctl volume` (percent); null: audio.volume from the config. */
+  volume: number | null;
 }
 
-const DEFAULTS: PersistedState = { muted: false };
+/** The highest volume (percent) audio.volume and `ctl volume` allow. */
+export const MAX_VOLUME = 150;
+
+const DEFAULTS: PersistedState = { muted: false, volume: null };
 
 export class StateStore {
   readonly file: string;
@@ -32,7 +37,7 @@ export class StateStore {
     if (JSON.stringify(next) === JSON.stringify(this.state)) return;
     this.state = next;
     try {
-      writeAtomic(this.file, `${JSON.stringify(next, null, 2)}\n`);
+      writeAtomic(this.file, `${JSON.stringify(next, (_k, v: unknown) => (v === null ? undefined : v), 2)}\n`); // unset (null) settings are left out
     } catch (e) {
       if (!this.warned) this.log.warn({ file: this.file, error: (e as Error).message }, 'cannot save the state: it will not survive a restart');
       this.warned = true;
@@ -49,7 +54,8 @@ export class StateStore {
     }
     try {
       const raw = JSON.parse(text) as Partial<PersistedState>;
-      return { muted: raw.muted === true };
+      const volume = typeof raw.volume === 'number' && Number.isInteger(raw.volume) && raw.volume >= 0 && raw.volume <= MAX_VOLUME ? raw.volume : null;
+      return { muted: raw.muted === true, volume };
     } catch {
       this.log.warn({ file: this.file }, 'the saved state is not valid JSON; starting from the defaults');
       return { ...DEFAULTS };

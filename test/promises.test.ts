@@ -26,7 +26,7 @@ function harness(lines: ConstructorParameters<typeof Leds>[0] = {}) {
   log.warn = ((a: unknown, b?: string) => { warnings.push(typeof a === 'string' ? a : b ?? ''); }) as typeof log.warn;
   const c = new Conversation(OPTS, {
     live: { connect: (h) => { handlers = h; return { sendAudio: (b) => sent.push(b), close: () => undefined }; } },
-    player: { play: (b) => played.push(b), flush: () => undefined, finish: (done) => done() },
+    player: { open: () => undefined, close: () => undefined, play: (b) => played.push(b), flush: () => undefined, finish: (done) => done() },
     mic: { start: () => undefined, stop: () => undefined },
     indicator: leds,
   }, log);

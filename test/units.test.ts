@@ -136,7 +136,7 @@ function harness(over: Partial<ConstructorParameters<typeof Conversation>[0]> = 
     trimWakeWord: true, wakeBeforeMs: 0, wakeSound: null, errorSound: null, chimeGateMs: 0, resumeWithinMs: 0, ...over,
   }, {
     live: { connect: (h) => { handlers = h; calls.push('connect'); return { sendAudio: (b) => sent.push(b), close: () => calls.push('close') }; } },
-    player: { play: () => calls.push('play'), flush: () => calls.push('flush'), finish: (done) => { calls.push('finish'); done(); } },
+    player: { open: () => undefined, close: () => undefined, play: () => calls.push('play'), flush: () => calls.push('flush'), finish: (done) => { calls.push('finish'); done(); } },
     mic: { start: () => calls.push('mic-start'), stop: () => calls.push('mic-stop') },
     indicator: leds,
   }, createLogger('silent'));
@@ -234,7 +234,7 @@ test('conversation: never stuck speaking: if the player never reports the end of
     maxConversationMs: 60000, errorDisplayMs: 50, trimWakeWord: true, wakeBeforeMs: 0, wakeSound: null, errorSound: null, chimeGateMs: 0, resumeWithinMs: 0,
   }, {
     live: { connect: (h) => { queueMicrotask(() => h.onOpen()); (c as any)._h = h; return { sendAudio: () => undefined, close: () => sent.push('close') }; } },
-    player: { play: () => undefined, flush: () => sent.push('flush'), finish: () => undefined /* never drains */ },
+    player: { open: () => undefined, close: () => undefined, play: () => undefined, flush: () => sent.push('flush'), finish: () => undefined /* never drains */ },
     mic: { start: () => undefined, stop: () => undefined },
     indicator: leds,
   }, createLogger('silent'));

@@ -1,174 +1,483 @@
-// Reply playback through the `speaker` addon (ALSA). The queue of audio not
-// yet written lives here, not in the stream, so a barge-in can drop it; and
-// only `leadMs` of audio is ever ahead of the clock in the device, so what
-// is already in ALSA's buffer when we drop it is short.
+// Reply playback through the `speaker` addon (ALSA): one stream per
+// conversation, every sample counted.
+//
+// The device is opened when a conversation starts and closed when it ends
+// (in idle, other programs may play). While open it is never left to run
+// dry: between replies it is fed silence, so the stream never restarts and
+// the timeline (./timeline.ts) that says when each written sample leaves the
+// speaker holds for the whole conversation. Why: a stream that starts, or
+// runs dry and restarts, loses its first milliseconds (the ALSA pulse plugin
+// reconnects the stream on an underrun; seen here: 4-18 ms of every reply's
+// head, and more on every underrun), and closing it by a wall-clock guess
+// cut the tail. Now every (re)start of the device begins with a pad of
+// silence, and a device is only closed once the timeline says its last
+// audible sample has been heard, so it drops nothing but silence.
+//
+// The queue of audio not yet written lives here, not in the addon, and only
+// `leadMs` of it is ever in the device. A barge-in drops our queue and what
+// is in the device (the addon's native flush: snd_pcm_drop + snd_pcm_prepare,
+// without closing), so the speaker is silent at once and the stream goes on.
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { execFile } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import type { Player } from '../conversation.js';
 import type SpeakerType from 'speaker';
+import type { Logger } from '../log.js';
 import { monotonicMs } from '../clock.js';
+import { PlaybackTimeline } from './timeline.js';
+import { Limiter } from './volume.js';
+import { explainOpenFailure } from './devices.js';
 
 const require = createRequire(import.meta.url);
-const STALL_MS = 3000;
 const SPEAKER_PATH = require.resolve('speaker');
-let Speaker: typeof SpeakerType | null = null;
+/** Audio written per top-up while idle, and the feeder's tick. */
+const TICK_MS = 10;
+/** Silence kept in the device between replies: what a reply's first sample waits behind. */
+const IDLE_LEAD_MS = 60;
+/** Silence written first whenever the device (re)starts: a starting stream may lose its first milliseconds. */
+const PAD_MS = 40;
+/**
+ * Audio is only written behind at least this much counted queue; else a pad
+ * of silence goes first. A sound server takes some of the queue ahead of
+ * time (seen here: 25-30 ms), so a device whose count is low may already have
+ * run dry and restart with the next write, losing its first milliseconds.
+ */
+const GUARD_MS = 50;
+/** A write normally returns at once (the device is never more than leadMs full); this long means it stopped. */
+const STALL_MS = 1500;
+/**
+ * A write that took this long was held back by a full device: it did not
+ * take audio at its rate for a while, so its queue is no longer what was
+ * counted (up to the addon's whole ALSA buffer, 0.5 s, more). Holding only
+ * silence, it is dropped and counted again from zero; holding audio, the
+ * timeline allows DESYNC_MS more until that has played, then does the same.
+ */
+const SLOW_WRITE_MS = 80;
+const DESYNC_MS = 600;
+/** After the last audible sample is heard, the device is kept this long before it is closed (only silence is dropped). */
+const CLOSE_AFTER_MS = 150;
+/** Back-off between attempts to open a device that failed; after GIVE_UP_AFTER failures in a row the reply is dropped. */
+const OPEN_RETRY_MS = [250, 500, 1000, 2000];
+const GIVE_UP_AFTER = 3;
+
+type SpeakerClass = typeof SpeakerType;
+interface Binding { flush(handle: object): void }
+let Speaker: SpeakerClass | null = null;
+let binding: Binding | null = null;
 let loading: Promise<void> | null = null;
 
 /**
- * Load the `speaker` addon safely. When it loads, it opens ALSA's `default`
- * PCM to probe formats, and if that device does not exist (no sound card,
- * unplugged USB speaker) alsa-lib asserts and the whole process aborts. So
- * a child process loads it first; only if that child survives is it loaded
- * here. Rejects with the reason otherwise (the next reply tries again).
+ * Run `fn` with ALSA's `default` PCM pointed at the null device. The addon
+ * opens `default` when it loads (to list formats), and if that device is
+ * missing alsa-lib asserts and aborts the process; the daemon may be told to
+ * play on another device altogether. alsa-lib re-reads its configuration at
+ * the next open when ALSA_CONFIG_PATH changes, so the real one is back for
+ * every device the daemon opens.
+ */
+function withNullDefault<T>(env: NodeJS.ProcessEnv, fn: () => T): T {
+  const file = join(tmpdir(), `live-speaker-alsa-null-default-${process.pid}.conf`);
+  writeFileSync(file, 'pcm.!default { type null }\n');
+  const before = env.ALSA_CONFIG_PATH;
+  env.ALSA_CONFIG_PATH = file;
+  try { return fn(); } finally {
+    if (before === undefined) delete env.ALSA_CONFIG_PATH; else env.ALSA_CONFIG_PATH = before;
+    rmSync(file, { force: true });
+  }
+}
+
+/**
+ * Load the `speaker` addon, never through ALSA `default` (see withNullDefault).
+ * A child process loads it first, the same way, so that an addon that still
+ * aborts on this machine takes only the child down. Rejects with the reason
+ * (the next reply tries again).
  */
 export function loadSpeakerAddon(): Promise<void> {
   if (Speaker) return Promise.resolve();
   loading ??= new Promise<void>((resolve, reject) => {
-    execFile(process.execPath, ['-e', `require(${JSON.stringify(SPEAKER_PATH)})`], { timeout: 10000 }, (err, _out, stderr) => {
+    const probe = `const f=${JSON.stringify(join(tmpdir(), 'live-speaker-alsa-null-default-probe.conf'))};require('fs').writeFileSync(f,'pcm.!default { type null }\\n');` +
+      `process.env.ALSA_CONFIG_PATH=f;require(${JSON.stringify(SPEAKER_PATH)});require('fs').rmSync(f,{force:true})`;
+    execFile(process.execPath, ['-e', probe], { timeout: 10000 }, (err, _out, stderr) => {
       loading = null;
       if (err) {
-        const why = stderr.split('\n').map((l) => l.trim()).filter(Boolean).find((l) => /cannot open|Unknown PCM|No such/.test(l)) ?? `probe exited ${err.code ?? err.signal}`;
-        reject(new Error(`the ALSA default playback device cannot be opened (the speaker addon probes it when loading): ${why}`));
+        const why = stderr.split('\n').map((l) => l.trim()).filter(Boolean).slice(-1)[0] ?? `probe exited ${err.code ?? err.signal}`;
+        reject(new Error(`the speaker addon cannot be loaded: ${why}`));
         return;
       }
-      Speaker = require('speaker') as typeof SpeakerType;
-      resolve();
+      try {
+        withNullDefault(process.env, () => {
+          Speaker = require('speaker') as SpeakerClass;
+          // The addon's own native binding, found the way its index.js finds it, for flush (drop + prepare, no close).
+          binding = createRequire(SPEAKER_PATH)('bindings')({ bindings: 'binding', module_root: dirname(SPEAKER_PATH) }) as Binding;
+        });
+        resolve();
+      } catch (e) {
+        reject(new Error(`the speaker addon cannot be loaded: ${(e as Error).message}`));
+      }
     });
   });
   return loading;
 }
 
-export interface PlaybackOptions { device: string; rate: number; leadMs: number; chunkMs?: number }
+/**
+ * Can `device` be opened and played on now? A child process opens it and
+ * writes 10 ms of silence. null when it can; else why not (the daemon says so
+ * at start-up, and tries again at the first reply).
+ */
+export function checkPlaybackDevice(device: string, rate: number): Promise<string | null> {
+  const script = `const f=${JSON.stringify(join(tmpdir(), `live-speaker-alsa-null-default-check.conf`))};const fs=require('fs');fs.writeFileSync(f,'pcm.!default { type null }\\n');` +
+    `const before=process.env.ALSA_CONFIG_PATH;process.env.ALSA_CONFIG_PATH=f;const S=require(${JSON.stringify(SPEAKER_PATH)});fs.rmSync(f,{force:true});` +
+    `if(before===undefined)delete process.env.ALSA_CONFIG_PATH;else process.env.ALSA_CONFIG_PATH=before;` +
+    `const s=new S({channels:1,bitDepth:16,sampleRate:${rate},signed:true,device:${JSON.stringify(device)}});` +
+    `const fail=(e)=>{process.stderr.write('open failed: '+e.message+'\\n');process.exit(3)};s.on('error',fail);` +
+    `s.write(Buffer.alloc(${Math.round(rate / 100) * 2}),(e)=>{if(e)fail(e);s.close(true);process.exit(0)})`;
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['-e', script], { timeout: 10000 }, (err, _out, stderr) => {
+      if (!err) return resolve(null);
+      const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+      // alsa-lib's own verdict, rather than its configuration chatter before it.
+      const said = [/Unknown PCM \S+/, /Unable to connect: .*/, /busy/i, /cannot open device \S+/, /open failed: .*/]
+        .map((re) => lines.map((l) => re.exec(l)?.[0]).find(Boolean)).find(Boolean);
+      resolve(`cannot open ALSA device '${device}': ${explainOpenFailure(device) ?? said ?? `check exited ${err.code ?? err.signal}`}`);
+    });
+  });
+}
+
+export interface PlaybackOptions {
+  device: string;
+  rate: number;
+  /** Audio kept queued in the device while a reply plays: the daemon may be late by this much without a gap. */
+  leadMs: number;
+  /** What follows the ALSA queue before a sample is heard (sound server, DAC): calibrated, see config.yaml. */
+  outputLatencyMs: number;
+}
+
+/** One opened device. Each has its own identity: a late callback from an abandoned one never touches the current one. */
+class Device {
+  private static count = 0;
+  readonly id = ++Device.count;
+  state: 'open' | 'abandoned' | 'failed' | 'closed' = 'open';
+  inflight = false;
+  since = 0; // when the write in flight was started
+  constructor(readonly spk: SpeakerType, readonly name: string) {}
+  get handle(): object | null { return (this.spk as unknown as { audio_handle: object | null }).audio_handle ?? null; }
+}
+
+export interface PlayerStatus {
+  device: string; open: boolean; volume: number; delayMs: number | null;
+  samplesWritten: number; underruns: number; stalls: number; openFailures: number;
+}
 
 export class SpeakerPlayer extends EventEmitter implements Player {
+  /** When each written sample leaves the speaker, and the played reference (event 'played'). */
+  readonly timeline: PlaybackTimeline;
+  private held = false; // a conversation is on: keep the device open
+  private device: Device | null = null;
   private queue: Buffer[] = [];
-  private speaker: SpeakerType | null = null;
-  private inflight = false;
-  private inflightTimer: NodeJS.Timeout | null = null;
-  private playheadEnd = 0; // wall-clock ms when everything written so far will have played
-  private onDrained: (() => void) | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private readonly chunkBytes: number;
+  private queuedBytes = 0;
+  private readonly limiter: Limiter;
+  private drain: (() => void) | null = null; // finish() waiting for the last audible sample to be heard
+  private audibleEndSample = 0; // samples written up to the end of the last audible chunk
+  private audibleUntil = 0; // when that is heard (monotonic ms)
+  private dropPending = false;
+  private slackMs = 0; // DESYNC_MS while the device's queue may be longer than counted (see SLOW_WRITE_MS)
+  private ticker: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private nextOpenAt = 0;
+  private openFailures = 0;
+  private failing = false; // the device cannot be opened: audio is dropped (and said once per turn) until it can
+  private failureReported = false;
+  private underruns = 0;
+  private stalls = 0;
+  private stallStreak = 0; // stalls in a row, for the back-off before the next device
 
-  constructor(private opts: PlaybackOptions) {
+  constructor(private opts: PlaybackOptions, volumePercent = 100, private readonly log: Logger | null = null) {
     super();
-    this.chunkBytes = Math.round((opts.rate * (opts.chunkMs ?? 20)) / 1000) * 2;
+    this.timeline = new PlaybackTimeline(opts.rate, opts.outputLatencyMs);
+    this.limiter = new Limiter(volumePercent, opts.rate);
   }
 
-  /** New device or lead (config reload): used from the next reply on. */
-  configure(opts: PlaybackOptions): void { this.opts = opts; }
+  /** New device, lead or latency (config reload): the device from the next conversation on, the rest at once. */
+  configure(opts: PlaybackOptions): void {
+    this.opts = opts;
+    this.timeline.outputLatencyMs = opts.outputLatencyMs;
+  }
+
+  get volume(): number { return this.limiter.percent; }
+  set volume(percent: number) { this.limiter.percent = percent; }
+
+  status(): PlayerStatus {
+    const now = monotonicMs();
+    return {
+      device: this.opts.device, open: this.device !== null, volume: this.volume,
+      delayMs: this.device && this.timeline.anchored ? Math.round(this.timeline.delayMs(now)) : null,
+      samplesWritten: this.timeline.samplesWritten, underruns: this.underruns, stalls: this.stalls, openFailures: this.openFailures,
+    };
+  }
+
+  // ---- the Player port --------------------------------------------------------
+
+  open(): void {
+    this.held = true;
+    if (this.failing) { this.failing = false; this.openFailures = 0; this.nextOpenAt = 0; } // a new conversation tries afresh
+    this.pump();
+  }
+
+  close(): void { this.held = false; this.pump(); }
 
   play(pcm: Buffer): void {
-    if (pcm.length === 0) return;
-    for (let i = 0; i < pcm.length; i += this.chunkBytes) this.queue.push(pcm.subarray(i, i + this.chunkBytes));
+    if (pcm.length < 2) return;
+    if (this.failing) { this.reportFailure(`cannot play on ALSA device '${this.opts.device}': it could not be opened (retrying)`); return; }
+    const even = pcm.length & 1 ? pcm.subarray(0, pcm.length - 1) : pcm;
+    this.queue.push(even);
+    this.queuedBytes += even.length;
     this.pump();
   }
 
   finish(onDrained: () => void): void {
-    this.onDrained = onDrained;
+    this.drain = onDrained;
+    this.failureReported = false;
     this.pump();
   }
 
   flush(): void {
     this.queue = [];
-    this.onDrained = null;
-    this.stopTimer();
-    this.closeDevice();
+    this.queuedBytes = 0;
+    this.drain = null;
+    this.failureReported = false;
+    this.limiter.reset();
+    const dev = this.device;
+    const now = monotonicMs();
+    // Only audible audio is worth a drop; silence in the device may play out (the stream stays continuous).
+    if (dev && dev.handle && this.audibleUntil + this.slackMs > now) {
+      if (dev.inflight) this.dropPending = true; else this.drop(dev, now);
+    }
+    this.pump();
   }
+
+  // ---- the feeder ---------------------------------------------------------------
 
   private pump(): void {
-    if (this.inflight) return;
     const now = monotonicMs();
-    const ahead = this.playheadEnd - now;
-    if (this.queue.length === 0) {
-      if (!this.onDrained) return;
-      // Everything written: wait for the device to play it out, then close it.
-      if (this.speaker && ahead > 0) return this.schedule(ahead);
-      const done = this.onDrained;
-      this.onDrained = null;
-      this.closeDevice();
+    this.timeline.advance(now);
+    if (this.drain && this.queuedBytes === 0 && (!this.timeline.anchored || this.audibleUntil + this.slackMs <= now)) {
+      // Everything of this turn has been heard (by the timeline): that is when the reply is finished.
+      const done = this.drain;
+      this.drain = null;
       done();
+    }
+    const dev = this.device;
+    if (dev?.inflight) {
+      if (now - dev.since > STALL_MS) this.stalled(dev, now);
       return;
     }
-    if (ahead > this.opts.leadMs) return this.schedule(ahead - this.opts.leadMs);
+    if (!this.wanted(now)) { if (dev) this.closeDevice(dev, now); return; }
+    if (!dev) { this.openDevice(now); return; }
+    if (this.dropPending) this.drop(dev, now);
+    else if (this.slackMs > 0 && this.queuedBytes === 0 && this.audibleUntil + this.slackMs <= now) {
+      this.log?.debug({ device: dev.name }, 'the audio the device held back has played; dropped its silence to count from zero again');
+      this.drop(dev, now);
+    }
+    let queued = this.timeline.queuedMs(now);
+    if (this.timeline.anchored && queued < 0) {
+      // The daemon was late by more than the queue: the device ran dry and restarts at the next write.
+      this.underruns++;
+      this.log?.debug({ lateMs: Math.round(-queued) }, 'playback ran dry (the daemon was late); restarting the stream with a pad of silence');
+      this.timeline.cut(now);
+      queued = 0;
+    }
+    if (!this.timeline.anchored) { this.write(dev, Buffer.alloc(this.bytes(PAD_MS)), false); return; }
+    const audio = this.queuedBytes > 0;
+    if (audio && queued < GUARD_MS) { this.write(dev, Buffer.alloc(this.bytes(Math.max(PAD_MS, GUARD_MS - queued))), false); return; }
+    const target = audio ? this.opts.leadMs : Math.min(IDLE_LEAD_MS, this.opts.leadMs);
+    if (queued > target - TICK_MS / 2) return;
+    const want = this.bytes(target - queued);
+    if (audio) this.write(dev, this.take(want), true);
+    else this.write(dev, Buffer.alloc(want), false);
+  }
+
+  /** The device is needed: a conversation holds it, audio waits, or the last audible sample is not heard yet. */
+  private wanted(now: number): boolean {
+    return this.held || this.queuedBytes > 0 || this.drain !== null || (this.device !== null && now < this.audibleUntil + this.slackMs + CLOSE_AFTER_MS);
+  }
+
+  private bytes(ms: number): number {
+    const tick = (this.opts.rate * TICK_MS) / 1000;
+    return Math.max(1, Math.ceil((ms * this.opts.rate) / 1000 / tick)) * tick * 2;
+  }
+
+  /** Up to `want` bytes of queued audio, through volume and limiter; all of it (limiter tail included) when the queue empties. */
+  private take(want: number): Buffer {
+    const parts: Buffer[] = [];
+    let got = 0;
+    while (this.queue.length > 0 && got < want) {
+      const q = this.queue[0];
+      const n = Math.min(q.length, want - got);
+      parts.push(q.subarray(0, n));
+      got += n;
+      if (n === q.length) this.queue.shift(); else this.queue[0] = q.subarray(n);
+    }
+    this.queuedBytes -= got;
+    const out = [this.limiter.process(parts.length === 1 ? parts[0] : Buffer.concat(parts))];
+    if (this.queuedBytes === 0) out.push(this.limiter.drain());
+    return Buffer.concat(out);
+  }
+
+  private write(dev: Device, pcm: Buffer, audible: boolean): void {
+    if (pcm.length === 0) return;
+    dev.inflight = true;
+    dev.spk.write(pcm, (err?: Error | null) => this.writeDone(dev, err ?? null));
+    // Timed after the call: a device's first write opens it first (synchronously, tens of ms on a
+    // sound server), and the device starts when the samples reach it, so an anchor is taken then.
+    dev.since = monotonicMs();
+    this.timeline.wrote(pcm, dev.since);
+    if (audible) {
+      this.audibleEndSample = this.timeline.samplesWritten;
+      this.audibleUntil = this.timeline.atMs(this.audibleEndSample);
+    }
+  }
+
+  private writeDone(dev: Device, err: Error | null): void {
+    dev.inflight = false;
+    if (dev !== this.device) {
+      // Abandoned (stalled), replaced or closed while this write was in the addon: close it now, never touch the current one.
+      if (dev.state === 'abandoned') this.log?.info({ device: dev.name, id: dev.id }, 'the stalled sound device answered at last; closed it');
+      this.release(dev);
+      return;
+    }
+    if (err) { this.failed(dev, err); return; }
+    const now = monotonicMs();
+    if (now - dev.since > SLOW_WRITE_MS) {
+      // Held back by a full device: its queue is not what was counted.
+      if (this.audibleUntil <= now && this.slackMs === 0) {
+        this.log?.debug({ device: dev.name, writeMs: Math.round(now - dev.since) }, 'the device held back a write; dropped its silence to count from zero again');
+        this.drop(dev, now);
+      } else this.slackMs = DESYNC_MS;
+    }
+    if (this.openFailures > 0) {
+      this.log?.info({ device: dev.name, failedAttempts: this.openFailures }, 'the sound device works again');
+      this.openFailures = 0;
+      this.failing = false;
+    }
+    this.pump();
+  }
+
+  // ---- device life ----------------------------------------------------------------
+
+  private openDevice(now: number): void {
+    if (now < this.nextOpenAt) { this.retryAt(this.nextOpenAt - now); return; }
     if (!Speaker) {
-      loadSpeakerAddon().then(() => this.pump(), (e: Error) => this.failed(null, e));
+      loadSpeakerAddon().then(() => this.pump(), (e: Error) => this.openFailed(null, e));
       return;
     }
-    const chunk = this.queue.shift()!;
-    const spk = this.speaker ?? this.openDevice();
-    if (!spk) return;
-    this.inflight = true;
-    this.playheadEnd = Math.max(now, this.playheadEnd) + (chunk.length / 2 / this.opts.rate) * 1000;
-    // A write never takes longer than the ALSA buffer (0.5 s) to drain; one that does is a stuck device.
-    this.inflightTimer = setTimeout(() => this.stalled(spk), STALL_MS);
-    spk.write(chunk, () => {
-      if (!this.inflight) return; // given up on by stalled()
-      this.writeEnded();
-      if (this.speaker !== spk) this.release(spk); // flushed while this write was in the addon
-      this.pump();
-    });
+    const spk = new Speaker({ channels: 1, bitDepth: 16, sampleRate: this.opts.rate, signed: true, device: this.opts.device, samplesPerFrame: (this.opts.rate * TICK_MS) / 1000 });
+    const dev = new Device(spk, this.opts.device);
+    spk.on('error', (e: Error) => { if (dev === this.device) this.failed(dev, e); });
+    this.device = dev;
+    this.timeline.cut(now);
+    this.slackMs = 0;
+    this.ticker ??= setInterval(() => this.pump(), TICK_MS);
+    this.log?.debug({ device: dev.name, id: dev.id }, 'sound device opened');
+    this.write(dev, Buffer.alloc(this.bytes(PAD_MS)), false); // opens the device (in the addon's first write)
   }
 
-  private openDevice(): SpeakerType | null {
-    try {
-      const spk = new Speaker!({ channels: 1, bitDepth: 16, sampleRate: this.opts.rate, signed: true, device: this.opts.device, samplesPerFrame: Math.max(64, this.chunkBytes / 2) });
-      spk.on('error', (e: Error) => this.failed(spk, e));
-      this.speaker = spk;
-      this.playheadEnd = monotonicMs();
-      return spk;
-    } catch (e) {
-      this.failed(null, e as Error);
-      return null;
+  /** A write failed: the device could not be opened (no handle), or it failed while playing. */
+  private failed(dev: Device, e: Error): void {
+    if (dev.state !== 'open') return;
+    if (!dev.handle) { this.openFailed(dev, e); return; }
+    dev.state = 'failed';
+    this.device = null;
+    if (!dev.inflight) this.release(dev);
+    const now = monotonicMs();
+    this.timeline.cut(now);
+    this.audibleUntil = now;
+    this.log?.warn({ device: dev.name, error: e.message }, 'the sound device failed while playing; opening it again');
+    this.dropAudio(`cannot play on ALSA device '${dev.name}': ${e.message}`);
+    this.nextOpenAt = now + OPEN_RETRY_MS[0];
+    this.pump();
+  }
+
+  private openFailed(dev: Device | null, e: Error): void {
+    if (dev) { dev.state = 'failed'; if (this.device === dev) this.device = null; this.release(dev); }
+    const now = monotonicMs();
+    this.timeline.cut(now);
+    this.openFailures++;
+    const why = explainOpenFailure(this.opts.device) ?? e.message;
+    const delay = OPEN_RETRY_MS[Math.min(this.openFailures - 1, OPEN_RETRY_MS.length - 1)];
+    this.nextOpenAt = now + delay;
+    const message = `cannot play on ALSA device '${this.opts.device}': ${why}`;
+    if (this.openFailures === 1) this.log?.warn({ device: this.opts.device, reason: why, retryInMs: delay }, 'cannot open the sound device; retrying');
+    else this.log?.debug({ device: this.opts.device, reason: why, attempt: this.openFailures, retryInMs: delay }, 'still cannot open the sound device');
+    if (this.openFailures === GIVE_UP_AFTER) {
+      this.failing = true;
+      this.dropAudio(`${message} (tried ${GIVE_UP_AFTER} times; retrying in the background; \`live-speaker doctor\` checks the device)`);
     }
+    this.pump();
   }
 
-  /** The addon's write never came back: abandon that stream (closing it mid-write can crash) and say so. */
-  private stalled(spk: SpeakerType): void {
-    this.writeEnded();
-    if (this.speaker === spk) this.speaker = null;
-    this.failed(null, new Error(`the device stopped taking audio (a write took over ${STALL_MS} ms)`));
+  /** The addon's write did not come back: abandon that device (closing it mid-write can crash) and open a new one. */
+  private stalled(dev: Device, now: number): void {
+    this.stalls++;
+    dev.state = 'abandoned';
+    this.device = null;
+    this.timeline.cut(now);
+    this.audibleUntil = now;
+    this.dropPending = false;
+    this.log?.warn({ device: dev.name, id: dev.id, stalledMs: Math.round(now - dev.since) },
+      'the sound device stopped taking audio; abandoned it (it is closed once its write returns) and opening a new one');
+    this.dropAudio(`cannot play on ALSA device '${dev.name}': the device stopped taking audio (a write took over ${STALL_MS} ms)`);
+    this.nextOpenAt = now + OPEN_RETRY_MS[Math.min(this.stallStreak++, OPEN_RETRY_MS.length - 1)];
+    this.pump();
   }
 
-  private failed(spk: SpeakerType | null, e: Error): void {
-    if (spk && spk !== this.speaker) {
-      // An old stream (already flushed) failed in its last write: the addon
-      // reports that with 'error' and never calls the write back.
-      if (this.inflight) this.writeEnded();
-      this.release(spk);
-      this.pump();
-      return;
-    }
-    this.writeEnded();
+  /** Audio that cannot be played is dropped, and the conversation told (once per turn). */
+  private dropAudio(message: string): void {
+    const had = this.queuedBytes > 0 || this.drain !== null;
     this.queue = [];
-    this.onDrained = null;
-    this.speaker = null;
-    this.emit('error', new Error(`cannot play on ALSA device '${this.opts.device}': ${e.message}`));
+    this.queuedBytes = 0;
+    this.drain = null;
+    this.limiter.reset();
+    if (had || this.failing) this.reportFailure(message);
   }
 
-  /** The write in the addon is over (answered, failed or given up on). */
-  private writeEnded(): void {
-    this.inflight = false;
-    if (this.inflightTimer) { clearTimeout(this.inflightTimer); this.inflightTimer = null; }
+  private reportFailure(message: string): void {
+    if (this.failureReported) return;
+    this.failureReported = true;
+    this.emit('error', new Error(message));
   }
 
-  private closeDevice(): void {
-    const spk = this.speaker;
-    this.speaker = null;
-    this.playheadEnd = 0;
-    // Closing while the addon is mid-write can crash it: wait for that write (<= one chunk).
-    if (spk && !this.inflight) this.release(spk);
+  private drop(dev: Device, now: number): void {
+    this.dropPending = false;
+    const handle = dev.handle;
+    if (handle && binding) {
+      try { binding.flush(handle); } catch (e) { this.failed(dev, e as Error); return; }
+    }
+    this.timeline.cut(now);
+    this.audibleUntil = now;
+    this.slackMs = 0;
   }
 
-  private release(spk: SpeakerType): void {
-    try { spk.close(true); } catch { /* already closed */ }
+  private closeDevice(dev: Device, now: number): void {
+    this.device = null;
+    this.slackMs = 0;
+    this.stallStreak = 0;
+    this.dropPending = false;
+    this.timeline.cut(now);
+    if (this.ticker) { clearInterval(this.ticker); this.ticker = null; }
+    if (!dev.inflight) this.release(dev); // else when its write returns
+    this.log?.debug({ device: dev.name, id: dev.id }, 'sound device closed');
   }
 
-  private schedule(ms: number): void {
-    this.stopTimer();
-    this.timer = setTimeout(() => { this.timer = null; this.pump(); }, Math.max(1, Math.ceil(ms)));
+  private release(dev: Device): void {
+    if (dev.state === 'closed') return;
+    dev.state = 'closed';
+    try { dev.spk.close(true); } catch { /* already closed */ }
   }
 
-  private stopTimer(): void { if (this.timer) { clearTimeout(this.timer); this.timer = null; } }
+  private retryAt(ms: number): void {
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => { this.retryTimer = null; this.pump(); }, Math.max(1, Math.ceil(ms)));
+  }
 }
