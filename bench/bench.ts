@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GoogleGenAI, Modality } from '@google/genai';
 import { SoundCard, findOnset, findTone } from '../test/bench/soundcard.js';
+import { markedReply, matchDelivery, seeded } from '../test/bench/delivery.js';
 import { DaemonProcess } from '../test/bench/daemon.js';
 import { LiveEmulator, type EmulatedSession } from '../src/emulator/emulator.js';
 import { jsonLines } from '../test/bench/lines.js';
@@ -77,6 +78,30 @@ async function pollStatus(d: DaemonProcess, pred: (st: any) => boolean, timeoutM
 async function endConversation(d: DaemonProcess): Promise<void> {
   for (let i = 0; i < 4; i++) { const st = await d.ctl('press'); if (st.state === 'idle') return; }
   throw new Error('the daemon did not go back to idle');
+}
+
+/**
+ * Marked replies (test/bench/delivery.ts), `n` of each arrival pattern, one
+ * after the other: bursty (40 ms chunks at REPLY_SPEED x real time, as the
+ * service sends) and with network gaps (real time, two 100-400 ms pauses
+ * mid-reply). `played` waits until the client has played the reply and says
+ * when its last sample is heard by the client's own timeline (null: it has none).
+ */
+interface DeliveryTrial { pattern: 'bursty' | 'gaps'; pcm: Buffer; from: number; predictedEndAt: number | null }
+const DELIVERY_REPLY_MS = 1500;
+async function deliveryTrials(s: EmulatedSession, n: number, seed: number, played: () => Promise<number | null>): Promise<DeliveryTrial[]> {
+  const out: DeliveryTrial[] = [];
+  const rnd = seeded(seed);
+  for (let i = 0; i < n; i++) {
+    for (const pattern of ['bursty', 'gaps'] as const) {
+      const pcm = markedReply(DELIVERY_REPLY_MS, seed + 10 * i + (pattern === 'gaps' ? 1 : 0));
+      const from = Date.now() - 100;
+      const pauses = [0.3, 0.65].map((f) => ({ atMs: DELIVERY_REPLY_MS * (f + 0.1 * rnd()), ms: 100 + Math.round(300 * rnd()) }));
+      await s.sendAudio(pcm, pattern === 'bursty' ? { chunkMs: 40, speed: REPLY_SPEED } : { chunkMs: 40, speed: 1, pauses });
+      out.push({ pattern, pcm, from, predictedEndAt: await played() });
+    }
+  }
+  return out;
 }
 
 /** One reply per trial, interrupted by the server 800 ms after its first chunk left. */
@@ -250,6 +275,15 @@ async function main(): Promise<void> {
       dPress.push({ mark: { freq: 660, from: replyStartAt - 50, to: Date.now() - 100 }, pressAt });
     }
 
+    progress('daemon reply delivery: every sample, bursty and with network gaps');
+    const idleDelays: number[] = [];
+    const dDelivery = await deliveryTrials(s, TRIALS, 500, async () => {
+      const st = await pollStatus(d, (x) => x.state === 'follow-up', 10000);
+      await sleep(300);
+      idleDelays.push((await d.ctl('status')).playback?.delayMs); // between replies: the silence queued in the device
+      return st.playback?.lastAudible?.lastHeardAt ?? null;
+    });
+
     progress(`daemon active cost (${ACTIVE_S} s of a spoken reply playing)`);
     const voice = resample(speech, 16000, SPK);
     const parts: Buffer[] = [];
@@ -334,9 +368,10 @@ async function main(): Promise<void> {
       const nIdle = win.end();
       const firstAudioMs = ns.firstAudioAt === null ? null : ns.firstAudioAt - t;
       const trials = await interruptTrials(nemu, ns, TRIALS, 440);
+      const delivery = await deliveryTrials(ns, Math.min(TRIALS, 5), 700, async () => { await sleep(1500); return null; });
       await stopChild(c);
       await nemu.close();
-      naive[style] = { startupMs: ready.ready - t, firstAudioMs, idle: nIdle, trials, stderr: stderr.trim().split('\n').slice(-3) };
+      naive[style] = { startupMs: ready.ready - t, firstAudioMs, idle: nIdle, trials, delivery, stderr: stderr.trim().split('\n').slice(-3) };
     }
     await emu.close();
 
@@ -376,10 +411,25 @@ async function main(): Promise<void> {
     });
     const dI = interruptFig(dInterrupt);
     const dP = summarize(dPress.map((x) => { const r = tn(x.mark); return r.last === null ? null : r.last - x.pressAt; }));
+    // Every sample: each marked reply walked through the recording from its own start.
+    const deliveryFig = (tr: DeliveryTrial[]) => {
+      const per = tr.map((t) => {
+        const m = matchDelivery(t.pcm, pcm, { from: Math.max(0, Math.round((t.from - S) * 24)), withinMs: 8000 });
+        return { pattern: t.pattern, deliveredPct: m.deliveredPct, missing: m.missing, gaps: m.gaps, gapMs: m.gapMs,
+          timelineErrMs: t.predictedEndAt === null || m.endAt < 0 ? null : S + m.endAt / 24 - t.predictedEndAt };
+      });
+      const of = (pattern: string) => {
+        const x = per.filter((p) => p.pattern === pattern);
+        return { n: x.length, deliveredPct: summarize(x.map((p) => p.deliveredPct)), gaps: summarize(x.map((p) => p.gaps)), gapMs: summarize(x.map((p) => p.gapMs)),
+          timelineErrMs: summarize(x.map((p) => p.timelineErrMs)), incomplete: x.filter((p) => p.deliveredPct < 100).map((p) => p.missing) };
+      };
+      return { bursty: of('bursty'), gaps: of('gaps'), perTrial: per };
+    };
+    const dD = deliveryFig(dDelivery);
     const naiveFig: Record<string, any> = {};
     for (const [k, v] of Object.entries(naive)) {
       const f = interruptFig(v.trials);
-      naiveFig[k] = { ...f, startupMs: v.startupMs, firstAudioMs: v.firstAudioMs, idle: v.idle, stderr: v.stderr };
+      naiveFig[k] = { ...f, delivery: deliveryFig(v.delivery), startupMs: v.startupMs, firstAudioMs: v.firstAudioMs, idle: v.idle, stderr: v.stderr };
     }
     const p2sFirst = summarize(p2s.map((x) => x.firstSentAt - x.daemonPressAt));
     const p2sEmu = summarize(p2s.map((x) => (x.emuFirstAudioAt === null ? null : x.emuFirstAudioAt - x.pressAt)));
@@ -427,13 +477,13 @@ async function main(): Promise<void> {
       pacatOnsetMs: pacatOnset, pacatResidualMs: pacatResidual, speakerOnsetMs: spkOnset, speakerDropResidualMs: spkDrop,
       recorderOffsetMs: CAL, rawPacatResidualMs: rawResidual, sdkConnectMs: summarize(connectMs), nodeStartMs: summarize(nodeStartMs), emulatorSendMs: dI.sendMs, leadMs: LEAD_MS,
     };
-    const bargeBound = LEAD_MS + (spkOnset.median ?? NaN);
     const bargeFloor = spkDrop.median;
     const cpuTotal = (w: Record<string, any>, a: string, b: string) => (w[a]?.cpuPerMin ?? NaN) + (w[b]?.cpuPerMin ?? NaN);
     Object.assign(results, {
       floors,
       daemon: {
         bargeInInterruptedMs: dI.bargeIn, bargeInPressMs: dP, replyStartMs: dI.replyStart, missingTones: dI.missing,
+        delivery: dD, delayBetweenRepliesMs: summarize(idleDelays),
         pressToFirstSentMs: p2sFirst, pressToEmulatorFirstAudioMs: p2sEmu, lostSpeechMs: lostS, lostSpeechPerTrial: lost, pressTrials, speechNeedleOnsetMs: needleOnsetMs,
         startupMs: summarize(startupMs), startupFirstLogMs: summarize(firstLogMs), idle, active, wakeCheck, wakePathCpuPerMin: wakePathPerMin, counters: dStatus.counters, activeCounters: stActive.counters,
       },
@@ -447,9 +497,21 @@ async function main(): Promise<void> {
     const ratio = (a: number | null | undefined, b: number | null | undefined) => (a == null || b == null || !b ? '—' : `${(a / b).toFixed(2)}x`);
     const med = (x: Summary | number | null) => (x === null ? null : typeof x === 'number' ? x : x.median);
     const nv = naiveFig.interval, no = naiveFig.official;
-    rows.push(['barge-in: interrupted -> last reply sample (ms)', dI.bargeIn, 'speaker close(true) residual', bargeFloor,
-      `design bound lead+onset ${fmt(bargeBound)}; naive ${fmt(nv?.bargeIn.median)} / ${fmt(no?.bargeIn.median)} -> daemon ${ratio(dI.bargeIn.median, nv?.bargeIn.median)} / ${ratio(dI.bargeIn.median, no?.bargeIn.median)}`]);
-    rows.push(['barge-in: press -> last reply sample (ms)', dP, 'speaker close(true) residual', bargeFloor, `design bound lead+onset ${fmt(bargeBound)}; naive: no button`]);
+    rows.push(['barge-in: interrupted -> last reply sample (ms)', dI.bargeIn, 'speaker drop residual', bargeFloor,
+      `the device's queue is dropped (snd_pcm_drop), the stream stays open; naive ${fmt(nv?.bargeIn.median)} / ${fmt(no?.bargeIn.median)} -> daemon ${ratio(dI.bargeIn.median, nv?.bargeIn.median)} / ${ratio(dI.bargeIn.median, no?.bargeIn.median)}`]);
+    rows.push(['barge-in: press -> last reply sample (ms)', dP, 'speaker drop residual', bargeFloor, 'naive: no button']);
+    const naiveDelivered = (pattern: 'bursty' | 'gaps') => `${fmt(nv?.delivery[pattern].deliveredPct.median, 1)} / ${fmt(no?.delivery[pattern].deliveredPct.median, 1)}`;
+    const naiveGaps = (pattern: 'bursty' | 'gaps') => `${fmt(nv?.delivery[pattern].gaps.median)} / ${fmt(no?.delivery[pattern].gaps.median)}`;
+    rows.push(['reply samples delivered, bursty arrival (%)', dD.bursty.deliveredPct, 'every sample', 100,
+      `worst ${fmt(dD.bursty.deliveredPct.min, 2)}%; ${DELIVERY_REPLY_MS} ms marked replies at ${REPLY_SPEED}x real time; naive ${naiveDelivered('bursty')}`]);
+    rows.push(['reply gaps per reply, bursty arrival', dD.bursty.gaps, 'none', 0, `gap ms median ${fmt(dD.bursty.gapMs.median)}, p95 ${fmt(dD.bursty.gapMs.p95)}; naive ${naiveGaps('bursty')}`]);
+    rows.push(['reply samples delivered, network gaps (%)', dD.gaps.deliveredPct, 'every sample', 100,
+      `worst ${fmt(dD.gaps.deliveredPct.min, 2)}%; real time with two 100-400 ms pauses; naive ${naiveDelivered('gaps')}`]);
+    rows.push(['reply gaps per reply, network gaps', dD.gaps.gaps, 'network pauses', 2, `gap ms median ${fmt(dD.gaps.gapMs.median)} (pauses 200-800 ms in all); naive ${naiveGaps('gaps')}`]);
+    const tlErr = summarize(dD.perTrial.map((p) => p.timelineErrMs));
+    rows.push(['timeline: last reply sample heard - predicted (ms)', tlErr, 'audio.output_latency_ms', 0,
+      `the device's own latency past the counted queue (min ${fmt(tlErr.min)}, max ${fmt(tlErr.max)})`]);
+    rows.push(['device delay between replies (ms, counted)', summarize(idleDelays), 'silence queue', 60, 'what a reply\'s first sample waits behind (+ the row above)']);
     rows.push(['reply start: first chunk sent -> first sample (ms)', dI.replyStart, 'emu send + speaker onset', (dI.sendMs.median ?? 0) + (spkOnset.median ?? NaN),
       `naive ${fmt(nv?.replyStart.median)} / ${fmt(no?.replyStart.median)} -> daemon ${ratio(dI.replyStart.median, nv?.replyStart.median)} / ${ratio(dI.replyStart.median, no?.replyStart.median)}`]);
     rows.push(['press -> first mic frame sent (ms, daemon clock)', p2sFirst, 'SDK connect', floors.sdkConnectMs.median, 'naive: streams always']);
@@ -484,7 +546,7 @@ async function main(): Promise<void> {
     rows.push(['active CPU s/min: daemon total', cpuTotal(active, 'daemon', 'daemonArecord'), 'daemon idle total', idleTotal]);
     rows.push(['active RSS MiB: daemon node', active.daemon.rssMiB, 'bare node', idle.bareNode.rssMiB]);
 
-    const digits = (label: string) => (label.includes('CPU') ? 2 : label.includes('RSS') ? 1 : 0);
+    const digits = (label: string) => (label.includes('CPU') || label.includes('(%)') ? 2 : label.includes('RSS') ? 1 : 0);
     const out: string[] = [];
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     out.push(`live-speaker bench — ${results.startedAt}, node ${process.version}, ${TRIALS} trials per latency figure, emulator replies at ${REPLY_SPEED}x real time; load average at start ${results.loadStart}, at end ${load}`);

@@ -54,6 +54,7 @@ async function reply(d: DaemonProcess, s: EmulatedSession, pcm: Buffer, opts: Pa
 test('every sample of every reply reaches the speaker, in order: 20 replies of 0.3-20 s, bursty or with network gaps', { timeout: 240_000 }, async () => {
   const { daemon, s, done } = await conversation();
   const sink = card.recordSpeaker();
+  await sleep(500); // the recorder is running
   // Mostly short replies, one long one; even ones come in bursts faster than
   // real time (as the service sends), odd ones in real time with 100-400 ms
   // network gaps mid-reply (which may add silence, never remove audio).
@@ -98,6 +99,7 @@ async function bargeIns(kind: 'interrupted' | 'press', trials: number): Promise<
   const { emu, daemon, s, done } = await conversation();
   const sink = card.recordSpeaker();
   const marks: { from: number; to: number; at: number }[] = [];
+  await sleep(500); // the recorder is running
   try {
     for (let i = 0; i < trials; i++) {
       const started = emu.waitFor('reply-start', (x) => x === s, 5000);
@@ -126,7 +128,7 @@ async function bargeIns(kind: 'interrupted' | 'press', trials: number): Promise<
       const a = Math.max(0, Math.round((m.from - sink.startedAt) * 24)) * 2;
       const b = Math.min(rec.length >> 1, Math.round((m.to - sink.startedAt) * 24)) * 2;
       const t = findTone(rec.subarray(a, b), 440, 10);
-      assert.ok(t.lastMs !== null && t.totalMs > 300, `the reply was playing before the barge-in (tone ${JSON.stringify(t)} in ${(b - a) / 48} ms of sink from ${Math.round(m.from - sink.startedAt)} ms)`);
+      assert.ok(t.lastMs !== null && t.totalMs > 300, `the reply was playing before the barge-in (tone ${JSON.stringify(t)} in ${(b - a) / 48} ms of sink from ${Math.round(m.from - sink.startedAt)} ms); ${JSON.stringify(daemon.logs.filter((l) => l.level !== 'debug' || /device|ran dry|late|held/.test(l.msg)).slice(-15))}`);
       return sink.startedAt + a / 48 + t.lastMs! - m.at;
     });
   } finally { await sink.stop().catch(() => undefined); await done(); }
@@ -168,6 +170,7 @@ test('a stalled device: the reply is dropped with a clear error, the stalled dev
     // The conversation goes on, on a device of its own.
     if ((await daemon.ctl('status')).state !== 'listening') await daemon.waitState('listening', 5000).catch(() => undefined);
     const sink = card.recordSpeaker();
+    await sleep(500);
     const pcm = markedReply(1500, 77);
     await reply(daemon, s, pcm, { chunkMs: 40, speed: 3 });
     await sleep(200);
@@ -197,6 +200,7 @@ test('the addon loads without ALSA `default` when audio.playback_device names an
   assert.ok(broken, 'ALSA default is broken in this configuration');
   const { daemon, s, done } = await conversation({ audio: { playback_device: 'livespk', capture_device: 'livemic' } }, env);
   const sink = card.recordSpeaker();
+  await sleep(500);
   try {
     const pcm = markedReply(1200, 5);
     await reply(daemon, s, pcm, { chunkMs: 40, speed: 3 });
@@ -229,6 +233,7 @@ test('volume: `ctl volume` scales the reply exactly, up/down step 10, bad values
     await d.pressAndWait('listening', 5000);
     const [s] = (await session) as [EmulatedSession];
     const sink = card.recordSpeaker();
+    await sleep(500);
     const pcm = markedReply(1000, 9);
     await reply(d, s, pcm, { chunkMs: 40, speed: 3 });
     await sleep(200);
@@ -247,6 +252,7 @@ test('a loud reply never clips: at volume 150 a full-scale reply stays under the
   const state = mkdtempSync(join(tmpdir(), 'ls-vol-'));
   const { daemon, s, done } = await conversation({ audio: { volume: 150 }, state: { dir: state } });
   const sink = card.recordSpeaker();
+  await sleep(500);
   try {
     await reply(daemon, s, Buffer.concat([tone(440, 600, SPK, 1.0), randomBody(600, 3, 1.0)]), { chunkMs: 40, speed: 3 });
     const rec = await sink.stop();
@@ -331,5 +337,45 @@ test('the timeline is the played reference: what it hands out is what the speake
     const errMs = wall + heads[0].predictedAt - (sink.startedAt + msOf(heads[0].sinkAt));
     process.stdout.write(`# timeline: the first reply's head predicted ${errMs.toFixed(1)} ms ${errMs >= 0 ? 'after' : 'before'} the sink recorder placed it\n`);
     assert.ok(Math.abs(errMs) < 150, `timeline error ${errMs.toFixed(1)} ms`);
+  } finally { player.close(); await sink.stop().catch(() => undefined); }
+});
+
+test('the timeline knows which sample the speaker is at: at a drop, the last sample heard is the one it names (within 40 ms)', { timeout: 60_000 }, async () => {
+  // Measured by content, not by the recorder's clock: the recording says which sample was the last
+  // before the drop; the timeline says which sample was being heard when the drop was made.
+  Object.assign(process.env, card.cardEnv);
+  await loadSpeakerAddon();
+  const player = new SpeakerPlayer({ device: 'default', rate: SPK, leadMs: 200, outputLatencyMs: 0 });
+  const played: PlayedChunk[] = [];
+  player.timeline.on('played', (c: PlayedChunk) => played.push(c));
+  const sink = card.recordSpeaker();
+  const trials: { pcm: Buffer; heardNow: number }[] = [];
+  try {
+    await sleep(300);
+    player.open();
+    for (let i = 0; i < 4; i++) {
+      await sleep(400);
+      const pcm = randomBody(3000, 60 + i);
+      player.play(pcm);
+      await sleep(700 + 100 * i);
+      const t = performance.now();
+      const tl = player.timeline;
+      trials.push({ pcm, heardNow: tl.samplesWritten - ((tl.atMs(tl.samplesWritten) - t) * SPK) / 1000 });
+      player.flush();
+    }
+    await sleep(400);
+    player.close();
+    await sleep(300);
+    const rec = await sink.stop();
+    const offsets = trials.map(({ pcm, heardNow }) => {
+      const head = pcm.subarray(0, 96);
+      const chunk = played.find((c) => { const i = c.pcm.indexOf(head); return i >= 0 && i % 2 === 0; })!;
+      const start = chunk.sample + chunk.pcm.indexOf(head) / 2; // the reply's first sample, counted
+      const m = matchDelivery(pcm, rec);
+      const lastHeard = start + Math.round(((m.deliveredPct / 100) * pcm.length) / 2);
+      return msOf(lastHeard - heardNow);
+    });
+    process.stdout.write(`# at a drop the speaker's last sample was ${offsets.map((x) => x.toFixed(1)).join(', ')} ms from the one the timeline named\n`);
+    for (const o of offsets) assert.ok(Math.abs(o) < 40, `${o.toFixed(1)} ms off`);
   } finally { player.close(); await sink.stop().catch(() => undefined); }
 });

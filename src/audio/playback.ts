@@ -35,8 +35,14 @@ const require = createRequire(import.meta.url);
 const SPEAKER_PATH = require.resolve('speaker');
 /** Audio written per top-up while idle, and the feeder's tick. */
 const TICK_MS = 10;
-/** Silence kept in the device between replies: what a reply's first sample waits behind. */
-const IDLE_LEAD_MS = 60;
+/**
+ * Silence kept in the device between replies: what a reply's first sample
+ * waits behind. A sound server pulls audio from the stream ahead of time; a
+ * queue shorter than that runs dry there without an error, and every sample
+ * is then heard later than counted (seen here: with 60 ms queued, 60 ms
+ * later; with 120 ms, on time within 10 ms).
+ */
+const IDLE_LEAD_MS = 120;
 /** Silence written first whenever the device (re)starts: a starting stream may lose its first milliseconds. */
 const PAD_MS = 40;
 /**
@@ -49,16 +55,20 @@ const GUARD_MS = 50;
 /** A write normally returns at once (the device is never more than leadMs full); this long means it stopped. */
 const STALL_MS = 1500;
 /**
- * A write that took this long was held back by a full device: it did not
- * take audio at its rate for a while, so its queue is no longer what was
- * counted (up to the addon's whole ALSA buffer, 0.5 s, more). Holding only
- * silence, it is dropped and counted again from zero; holding audio, the
- * timeline allows DESYNC_MS more until that has played, then does the same.
+ * When the device is behind the count, it is counted again from zero: its
+ * silence is dropped once it holds nothing else. It may be behind when the
+ * daemon was late by RESYNC_MS with the queue settled (the sound server may
+ * have run short without a word, see IDLE_LEAD_MS), or when a write took
+ * SLOW_WRITE_MS (held back by a full device that stopped taking audio for a
+ * while: up to its whole 0.5 s buffer more than counted). Audio may then
+ * still be playing for DESYNC_MS past the timeline's end of it, so the drop
+ * waits that long (a barge-in drops it, and the device is not closed, before).
  */
+const RESYNC_MS = 40;
 const SLOW_WRITE_MS = 80;
 const DESYNC_MS = 600;
-/** After the last audible sample is heard, the device is kept this long before it is closed (only silence is dropped). */
-const CLOSE_AFTER_MS = 150;
+/** After the last audible sample is heard (by the timeline), the device is kept this long before it is closed: a margin for a device slower than calibrated (only silence is dropped). */
+const CLOSE_AFTER_MS = 500;
 /** Back-off between attempts to open a device that failed; after GIVE_UP_AFTER failures in a row the reply is dropped. */
 const OPEN_RETRY_MS = [250, 500, 1000, 2000];
 const GIVE_UP_AFTER = 3;
@@ -166,8 +176,12 @@ class Device {
 }
 
 export interface PlayerStatus {
-  device: string; open: boolean; volume: number; delayMs: number | null;
+  device: string; open: boolean; volume: number;
+  /** The device's delay for a sample written now (counted queue + output latency), ms. */
+  delayMs: number | null;
   samplesWritten: number; underruns: number; stalls: number; openFailures: number;
+  /** The last stretch of audible audio by the timeline: when its first and last samples are (were) heard, wall-clock ms. */
+  lastAudible: { firstHeardAt: number; lastHeardAt: number } | null;
 }
 
 export class SpeakerPlayer extends EventEmitter implements Player {
@@ -181,8 +195,10 @@ export class SpeakerPlayer extends EventEmitter implements Player {
   private drain: (() => void) | null = null; // finish() waiting for the last audible sample to be heard
   private audibleEndSample = 0; // samples written up to the end of the last audible chunk
   private audibleUntil = 0; // when that is heard (monotonic ms)
+  private audibleFrom: number | null = null; // when the first sample of the current audible stretch is heard
   private dropPending = false;
-  private slackMs = 0; // DESYNC_MS while the device's queue may be longer than counted (see SLOW_WRITE_MS)
+  private behind = false; // the device may be behind the count: recount at the next quiet moment (see RESYNC_MS)
+  private settled = false; // the queue has reached the idle lead since the device (re)started
   private ticker: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private nextOpenAt = 0;
@@ -214,6 +230,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
       device: this.opts.device, open: this.device !== null, volume: this.volume,
       delayMs: this.device && this.timeline.anchored ? Math.round(this.timeline.delayMs(now)) : null,
       samplesWritten: this.timeline.samplesWritten, underruns: this.underruns, stalls: this.stalls, openFailures: this.openFailures,
+      lastAudible: this.audibleFrom === null ? null : { firstHeardAt: Math.round(Date.now() - (now - this.audibleFrom)), lastHeardAt: Math.round(Date.now() - (now - this.audibleUntil)) },
     };
   }
 
@@ -251,7 +268,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     const dev = this.device;
     const now = monotonicMs();
     // Only audible audio is worth a drop; silence in the device may play out (the stream stays continuous).
-    if (dev && dev.handle && this.audibleUntil + this.slackMs > now) {
+    if (dev && dev.handle && this.audibleUntil + this.slackMs() > now) {
       if (dev.inflight) this.dropPending = true; else this.drop(dev, now);
     }
     this.pump();
@@ -262,7 +279,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
   private pump(): void {
     const now = monotonicMs();
     this.timeline.advance(now);
-    if (this.drain && this.queuedBytes === 0 && (!this.timeline.anchored || this.audibleUntil + this.slackMs <= now)) {
+    if (this.drain && this.queuedBytes === 0 && (!this.timeline.anchored || this.audibleUntil <= now)) {
       // Everything of this turn has been heard (by the timeline): that is when the reply is finished.
       const done = this.drain;
       this.drain = null;
@@ -275,23 +292,31 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     }
     if (!this.wanted(now)) { if (dev) this.closeDevice(dev, now); return; }
     if (!dev) { this.openDevice(now); return; }
-    if (this.dropPending) this.drop(dev, now);
-    else if (this.slackMs > 0 && this.queuedBytes === 0 && this.audibleUntil + this.slackMs <= now) {
-      this.log?.debug({ device: dev.name }, 'the audio the device held back has played; dropped its silence to count from zero again');
-      this.drop(dev, now);
-    }
     let queued = this.timeline.queuedMs(now);
+    const idleLead = Math.min(IDLE_LEAD_MS, this.opts.leadMs);
+    if (this.timeline.anchored && queued >= idleLead - TICK_MS) this.settled = true;
+    if (this.settled && queued < idleLead - RESYNC_MS && !this.behind) {
+      this.behind = true;
+      this.log?.debug({ lateMs: Math.round(idleLead - queued) }, 'the daemon was late: the device may be behind the count; recounting once it holds only silence');
+    }
+    if (this.dropPending) { this.drop(dev, now); queued = 0; }
+    else if (this.behind && this.queuedBytes === 0 && this.drain === null && now >= this.audibleUntil + DESYNC_MS) {
+      this.drop(dev, now);
+      queued = 0;
+    }
     if (this.timeline.anchored && queued < 0) {
       // The daemon was late by more than the queue: the device ran dry and restarts at the next write.
       this.underruns++;
       this.log?.debug({ lateMs: Math.round(-queued) }, 'playback ran dry (the daemon was late); restarting the stream with a pad of silence');
-      this.timeline.cut(now);
+      const behind = this.behind; // by the count; a device behind it may still be playing
+      this.cut(now);
+      this.behind = behind;
       queued = 0;
     }
     if (!this.timeline.anchored) { this.write(dev, Buffer.alloc(this.bytes(PAD_MS)), false); return; }
     const audio = this.queuedBytes > 0;
     if (audio && queued < GUARD_MS) { this.write(dev, Buffer.alloc(this.bytes(Math.max(PAD_MS, GUARD_MS - queued))), false); return; }
-    const target = audio ? this.opts.leadMs : Math.min(IDLE_LEAD_MS, this.opts.leadMs);
+    const target = audio ? this.opts.leadMs : idleLead;
     if (queued > target - TICK_MS / 2) return;
     const want = this.bytes(target - queued);
     if (audio) this.write(dev, this.take(want), true);
@@ -300,7 +325,12 @@ export class SpeakerPlayer extends EventEmitter implements Player {
 
   /** The device is needed: a conversation holds it, audio waits, or the last audible sample is not heard yet. */
   private wanted(now: number): boolean {
-    return this.held || this.queuedBytes > 0 || this.drain !== null || (this.device !== null && now < this.audibleUntil + this.slackMs + CLOSE_AFTER_MS);
+    return this.held || this.queuedBytes > 0 || this.drain !== null || (this.device !== null && now < this.audibleUntil + this.slackMs() + CLOSE_AFTER_MS);
+  }
+
+  /** How long audio may still play past the timeline's end of it. */
+  private slackMs(): number {
+    return this.behind ? DESYNC_MS : 0;
   }
 
   private bytes(ms: number): number {
@@ -332,8 +362,10 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     // Timed after the call: a device's first write opens it first (synchronously, tens of ms on a
     // sound server), and the device starts when the samples reach it, so an anchor is taken then.
     dev.since = monotonicMs();
-    this.timeline.wrote(pcm, dev.since);
+    const startsAt = this.timeline.wrote(pcm, dev.since);
     if (audible) {
+      // A new stretch of audio when the last one is not still in the device right before this one.
+      if (this.audibleEndSample !== this.timeline.samplesWritten - (pcm.length >> 1) || this.audibleUntil < dev.since) this.audibleFrom = startsAt;
       this.audibleEndSample = this.timeline.samplesWritten;
       this.audibleUntil = this.timeline.atMs(this.audibleEndSample);
     }
@@ -349,12 +381,9 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     }
     if (err) { this.failed(dev, err); return; }
     const now = monotonicMs();
-    if (now - dev.since > SLOW_WRITE_MS) {
-      // Held back by a full device: its queue is not what was counted.
-      if (this.audibleUntil <= now && this.slackMs === 0) {
-        this.log?.debug({ device: dev.name, writeMs: Math.round(now - dev.since) }, 'the device held back a write; dropped its silence to count from zero again');
-        this.drop(dev, now);
-      } else this.slackMs = DESYNC_MS;
+    if (now - dev.since > SLOW_WRITE_MS && !this.behind) {
+      this.behind = true; // held back by a full device: its queue is not what was counted
+      this.log?.debug({ device: dev.name, writeMs: Math.round(now - dev.since) }, 'the device held back a write: it may be behind the count; recounting once it holds only silence');
     }
     if (this.openFailures > 0) {
       this.log?.info({ device: dev.name, failedAttempts: this.openFailures }, 'the sound device works again');
@@ -376,8 +405,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     const dev = new Device(spk, this.opts.device);
     spk.on('error', (e: Error) => { if (dev === this.device) this.failed(dev, e); });
     this.device = dev;
-    this.timeline.cut(now);
-    this.slackMs = 0;
+    this.cut(now);
     this.ticker ??= setInterval(() => this.pump(), TICK_MS);
     this.log?.debug({ device: dev.name, id: dev.id }, 'sound device opened');
     this.write(dev, Buffer.alloc(this.bytes(PAD_MS)), false); // opens the device (in the addon's first write)
@@ -391,7 +419,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     this.device = null;
     if (!dev.inflight) this.release(dev);
     const now = monotonicMs();
-    this.timeline.cut(now);
+    this.cut(now);
     this.audibleUntil = now;
     this.log?.warn({ device: dev.name, error: e.message }, 'the sound device failed while playing; opening it again');
     this.dropAudio(`cannot play on ALSA device '${dev.name}': ${e.message}`);
@@ -402,7 +430,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
   private openFailed(dev: Device | null, e: Error): void {
     if (dev) { dev.state = 'failed'; if (this.device === dev) this.device = null; this.release(dev); }
     const now = monotonicMs();
-    this.timeline.cut(now);
+    this.cut(now);
     this.openFailures++;
     const why = explainOpenFailure(this.opts.device) ?? e.message;
     const delay = OPEN_RETRY_MS[Math.min(this.openFailures - 1, OPEN_RETRY_MS.length - 1)];
@@ -422,7 +450,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     this.stalls++;
     dev.state = 'abandoned';
     this.device = null;
-    this.timeline.cut(now);
+    this.cut(now);
     this.audibleUntil = now;
     this.dropPending = false;
     this.log?.warn({ device: dev.name, id: dev.id, stalledMs: Math.round(now - dev.since) },
@@ -454,17 +482,15 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     if (handle && binding) {
       try { binding.flush(handle); } catch (e) { this.failed(dev, e as Error); return; }
     }
-    this.timeline.cut(now);
+    this.cut(now);
     this.audibleUntil = now;
-    this.slackMs = 0;
   }
 
   private closeDevice(dev: Device, now: number): void {
     this.device = null;
-    this.slackMs = 0;
     this.stallStreak = 0;
     this.dropPending = false;
-    this.timeline.cut(now);
+    this.cut(now);
     if (this.ticker) { clearInterval(this.ticker); this.ticker = null; }
     if (!dev.inflight) this.release(dev); // else when its write returns
     this.log?.debug({ device: dev.name, id: dev.id }, 'sound device closed');
@@ -474,6 +500,13 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     if (dev.state === 'closed') return;
     dev.state = 'closed';
     try { dev.spk.close(true); } catch { /* already closed */ }
+  }
+
+  /** The device's queue is gone (dropped, ran dry, closed, replaced): the next write anchors the timeline again. */
+  private cut(now: number): void {
+    this.timeline.cut(now);
+    this.settled = false;
+    this.behind = false;
   }
 
   private retryAt(ms: number): void {

@@ -73,8 +73,9 @@ const view = (b: Buffer): Int16Array => {
  * for further on (up to `maxGapMs`): found, the stretch between is a gap
  * (added audio); not found, `run` samples are missing. Samples must match
  * within `tolerance` (the sound server passes s16 through unchanged at 100%).
+ * The reply's first stretch is looked for from `from` on (within `withinMs`).
  */
-export function matchDelivery(sent: Buffer, recorded: Buffer, opts: { from?: number; tolerance?: number; run?: number; maxGapMs?: number } = {}): Delivery {
+export function matchDelivery(sent: Buffer, recorded: Buffer, opts: { from?: number; withinMs?: number; tolerance?: number; run?: number; maxGapMs?: number } = {}): Delivery {
   const s = view(sent);
   const r = view(recorded);
   const tol = opts.tolerance ?? 2;
@@ -95,7 +96,8 @@ export function matchDelivery(sent: Buffer, recorded: Buffer, opts: { from?: num
   let p = -1;
   while (i < s.length) { // the first stretch of the reply that is there anchors it
     const n = Math.min(K, s.length - i);
-    p = search(i, opts.from ?? 0, r.length, n);
+    const from = opts.from ?? 0;
+    p = search(i, from, opts.withinMs === undefined ? r.length : from + Math.round((opts.withinMs * RATE) / 1000), n);
     if (p >= 0) break;
     missing.push({ at: i, n });
     i += n;
