@@ -511,7 +511,7 @@ async function main(): Promise<void> {
     const tlErr = summarize(dD.perTrial.map((p) => p.timelineErrMs));
     rows.push(['timeline: last reply sample heard - predicted (ms)', tlErr, 'audio.output_latency_ms', 0,
       `the device's own latency past the counted queue (min ${fmt(tlErr.min)}, max ${fmt(tlErr.max)})`]);
-    rows.push(['device delay between replies (ms, counted)', summarize(idleDelays), 'silence queue', 60, 'what a reply\'s first sample waits behind (+ the row above)']);
+    rows.push(['device delay between replies (ms, counted)', summarize(idleDelays), 'silence queue', 120, 'what a reply\'s first sample waits behind (+ the row above)']);
     rows.push(['reply start: first chunk sent -> first sample (ms)', dI.replyStart, 'emu send + speaker onset', (dI.sendMs.median ?? 0) + (spkOnset.median ?? NaN),
       `naive ${fmt(nv?.replyStart.median)} / ${fmt(no?.replyStart.median)} -> daemon ${ratio(dI.replyStart.median, nv?.replyStart.median)} / ${ratio(dI.replyStart.median, no?.replyStart.median)}`]);
     rows.push(['press -> first mic frame sent (ms, daemon clock)', p2sFirst, 'SDK connect', floors.sdkConnectMs.median, 'naive: streams always']);

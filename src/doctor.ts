@@ -11,6 +11,7 @@ import { BUILTIN_KEYWORDS, porcupineFactory } from './wake/porcupine.js';
 import { controlRequest } from './control.js';
 import { GpioUnavailable, onoffBackend, sysfsNumber } from './gpio/gpio.js';
 import { monotonicMs } from './clock.js';
+import { deviceHolders } from './audio/devices.js';
 
 export const CAPTURE_RATE = 16000;
 export const PLAYBACK_RATE = 24000;
@@ -55,10 +56,16 @@ function firstLines(s: string): string {
   return (own.length ? own : lines.slice(-1)).slice(0, 2).join(' / ');
 }
 
-function audioHint(stderr: string, setting: string, daemonRunning: boolean): string {
+function audioHint(stderr: string, setting: string, daemonRunning: boolean, device: string): string {
   const busy = /busy/i.test(stderr);
-  if (busy) return `another program holds the device${daemonRunning ? ' (the live-speaker daemon is running: stop it first, `sudo systemctl stop live-speaker`)' : ''}; ` +
-    'or use a shared device (dsnoop/dmix, or the pulse/pipewire one) in ' + setting;
+  if (busy) {
+    // Who holds it, where /proc/asound tells (a hw:/plughw: device): PipeWire or PulseAudio in a desktop session, another player.
+    const held = deviceHolders(device, '/proc', setting === 'audio.capture_device' ? 'capture' : 'playback').map((h) => (h.name ? `${h.name} (pid ${h.pid})` : `pid ${h.pid}`)).join(', ');
+    const server = /pipewire|wireplumber|pulseaudio/.test(held);
+    if (server) return `${held} holds the card: a desktop sound server owns it; set ${setting} to \`default\` to play and record through it, or stop it for that user (\`systemctl --user stop pipewire pipewire-pulse wireplumber\`)`;
+    return `${held ? `${held} holds the device` : 'another program holds the device'}${daemonRunning ? ' (the live-speaker daemon is running: stop it first, `sudo systemctl stop live-speaker`)' : ''}; ` +
+      'or use a shared device (dsnoop/dmix, or the pulse/pipewire one) in ' + setting;
+  }
   if (/cannot find card/i.test(stderr)) return `no sound card found: check \`aplay -l\` (USB card plugged in? HAT overlay in /boot/firmware/config.txt?) and ${setting}`;
   if (/no such|not found|unknown pcm/i.test(stderr)) return `set ${setting} to a device listed by \`arecord -L\` / \`aplay -L\` (e.g. plughw:CARD=Device,DEV=0)`;
   if (/permission|denied/i.test(stderr)) return 'the user needs the audio group (`sudo usermod -aG audio $USER`, then log in again)';
@@ -71,9 +78,9 @@ async function checkCapture(config: Config, daemonRunning: boolean): Promise<Che
   const r = await run('arecord', ['-q', '-D', dev, '-f', 'S16_LE', '-r', String(CAPTURE_RATE), '-c', '1', '-t', 'raw', '-s', String(samples)], { timeoutMs: 5000 });
   const name = 'microphone';
   if (r.error) return { name, verdict: 'fail', detail: r.error, fix: 'install alsa-utils (sudo apt install alsa-utils)' };
-  if (r.timedOut) return { name, verdict: 'fail', detail: `arecord -D ${dev} delivered no audio within 5 s`, fix: audioHint(r.stderr, 'audio.capture_device', daemonRunning) };
+  if (r.timedOut) return { name, verdict: 'fail', detail: `arecord -D ${dev} delivered no audio within 5 s`, fix: audioHint(r.stderr, 'audio.capture_device', daemonRunning, dev) };
   if (r.code !== 0 || r.stdout.length < samples * 2) {
-    return { name, verdict: 'fail', detail: `arecord -D ${dev} at ${CAPTURE_RATE} Hz failed: ${firstLines(r.stderr) || `exit ${r.code}, ${r.stdout.length} bytes`}`, fix: audioHint(r.stderr, 'audio.capture_device', daemonRunning) };
+    return { name, verdict: 'fail', detail: `arecord -D ${dev} at ${CAPTURE_RATE} Hz failed: ${firstLines(r.stderr) || `exit ${r.code}, ${r.stdout.length} bytes`}`, fix: audioHint(r.stderr, 'audio.capture_device', daemonRunning, dev) };
   }
   let peak = 0;
   for (let i = 0; i + 2 <= r.stdout.length; i += 2) peak = Math.max(peak, Math.abs(r.stdout.readInt16LE(i)));
@@ -86,8 +93,8 @@ async function checkPlayback(config: Config, daemonRunning: boolean): Promise<Ch
   const r = await run('aplay', ['-q', '-D', dev, '-f', 'S16_LE', '-r', String(PLAYBACK_RATE), '-c', '1', '-t', 'raw'], { input: silence, timeoutMs: 5000 });
   const name = 'speaker';
   if (r.error) return { name, verdict: 'fail', detail: r.error, fix: 'install alsa-utils (sudo apt install alsa-utils)' };
-  if (r.timedOut) return { name, verdict: 'fail', detail: `aplay -D ${dev} did not finish 0.1 s of silence within 5 s`, fix: audioHint(r.stderr, 'audio.playback_device', daemonRunning) };
-  if (r.code !== 0) return { name, verdict: 'fail', detail: `aplay -D ${dev} at ${PLAYBACK_RATE} Hz failed: ${firstLines(r.stderr) || `exit ${r.code}`}`, fix: audioHint(r.stderr, 'audio.playback_device', daemonRunning) };
+  if (r.timedOut) return { name, verdict: 'fail', detail: `aplay -D ${dev} did not finish 0.1 s of silence within 5 s`, fix: audioHint(r.stderr, 'audio.playback_device', daemonRunning, dev) };
+  if (r.code !== 0) return { name, verdict: 'fail', detail: `aplay -D ${dev} at ${PLAYBACK_RATE} Hz failed: ${firstLines(r.stderr) || `exit ${r.code}`}`, fix: audioHint(r.stderr, 'audio.playback_device', daemonRunning, dev) };
   return { name, verdict: 'ok', detail: `${dev}: played 0.1 s of silence at ${PLAYBACK_RATE} Hz mono` };
 }
 

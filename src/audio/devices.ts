@@ -26,11 +26,11 @@ export function alsaCard(device: string, proc = '/proc'): { card: number; dev: n
   }
 }
 
-/** The processes that have the playback side of `device` open, as far as /proc tells (empty when free or unknown). */
-export function deviceHolders(device: string, proc = '/proc'): Holder[] {
+/** The processes that have `device` open for playback (or capture), as far as /proc tells (empty when free or unknown). */
+export function deviceHolders(device: string, proc = '/proc', side: 'playback' | 'capture' = 'playback'): Holder[] {
   const c = alsaCard(device, proc);
   if (!c) return [];
-  const dir = join(proc, 'asound', `card${c.card}`, `pcm${c.dev}p`);
+  const dir = join(proc, 'asound', `card${c.card}`, `pcm${c.dev}${side === 'playback' ? 'p' : 'c'}`);
   let subs: string[];
   try { subs = readdirSync(dir).filter((s) => /^sub\d+$/.test(s)); } catch { return []; }
   const pids = new Set<number>();

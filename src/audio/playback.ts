@@ -71,7 +71,7 @@ const DESYNC_MS = 600;
 const CLOSE_AFTER_MS = 500;
 /** Back-off between attempts to open a device that failed; after GIVE_UP_AFTER failures in a row the reply is dropped. */
 const OPEN_RETRY_MS = [250, 500, 1000, 2000];
-const GIVE_UP_AFTER = 3;
+const GIVE_UP_AFTER = 4;
 
 type SpeakerClass = typeof SpeakerType;
 interface Binding { flush(handle: object): void }
