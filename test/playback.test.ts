@@ -294,7 +294,8 @@ test('the timeline is the played reference: what it hands out is what the speake
   await loadSpeakerAddon();
   const player = new SpeakerPlayer({ device: 'default', rate: SPK, leadMs: 200, outputLatencyMs: 0 });
   const played: PlayedChunk[] = [];
-  player.timeline.on('played', (c: PlayedChunk) => played.push(c));
+  const stop = new AbortController();
+  const reading = (async () => { for await (const c of player.timeline.reference(stop.signal)) played.push(c); })(); // as an echo canceller would read it
   const sink = card.recordSpeaker();
   const wall = Date.now() - performance.now(); // monotonic -> wall clock, to compare with the sink recording
   try {
@@ -309,6 +310,8 @@ test('the timeline is the played reference: what it hands out is what the speake
     }
     player.close();
     await sleep(500);
+    stop.abort();
+    await reading;
     const rec = await sink.stop();
     const reference = Buffer.concat(played.map((c) => c.pcm));
     for (let i = 1; i < played.length; i++) {
@@ -337,7 +340,7 @@ test('the timeline is the played reference: what it hands out is what the speake
     const errMs = wall + heads[0].predictedAt - (sink.startedAt + msOf(heads[0].sinkAt));
     process.stdout.write(`# timeline: the first reply's head predicted ${errMs.toFixed(1)} ms ${errMs >= 0 ? 'after' : 'before'} the sink recorder placed it\n`);
     assert.ok(Math.abs(errMs) < 150, `timeline error ${errMs.toFixed(1)} ms`);
-  } finally { player.close(); await sink.stop().catch(() => undefined); }
+  } finally { stop.abort(); player.close(); await sink.stop().catch(() => undefined); }
 });
 
 test('the timeline knows which sample the speaker is at: at a drop, the last sample heard is the one it names (within 40 ms)', { timeout: 60_000 }, async () => {

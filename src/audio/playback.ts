@@ -98,6 +98,11 @@ function withNullDefault<T>(env: NodeJS.ProcessEnv, fn: () => T): T {
   }
 }
 
+/** withNullDefault, as a script for a child process: loads the addon into `S`. */
+const LOAD_IN_CHILD = `const fs=require('fs');const f=require('path').join(require('os').tmpdir(),'live-speaker-alsa-null-default-'+process.pid+'.conf');` +
+  `fs.writeFileSync(f,'pcm.!default { type null }\\n');const before=process.env.ALSA_CONFIG_PATH;process.env.ALSA_CONFIG_PATH=f;` +
+  `const S=require(${JSON.stringify(SPEAKER_PATH)});fs.rmSync(f,{force:true});if(before===undefined)delete process.env.ALSA_CONFIG_PATH;else process.env.ALSA_CONFIG_PATH=before;`;
+
 /**
  * Load the `speaker` addon, never through ALSA `default` (see withNullDefault).
  * A child process loads it first, the same way, so that an addon that still
@@ -107,9 +112,7 @@ function withNullDefault<T>(env: NodeJS.ProcessEnv, fn: () => T): T {
 export function loadSpeakerAddon(): Promise<void> {
   if (Speaker) return Promise.resolve();
   loading ??= new Promise<void>((resolve, reject) => {
-    const probe = `const f=${JSON.stringify(join(tmpdir(), 'live-speaker-alsa-null-default-probe.conf'))};require('fs').writeFileSync(f,'pcm.!default { type null }\\n');` +
-      `process.env.ALSA_CONFIG_PATH=f;require(${JSON.stringify(SPEAKER_PATH)});require('fs').rmSync(f,{force:true})`;
-    execFile(process.execPath, ['-e', probe], { timeout: 10000 }, (err, _out, stderr) => {
+    execFile(process.execPath, ['-e', LOAD_IN_CHILD], { timeout: 10000 }, (err, _out, stderr) => {
       loading = null;
       if (err) {
         const why = stderr.split('\n').map((l) => l.trim()).filter(Boolean).slice(-1)[0] ?? `probe exited ${err.code ?? err.signal}`;
@@ -137,9 +140,7 @@ export function loadSpeakerAddon(): Promise<void> {
  * at start-up, and tries again at the first reply).
  */
 export function checkPlaybackDevice(device: string, rate: number): Promise<string | null> {
-  const script = `const f=${JSON.stringify(join(tmpdir(), `live-speaker-alsa-null-default-check.conf`))};const fs=require('fs');fs.writeFileSync(f,'pcm.!default { type null }\\n');` +
-    `const before=process.env.ALSA_CONFIG_PATH;process.env.ALSA_CONFIG_PATH=f;const S=require(${JSON.stringify(SPEAKER_PATH)});fs.rmSync(f,{force:true});` +
-    `if(before===undefined)delete process.env.ALSA_CONFIG_PATH;else process.env.ALSA_CONFIG_PATH=before;` +
+  const script = LOAD_IN_CHILD +
     `const s=new S({channels:1,bitDepth:16,sampleRate:${rate},signed:true,device:${JSON.stringify(device)}});` +
     `const fail=(e)=>{process.stderr.write('open failed: '+e.message+'\\n');process.exit(3)};s.on('error',fail);` +
     `s.write(Buffer.alloc(${Math.round(rate / 100) * 2}),(e)=>{if(e)fail(e);s.close(true);process.exit(0)})`;
