@@ -17,7 +17,8 @@ import { LiveEmulator, type EmulatedSession } from '../src/emulator/emulator.js'
 import { tone } from '../src/audio/pcm.js';
 import { LIMIT } from '../src/audio/volume.js';
 import { deviceHolders, explainOpenFailure } from '../src/audio/devices.js';
-import { SpeakerPlayer, loadSpeakerAddon } from '../src/audio/playback.js';
+import { SpeakerPlayer } from '../src/audio/playback.js';
+import { loadSpeakerAddon } from '../src/audio/addon.js';
 import type { PlayedChunk } from '../src/audio/timeline.js';
 
 let card: SoundCard;
