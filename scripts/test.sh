@@ -16,7 +16,7 @@ export DEBIAN_FRONTEND=noninteractive
 # (src/systemd.ts). debootstrap: the Debian root that test/systemd.test.ts
 # boots systemd in (cached in /var/cache/live-speaker-test).
 pkgs=(alsa-utils libasound2-dev sox libsox-fmt-all espeak-ng pulseaudio pulseaudio-utils
-      libasound2-plugins python3 make g++ libsystemd-dev debootstrap)
+      libasound2-plugins python3 make g++ libsystemd-dev debootstrap faketime)
 
 installed() { dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'; }
 

@@ -282,6 +282,74 @@ test('a config error exits 78 and is not restarted (no restart loop)', { skip },
   }
 });
 
+/** Start the service (if it is not running) and wait until it is active; returns its main pid. */
+async function ensureActive(): Promise<string> {
+  await must('systemctl reset-failed live-speaker.service 2>/dev/null; systemctl start live-speaker.service', 40000);
+  const p = await waitFor('the service to be active', 30000, async () => {
+    const q = await show(['ActiveState', 'MainPID']);
+    return q.ActiveState === 'active' && Number(q.MainPID) > 0 ? q : null;
+  });
+  return p.MainPID;
+}
+/** The daemon's JSON lines logged by the process with this main pid (journald's _PID). */
+async function journalOf(pid: string): Promise<{ msg?: string; [k: string]: unknown }[]> {
+  const out = await must(`journalctl -u live-speaker.service _PID=${pid} -o cat --no-pager`);
+  return out.split('\n').filter((l) => l.startsWith('{')).map((l) => { try { return JSON.parse(l); } catch { return {}; } });
+}
+
+test('mute survives systemctl restart: the restarted service comes up muted and never starts arecord', { skip }, async () => {
+  await ensureActive();
+  await must('live-speaker ctl mute --socket /run/live-speaker/control.sock');
+  assert.match(await must('cat /var/lib/live-speaker/state.json'), /"muted": true/);
+  try {
+    await must('systemctl restart live-speaker.service', 40000);
+    const pid = await ensureActive();
+    const s = JSON.parse(await must('live-speaker ctl status --json --socket /run/live-speaker/control.sock'));
+    assert.equal(s.state, 'muted');
+    assert.equal(s.capturePid, null);
+    assert.equal(String(s.pid), pid, 'ctl answers from the restarted main process');
+    await sleep(1000);
+    const logs = await journalOf(pid);
+    assert.ok(logs.some((l) => l.msg === 'live-speaker starting'), 'the journal has the restarted process');
+    assert.equal(logs.filter((l) => l.msg === 'capture started (arecord)').length, 0, 'arecord was never started');
+    assert.equal((await guest('pgrep -u live-speaker -x arecord')).code, 1, 'no arecord runs as the service user');
+    assert.match((await show(['StatusText'])).StatusText, /^muted/);
+  } finally {
+    await must('live-speaker ctl unmute --socket /run/live-speaker/control.sock');
+  }
+  await waitFor('arecord to start after unmute', 10000, async () => (await guest('pgrep -u live-speaker -x arecord')).code === 0);
+  assert.match(await must('cat /var/lib/live-speaker/state.json'), /"muted": false/);
+});
+
+test('a key file the service\'s group can read works; a root-only one is a config error: exit 78, named, not restarted, and doctor says why', { skip }, async () => {
+  const key = '/etc/live-speaker/other-gemini-key';
+  await must(`cp ${CONFIG} /root/config.good && printf 'not-a-real-key\\n' > ${key} && chown root:live-speaker ${key} && chmod 0640 ${key}`);
+  await must(`sed -i -E 's|^(  api_key_file:).*|\\1 ${key}|' ${CONFIG} && grep -q '^  api_key_file: ${key}$' ${CONFIG}`);
+  try {
+    await must('systemctl restart live-speaker.service', 40000);
+    const pid = await ensureActive();
+    const using = (await journalOf(pid)).find((l) => l.msg === 'using the Gemini Live API');
+    assert.equal(using?.keySource, key, 'the key came from the group-readable file');
+
+    await must(`chmod 0600 ${key}`);
+    await guest('systemctl restart live-speaker.service', 40000);
+    await sleep(5000); // longer than RestartSec=2s: a restart would have happened by now
+    const p = await show(['ActiveState', 'ExecMainStatus', 'NRestarts']);
+    assert.equal(p.ActiveState, 'failed');
+    assert.equal(p.ExecMainStatus, '78');
+    assert.equal(p.NRestarts, '0');
+    const out = await must('journalctl -u live-speaker.service -o cat --no-pager -n 30');
+    assert.match(out, new RegExp(`live.api_key_file: cannot read ${key} \\(EACCES\\) as user live-speaker`));
+    assert.doesNotMatch(out, /not-a-real-key/);
+    const doc = await guest('live-speaker doctor 2>&1', 90000);
+    const line = doc.out.split('\n').find((l) => /\]\s+API key\s/.test(l)) ?? '';
+    assert.match(line, new RegExp(`^\\[FAIL\\]\\s+API key\\s+${key} \\(live.api_key_file\\) cannot be read by the live-speaker user`), doc.out);
+  } finally {
+    await must(`cp /root/config.good ${CONFIG} && rm -f ${key}`);
+    await ensureActive();
+  }
+});
+
 test('systemd-analyze security rates the sandbox', { skip }, async () => {
   const out = await must('systemd-analyze security live-speaker.service --no-pager 2>&1');
   const m = /Overall exposure level for live-speaker\.service: ([\d.]+) (\w+)/.exec(out);
