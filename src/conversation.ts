@@ -98,6 +98,7 @@ export class Conversation extends EventEmitter {
   private preroll: PrerollBuffer;
   private vad: EnergyVad;
   private discardTurn = false; // a press cut this reply: ignore the rest of its audio
+  private discardUntilQuestion = false; // ...or, cut before it began, until the user's next question is complete
   private replyAudio = false; // this turn has produced audio
   private turnBytes = 0; // reply audio of this turn (for the drain guard)
   private stateTimer: NodeJS.Timeout | null = null;
@@ -203,8 +204,12 @@ export class Conversation extends EventEmitter {
   private bargeIn(): void {
     this.counters.bargeIns++;
     this.ports.player.flush();
-    // A turn still in flight: its audio so far was played (replyAudio), or it has not begun (thinking).
-    if (this.replyAudio || this.state === 'thinking') this.discardTurn = true;
+    // A turn in flight (its audio so far was played): drop the rest until the server ends it.
+    // One not begun (thinking) may never come: drop it until then, or until the user's next question is complete.
+    if (this.replyAudio || this.state === 'thinking') {
+      this.discardTurn = true;
+      this.discardUntilQuestion = !this.replyAudio;
+    }
     this.replyAudio = false;
     this.listen();
   }
@@ -263,7 +268,7 @@ export class Conversation extends EventEmitter {
       this.clearStateTimer(); // someone is talking: no timeout while they do
       if (this.state !== 'listening') this.setState('listening');
     } else if (ev === 'speech-end' && this.state === 'listening') {
-      this.discardTurn = false; // a new question is complete: what comes next answers it
+      if (this.discardUntilQuestion) this.discardTurn = false; // a new question is complete: what comes next answers it
       this.setState('thinking');
       this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server');
     }
@@ -282,7 +287,7 @@ export class Conversation extends EventEmitter {
     this.log.warn({ reason }, 'playback failed; reply dropped');
     this.lastError = { at: new Date().toISOString(), message: `speaker: ${reason}`, permanent: false };
     this.ports.player.flush();
-    if (this.state === 'speaking') { this.discardTurn = true; this.listen(); }
+    if (this.state === 'speaking') { this.discardTurn = true; this.discardUntilQuestion = false; this.listen(); }
   }
 
   // ---- conversation lifecycle ---------------------------------------------
