@@ -37,7 +37,9 @@ function privacyFrame(n: number, c: RingColours, f: (rank: number, count: number
   const odds = odd(n);
   return Array.from({ length: n }, (_, i) => (i % 2 === 0 ? c.listening : f(odds.indexOf(i), odds.length)));
 }
-const spin = (t: number, stepMs: number, colour: Rgb) => (rank: number, count: number) => (Math.floor(t / stepMs) % Math.max(1, count) === rank ? colour : OFF);
+/** One odd pixel lit at a time, moving every stepMs; a single odd pixel (3-LED boards) blinks at that pace instead. */
+const spin = (t: number, stepMs: number, colour: Rgb) => (rank: number, count: number) =>
+  (count <= 1 ? flash(t, stepMs, 2 * stepMs) : Math.floor(t / stepMs) % count === rank) ? colour : OFF;
 
 /** The documented table (README "LEDs"): state -> ring animation. */
 export const RING_PATTERNS: Record<State, RingPattern> = {
