@@ -44,7 +44,11 @@ export interface Mic { start(): void; stop(): void }
  * is lit, read back from its line where one is fitted; `ledProblem` says why
  * it is not when it should be.
  */
-export interface Indicator { show(state: State): void; readonly micLive: boolean; readonly ledProblem?: string | null; fault?(on: boolean): void }
+export interface Indicator {
+  show(state: State): void; readonly micLive: boolean; readonly ledProblem?: string | null; fault?(on: boolean): void;
+  /** A privacy light set through another process (libgpiod's tools) is confirmed later: until then a promise, and audio waits for it. */
+  lighting?(): Promise<void> | null;
+}
 
 export interface ConversationOptions {
   rate: number; // capture rate (16000)
@@ -387,6 +391,10 @@ export class Conversation extends EventEmitter {
 
   private opened(): void {
     if (this.state !== 'connecting') return;
+    // The privacy light may still be on its way (a backend that confirms asynchronously):
+    // stay connecting, holding the audio, until it is confirmed lit or has failed.
+    const lighting = this.ports.indicator.lighting?.();
+    if (lighting) { const gen = this.linkGen; void lighting.then(() => { if (gen === this.linkGen) this.opened(); }); return; }
     this.linkOpenedAt = monotonicMs();
     this.everOpened = true;
     this.heldCapLogged = false;
