@@ -100,11 +100,18 @@ sleep 0.3
 kill "$rec_pid" 2>/dev/null; wait "$rec_pid" 2>/dev/null || true
 sox -t raw -r 24000 -b 16 -e signed-integer -c 1 "$run/speaker.raw" "$run/reply.wav" silence 1 0.05 1% reverse silence 1 0.05 1% reverse 2>/dev/null || true
 secs=$(soxi -D "$run/reply.wav" 2>/dev/null || echo 0)
+sox "$run/q.wav" "$run/q-trimmed.wav" silence 1 0.05 1% reverse silence 1 0.05 1% reverse 2>/dev/null || true
+qsecs=$(soxi -D "$run/q-trimmed.wav" 2>/dev/null || echo 0)
 echo
 say "what happened (from the daemon's log):"
 node -e 'const l = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter((x) => x.startsWith("{")).map((x) => JSON.parse(x)).filter((x) => x.msg === "state"); console.log("  idle -> " + l.map((x) => x.to).join(" -> "))' "$run/daemon.log"
-say "the speaker said ${secs} s of audio: $run/reply.wav  (play it: aplay $run/reply.wav)"
+say "the speaker said ${secs} s of audio (the question was ${qsecs} s): $run/reply.wav  (play it: aplay $run/reply.wav)"
 ctl status
+if ! grep -q '"to":"speaking"' "$run/daemon.log" || ! awk -v s="$secs" 'BEGIN { exit !(s + 0 > 0) }'; then
+  tail -n 20 "$run/daemon.log"
+  say "the speaker said nothing: something is wrong (the daemon's log is above and in $run/daemon.log)"
+  [ "$keep" = yes ] || exit 1
+fi
 if [ "$keep" = yes ]; then
   say "--keep: the daemon keeps running; try: node dist/src/main.js ctl press --socket $run/control.sock   (Ctrl-C stops)"
   wait "$daemon_pid"
