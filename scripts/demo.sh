@@ -27,20 +27,15 @@ done
 
 say() { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
 
-# ---- what is missing gets installed
-pkgs=(alsa-utils libasound2-dev sox libsox-fmt-all espeak-ng pulseaudio pulseaudio-utils libasound2-plugins python3 make g++)
-command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
-missing=()
-for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
-  sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
-if [ ! -f node_modules/speaker/build/Release/binding.node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# ---- what is missing gets installed (the same list as scripts/test.sh and install.sh)
+bash scripts/deps.sh demo
+addons=(node_modules/speaker/build/Release/binding.node node_modules/sd-notify/build/Release/notify.node)
+if [ ! -f "${addons[0]}" ] || [ ! -f "${addons[1]}" ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm dependencies"
   npm ci --no-audit --no-fund
+  for a in "${addons[@]}"; do
+    [ -f "$a" ] || { say "the native addon $a did not build (see npm's output above)"; exit 1; }
+  done
 fi
 npm run --silent build
 

@@ -91,34 +91,13 @@ case "$codename" in
   *) warn "tested on Debian / Raspberry Pi OS trixie and bookworm; carrying on with $codename" ;;
 esac
 
-# --- Debian packages (only the missing ones; nothing is downloaded when all are there)
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-# alsa-utils: arecord/aplay (capture; `doctor`); libasound2-dev: the speaker addon;
-# libsystemd-dev: the sd-notify addon (systemd notifications); python3, make, g++:
-# node-gyp; libasound2-plugins: ALSA -> PulseAudio/PipeWire where a sound server runs.
-pkgs=(alsa-utils libasound2-dev libasound2-plugins libsystemd-dev python3 make g++ ca-certificates procps)
+# --- Debian packages (only the missing ones; nothing is downloaded when all
+# are there): the runtime group of scripts/deps.sh, which lists each one and
+# why (the demo and the tests install the same ones, plus their own). Node.js
+# >= 20 from Debian when there is none (bookworm: install it first).
 node_ok() { command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ]; }
-if node_ok && command -v npm >/dev/null; then
-  note "using Node.js $(node --version) at $(command -v node)"
-  # Debian's own nodejs: node-gyp builds against its headers, offline.
-  if [ "$(command -v node)" = /usr/bin/node ] && installed nodejs; then pkgs+=(libnode-dev node-gyp); fi
-else
-  if [ "$codename" = bookworm ]; then
-    die "Node.js >= 20 is needed and bookworm's nodejs is 18: install Node.js 20 (e.g. from NodeSource) first, then re-run"
-  fi
-  pkgs+=(nodejs npm libnode-dev node-gyp)
-fi
-missing=()
-for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
-  apt-get update -q </dev/null
-  apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
-  # npm has been seen half-configured straight after install: -f install mends it.
-  apt-get -f install -y -q </dev/null
-else
-  note "Debian packages present"
-fi
+node_ok && command -v npm >/dev/null && note "using Node.js $(node --version) at $(command -v node)"
+bash "$(dirname "${BASH_SOURCE[0]}")/deps.sh" runtime || die "could not install the Debian packages (see above)"
 node_ok || die "Node.js >= 20 not found after installing packages (found: $(node --version 2>/dev/null || echo none))"
 NODE=$(command -v node)
 

@@ -8,8 +8,8 @@
 #   test/bench/trixie-root.sh [CACHE_DIR]   prints the root's path on stdout
 #
 # CACHE_DIR defaults to $LIVE_SPEAKER_TEST_CACHE or /var/cache/live-speaker-test.
-# The root is rebuilt when STAMP below changes (it holds the package list)
-# or the minbase root is rebuilt; concurrent
+# The root is rebuilt when STAMP below changes (it holds the package list,
+# read from scripts/deps.sh) or the minbase root is rebuilt; concurrent
 # callers wait on a lock. Needs root, debootstrap (for a cold cache), and the
 # Debian mirror named in this machine's apt sources.
 set -euo pipefail
@@ -19,9 +19,10 @@ cache=${1:-${LIVE_SPEAKER_TEST_CACHE:-/var/cache/live-speaker-test}}
 # Not trixie-root: that name holds the older, separately debootstrapped root,
 # which other checkouts may still be booting.
 root=$cache/trixie-systemd
-# Everything scripts/install.sh installs, preinstalled, so that the install
-# inside the test needs no apt download (it still checks each package).
-PKGS="nodejs npm node-gyp libnode-dev alsa-utils libasound2-dev libasound2-plugins libsystemd-dev build-essential python3 make g++ ca-certificates procps"
+# Everything scripts/install.sh installs (deps.sh's runtime group, and
+# Debian's Node.js), preinstalled, so that the install inside the test needs
+# no apt download (it still checks each package).
+PKGS=$(bash "$here/../../scripts/deps.sh" --list runtime | tr '\n' ' ')
 
 log() { echo "trixie-root: $*" >&2; }
 
