@@ -129,15 +129,19 @@ before(() => {
   writeFileSync(join(run, 'upper', 'etc', 'dpkg', 'dpkg.cfg.d', 'unsafe-io'), 'force-unsafe-io\n');
 });
 
+const started = Date.now();
 after(() => {
   if (skip) return;
+  const t0 = Date.now();
   if (run) spawnSync('rm', ['-rf', '--one-file-system', run]);
+  timings.cleanupS = (Date.now() - t0) / 1000;
+  timings.totalS = (Date.now() - started) / 1000;
   // Keep the logs of the last few runs only.
   try {
     const old = readdirSync(LOGS).filter((f) => f.startsWith('fresh-debian-')).sort().reverse().slice(20);
     for (const f of old) rmSync(join(LOGS, f), { force: true });
   } catch { /* no logs */ }
-  process.stderr.write(`fresh Debian test timings (s): ${JSON.stringify(timings)}\n`);
+  process.stderr.write(`fresh Debian test timings (s): ${JSON.stringify(timings)}; logs: ${join(LOGS, `fresh-debian-${stamp}-*.log`)}\n`);
 });
 
 test('on a fresh Debian, `bash scripts/demo.sh` installs what it needs and runs one whole conversation', { skip, timeout: 30 * 60 * 1000 }, async () => {
