@@ -1,5 +1,6 @@
 // The service under a real systemd (test-bench.md section 3): a cached
-// Debian trixie root (test/bench/trixie-root.sh) booted with systemd as PID 1
+// Debian trixie root (test/bench/trixie-root.sh, derived from the pristine
+// minbase root test/bench/trixie-minbase.sh) booted with systemd as PID 1
 // in private PID/mount/cgroup namespaces (test/bench/boot-systemd.sh), the
 // repo installed inside by scripts/install.sh, then start/status/reload/
 // watchdog/stop/config-error checked through systemctl and journalctl.
@@ -22,11 +23,11 @@ const CACHE = process.env.LIVE_SPEAKER_TEST_CACHE ?? '/var/cache/live-speaker-te
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
 function skipReason(): string | false {
-  if (process.env.LIVE_SPEAKER_SKIP_SYSTEMD_TEST === '1') return 'LIVE_SPEAKER_SKIP_SYSTEMD_TEST=1';
+  if (process.env.LIVE_SPEAKER_SKIP_SYSTEMD_TEST === '1') return 'LIVE_SPEAKER_SKIP_SYSTEMD_TEST=1 (e.g. inside test/fresh-debian.test.ts\'s root, where booting another root cannot nest)';
   if (process.platform !== 'linux') return 'needs Linux';
   if (process.getuid?.() !== 0) return 'needs root (namespaces, mounts, chroot)';
   for (const c of ['unshare', 'nsenter', 'chroot', 'flock', 'pulseaudio']) if (!has(c)) return `${c} not installed`;
-  if (!existsSync(join(CACHE, 'trixie-root', '.stamp')) && !has('debootstrap')) return 'debootstrap not installed and no cached root';
+  if (!existsSync(join(CACHE, 'trixie-minbase', '.stamp')) && !has('debootstrap')) return 'debootstrap not installed and no cached minbase root';
   const probe = spawnSync('unshare', ['--pid', '--fork', '--mount', '--cgroup', 'true'], { timeout: 10000 });
   if (probe.status !== 0) return `unshare --pid --mount --cgroup is not permitted here (${String(probe.stderr).trim() || probe.status})`;
   if (!readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[2] === 'cgroup2')) return 'no cgroup2 hierarchy mounted';
