@@ -447,3 +447,75 @@ export function findOnset(
   if (best < 0) return null;
   return { offsetBytes: best * 2, correlation: bestC, needleOnsetBytes: onset * 2 };
 }
+
+/**
+ * How well the whole of `said` is in `heard` (both 16 kHz mono s16le): the
+ * normalised correlation of every sample of `said` against `heard`, aligned
+ * where findOnset puts its onset. 1 = every sample, in order; a missing,
+ * damaged or stretched part pulls it down. 0 when the onset is not found.
+ */
+export function wholeCorrelation(heard16k: Buffer, said16k: Buffer): number {
+  const hit = findOnset(heard16k, said16k);
+  if (!hit) return 0;
+  const start = hit.offsetBytes - hit.needleOnsetBytes;
+  const a = said16k.subarray(Math.max(0, -start));
+  const b = heard16k.subarray(Math.max(0, start), Math.max(0, start) + a.length);
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i + 1 < Math.min(a.length, b.length); i += 2) {
+    const x = a.readInt16LE(i), y = b.readInt16LE(i);
+    ab += x * y; aa += x * x; bb += y * y;
+  }
+  // Counted over the whole of `said`: a `heard` that ends early is missing that much.
+  for (let i = b.length; i + 1 < a.length; i += 2) aa += a.readInt16LE(i) ** 2;
+  return ab / Math.sqrt(aa * bb || 1);
+}
+
+/**
+ * Milliseconds of speech in 16 kHz mono s16le: the number of 20 ms blocks
+ * whose RMS is at least `minRms`, times 20. Give two recordings the same
+ * `minRms` (e.g. a tenth of speechPeakRms of the one said) to compare them.
+ */
+export function speechMs(pcm16k: Buffer, minRms: number): number {
+  const x = samplesOf(pcm16k);
+  const n = 320;
+  let count = 0;
+  for (let b = 0; (b + 1) * n <= x.length; b++) {
+    let e = 0;
+    for (let i = b * n; i < (b + 1) * n; i++) e += x[i] * x[i];
+    if (Math.sqrt(e / n) >= minRms) count++;
+  }
+  return count * 20;
+}
+
+/** RMS of the loudest 20 ms block of 16 kHz mono s16le. */
+export function speechPeakRms(pcm16k: Buffer): number {
+  const x = samplesOf(pcm16k);
+  const n = 320;
+  let peak = 0;
+  for (let b = 0; (b + 1) * n <= x.length; b++) {
+    let e = 0;
+    for (let i = b * n; i < (b + 1) * n; i++) e += x[i] * x[i];
+    peak = Math.max(peak, Math.sqrt(e / n));
+  }
+  return peak;
+}
+
+/**
+ * The best normalised cross-correlation of the whole of `needle` inside
+ * `haystack` (same rate, s16le), trying every sample offset in
+ * [fromSample, toSample]. at: that offset in samples; ncc: 1 = identical.
+ */
+export function bestMatch(haystack: Buffer, needle: Buffer, fromSample: number, toSample: number): { at: number; ncc: number } {
+  const h = samplesOf(haystack);
+  const nd = samplesOf(needle);
+  let nn = 0;
+  for (let i = 0; i < nd.length; i++) nn += nd[i] * nd[i];
+  let best = { at: -1, ncc: 0 };
+  for (let p = Math.max(0, fromSample); p <= Math.min(toSample, h.length - nd.length); p++) {
+    let dot = 0, hh = 0;
+    for (let i = 0; i < nd.length; i++) { const v = h[p + i]; dot += v * nd[i]; hh += v * v; }
+    const c = hh > 0 && nn > 0 ? dot / Math.sqrt(hh * nn) : 0;
+    if (c > best.ncc) best = { at: p, ncc: c };
+  }
+  return best;
+}
