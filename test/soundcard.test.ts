@@ -186,7 +186,7 @@ describe('soundcard (simulated sound card through real ALSA)', { timeout: 180_00
     const wall = played.endedAt - played.startedAt;
     console.log(`# pacat: 2000 ms of audio took ${wall} ms`);
     // Not faster than real time (the unpaced ALSA file plugin takes a few ms), and not far slower
-    // (pacat's 200 ms queue drains after the last sample: ~2.1-2.4 s here).
+    // (pacat's 200 ms queue drains after the last sample: 2.0-2.4 s here).
     assert.ok(wall >= 1800, `2 s played in ${wall} ms`);
     assert.ok(wall < 3000, `2 s played in ${wall} ms`);
 
