@@ -89,7 +89,7 @@ export interface SinkRecorder {
    * position in the recording to wall-clock time.
    */
   readonly startedAt: number;
-  /** Stops recording; resolves with every byte recorded (24 kHz mono s16le) once the process has ended. */
+  /** Stops recording; resolves with every byte recorded (mono s16le at the device's rate) once the process has ended. */
   stop(): Promise<Buffer>;
 }
 
@@ -220,10 +220,22 @@ export class SoundCard {
 
   /** Records what the speaker plays (spk.monitor, 24 kHz mono s16le) until stop(). */
   recordSpeaker(): SinkRecorder {
+    return this.record('spk.monitor', SPK_RATE);
+  }
+
+  /**
+   * Records what is in the room (room.monitor, 16 kHz mono s16le) until stop():
+   * what the microphone is given, glitches of the simulated card included.
+   */
+  recordRoom(): SinkRecorder {
+    return this.record('room.monitor', ROOM_RATE);
+  }
+
+  private record(device: string, rate: number): SinkRecorder {
     this.assertRunning();
     const child = spawn(
       'parec',
-      ['--device=spk.monitor', '--raw', `--rate=${SPK_RATE}`, '--channels=1', '--format=s16le', '--latency-msec=20'],
+      [`--device=${device}`, '--raw', `--rate=${rate}`, '--channels=1', '--format=s16le', '--latency-msec=20'],
       { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const spawnedAt = Date.now();
@@ -236,7 +248,7 @@ export class SoundCard {
     child.stdout!.on('data', (d: Buffer) => {
       chunks.push(d);
       bytes += d.length;
-      byte0At = Math.min(byte0At, Date.now() - (bytes / 2 / SPK_RATE) * 1000);
+      byte0At = Math.min(byte0At, Date.now() - (bytes / 2 / rate) * 1000);
     });
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.once('error', (e) => (spawnError = e));
@@ -249,9 +261,9 @@ export class SoundCard {
         stopping ??= (async () => {
           if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
           await waitExit(child, 3000);
-          if (spawnError) throw new Error(`recordSpeaker: cannot run parec: ${spawnError.message}`);
+          if (spawnError) throw new Error(`record ${device}: cannot run parec: ${spawnError.message}`);
           const all = Buffer.concat(chunks);
-          if (all.length === 0 && stderr.trim()) throw new Error(`recordSpeaker: parec: ${stderr.trim()}`);
+          if (all.length === 0 && stderr.trim()) throw new Error(`record ${device}: parec: ${stderr.trim()}`);
           return all.subarray(0, all.length - (all.length % 2));
         })();
         return stopping;
@@ -470,33 +482,37 @@ export function wholeCorrelation(heard16k: Buffer, said16k: Buffer): number {
   return ab / Math.sqrt(aa * bb || 1);
 }
 
+/** RMS of each 20 ms window of 16 kHz mono s16le, one window per ms (so no block phase decides). */
+function windowRms(pcm16k: Buffer): Float64Array {
+  const x = samplesOf(pcm16k);
+  const w = 320;
+  const hop = 16;
+  const n = x.length >= w ? Math.floor((x.length - w) / hop) + 1 : 0;
+  const out = new Float64Array(n);
+  let e = 0;
+  for (let i = 0; i < Math.min(w, x.length); i++) e += x[i] * x[i];
+  for (let k = 0; k < n; k++) {
+    out[k] = Math.sqrt(Math.max(0, e) / w);
+    for (let i = k * hop; i < (k + 1) * hop && i + w < x.length; i++) e += x[i + w] * x[i + w] - x[i] * x[i];
+  }
+  return out;
+}
+
 /**
- * Milliseconds of speech in 16 kHz mono s16le: the number of 20 ms blocks
- * whose RMS is at least `minRms`, times 20. Give two recordings the same
+ * Milliseconds of speech in 16 kHz mono s16le: how many 1 ms steps of a
+ * 20 ms window have an RMS of at least `minRms`. Give two recordings the same
  * `minRms` (e.g. a tenth of speechPeakRms of the one said) to compare them.
  */
 export function speechMs(pcm16k: Buffer, minRms: number): number {
-  const x = samplesOf(pcm16k);
-  const n = 320;
   let count = 0;
-  for (let b = 0; (b + 1) * n <= x.length; b++) {
-    let e = 0;
-    for (let i = b * n; i < (b + 1) * n; i++) e += x[i] * x[i];
-    if (Math.sqrt(e / n) >= minRms) count++;
-  }
-  return count * 20;
+  for (const r of windowRms(pcm16k)) if (r >= minRms) count++;
+  return count;
 }
 
-/** RMS of the loudest 20 ms block of 16 kHz mono s16le. */
+/** RMS of the loudest 20 ms window of 16 kHz mono s16le. */
 export function speechPeakRms(pcm16k: Buffer): number {
-  const x = samplesOf(pcm16k);
-  const n = 320;
   let peak = 0;
-  for (let b = 0; (b + 1) * n <= x.length; b++) {
-    let e = 0;
-    for (let i = b * n; i < (b + 1) * n; i++) e += x[i] * x[i];
-    peak = Math.max(peak, Math.sqrt(e / n));
-  }
+  for (const r of windowRms(pcm16k)) if (r > peak) peak = r;
   return peak;
 }
 
