@@ -169,9 +169,10 @@ test('install.sh starts the service and it becomes active through READY=1, with 
   assert.equal(p.SubState, 'running');
   assert.equal(p.User, 'live-speaker');
   assert.ok(Number(p.MainPID) > 0);
-  assert.ok(p.StatusText.length > 0, 'a STATUS= text is set');
+  // The daemon's own STATUS= line: idle, no wake word, the built-in emulator (the guest has no API key).
+  assert.match(p.StatusText, /^idle: press the button \(or live-speaker ctl press\) to talk; endpoint built-in emulator \(parrot mode\)/);
   const status = await must('systemctl status live-speaker.service --no-pager --lines=0');
-  assert.match(status, /Status: "/);
+  assert.ok(status.includes(`Status: "${p.StatusText}`), status);
   const logs = await journal();
   assert.ok(logs.some((l) => l.msg === 'live-speaker starting'), 'the daemon\'s JSON log is in the journal');
   assert.ok(logs.some((l) => l.msg?.startsWith('ready')), 'ready logged');
@@ -192,8 +193,11 @@ test('live-speaker ctl status answers through the installed command', { skip }, 
   assert.equal(s.state, 'idle');
   assert.equal(s.microphone, 'running', 'arecord runs in the sandbox on the simulated card');
   assert.match(s.endpoint, /emulator/);
+  // The process that answered is the one systemd supervises, and the arecord it reports is its child.
   const mainPid = (await show(['MainPID'])).MainPID;
-  assert.equal(String(s.pid), mainPid.length > 0 ? s.pid.toString() : '', 'pid in the status');
+  assert.equal(String(s.pid), mainPid, 'ctl status pid is systemd\'s MainPID');
+  const ppid = (await must(`ps -o ppid= -p ${s.capturePid}`)).trim();
+  assert.equal(ppid, mainPid, `arecord ${s.capturePid} is a child of the main process`);
 });
 
 test('systemctl reload applies a config change; a bad config is refused and the old one kept', { skip }, async () => {
@@ -270,7 +274,7 @@ test('a config error exits 78 and is not restarted (no restart loop)', { skip },
   try {
     await must('systemctl reset-failed live-speaker.service || true');
     const r = await guest('systemctl start live-speaker.service', 40000);
-    assert.notEqual(r.code, 0, 'start fails');
+    assert.equal(r.code, 1, `systemctl start reports the failed start (exit ${r.code})`);
     await sleep(5000); // longer than RestartSec=2s: a restart would have happened by now
     const p = await show(['ActiveState', 'Result', 'ExecMainStatus', 'NRestarts']);
     assert.equal(p.ActiveState, 'failed');
@@ -351,12 +355,13 @@ test('a key file the service\'s group can read works; a root-only one is a confi
   }
 });
 
-test('systemd-analyze security rates the sandbox', { skip }, async () => {
+test('systemd-analyze security rates the sandbox 1.6 OK, as README.md says', { skip }, async () => {
   const out = await must('systemd-analyze security live-speaker.service --no-pager 2>&1');
   const m = /Overall exposure level for live-speaker\.service: ([\d.]+) (\w+)/.exec(out);
   assert.ok(m, out.slice(-500));
   timings.exposure = Number(m[1]);
-  assert.ok(Number(m[1]) <= 3.5, `exposure ${m[1]} ${m[2]}`);
+  // A change to the unit's sandbox, either way, must update the README's figure too.
+  assert.equal(`${m[1]} ${m[2]}`, '1.6 OK');
 });
 
 test('install.sh again upgrades in place: config kept, dependencies reused, service running', { skip }, async () => {
