@@ -14,9 +14,11 @@ export DEBIAN_FRONTEND=noninteractive
 # pulseaudio-utils, libasound2-plugins: the simulated sound card
 # (scripts/soundcard.sh). libsystemd-dev: build the `sd-notify` addon
 # (src/systemd.ts). debootstrap: the Debian root that test/systemd.test.ts
-# boots systemd in (cached in /var/cache/live-speaker-test).
+# boots systemd in (cached in /var/cache/live-speaker-test). qemu-user-static,
+# binfmt-support: the arm64 and armhf Debian roots test/arm.test.ts builds and
+# plays audio in (test/bench/arm-root.sh, cached there too).
 pkgs=(alsa-utils libasound2-dev sox libsox-fmt-all espeak-ng pulseaudio pulseaudio-utils
-      libasound2-plugins python3 make g++ libsystemd-dev debootstrap)
+      libasound2-plugins python3 make g++ libsystemd-dev debootstrap qemu-user-static binfmt-support)
 
 installed() { dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'; }
 
