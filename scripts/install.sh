@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install, upgrade or remove live-speaker as a systemd service on Raspberry Pi
-# OS / Debian 13 (trixie); Debian 12 (bookworm) works when Node.js >= 20 is
-# already installed (bookworm's own nodejs is 18).
+# OS / Debian 13 (trixie), 64-bit (arm64) or 32-bit (armhf) alike. Debian 12
+# (bookworm) needs Node.js >= 20 installed first (its own nodejs is 18); this
+# script then uses the node on PATH (bookworm is not tested, see README.md).
 #
 #   sudo scripts/install.sh                 install, or upgrade in place
 #   sudo scripts/install.sh --no-start      install and enable, do not (re)start

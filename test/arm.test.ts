@@ -310,6 +310,8 @@ for (const a of ARCHES) {
         assert.ok(whole >= 0.99, `the whole ${BODY_MS} ms body, at one offset, correlates ${whole.toFixed(4)} (>= 0.99: no sample lost, added or moved)`);
         assert.ok(headC >= 0.99, `the head marker precedes the body (correlation ${headC.toFixed(4)})`);
         assert.ok(tailC >= 0.99, `the tail marker follows the body (correlation ${tailC.toFixed(4)})`);
+        // And sample by sample (the card mixes nothing else in at 100% volume): all of it, unchanged.
+        assert.equal(exact, sent.length, `samples arrived unchanged (within 1 LSB): ${exact} of ${sent.length}`);
         const spanMs = tl.lastMs! - h.firstMs!;
         timings.spanMs = spanMs;
         assert.ok(Math.abs(spanMs - (2 * MARK_MS + BODY_MS)) <= 10, `marker to marker ${spanMs} ms, sent ${2 * MARK_MS + BODY_MS} ms`);
