@@ -43,6 +43,8 @@ demo=(
 test=(
   debootstrap         # the Debian roots test/systemd.test.ts and test/fresh-debian.test.ts run in
   faketime            # libfaketime: the test that steps the wall clock mid-reply (test/promises-daemon.test.ts)
+  qemu-user-static    # runs arm64 and armhf programs: test/arm.test.ts builds and plays audio in Pi-like roots
+  binfmt-support      # registers qemu for those architectures (update-binfmts)
 )
 # Node.js from Debian, when there is none: npm, and node-gyp with Node's
 # headers (libnode-dev), so the addons build offline against this very node.
