@@ -45,6 +45,7 @@ test=(
   faketime            # libfaketime: the test that steps the wall clock mid-reply (test/promises-daemon.test.ts)
   qemu-user-static    # runs arm64 and armhf programs: test/arm.test.ts builds and plays audio in Pi-like roots
   binfmt-support      # registers qemu for those architectures (update-binfmts)
+  patch               # vendor/speaker/pack.sh --check: the vendored speaker is the registry's plus its patch
 )
 # Node.js from Debian, when there is none: npm, and node-gyp with Node's
 # headers (libnode-dev), so the addons build offline against this very node.
