@@ -24,7 +24,10 @@
 #   /etc/live-speaker/picovoice-access-key
 #   /etc/systemd/system/live-speaker.service
 #   /usr/local/bin/live-speaker             the command (`live-speaker ctl status`, `live-speaker doctor`)
-#   user and group live-speaker, in groups audio and gpio
+#   user and group live-speaker, in groups audio, gpio and spi
+#   a marked block in the firmware's config.txt: the button's pull
+#                                           (gpio=17=ip,pu) and dtparam=spi=on for an
+#                                           LED ring; a reboot applies it
 set -euo pipefail
 
 APP=/opt/live-speaker
@@ -61,9 +64,16 @@ export DEBIAN_FRONTEND=noninteractive
 # systemd is running here (not a chroot or an image build)?
 systemd_up() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null; }
 
+# The firmware's config.txt block (button pull, SPI): scripts/boot-config.sh.
+# shellcheck source=boot-config.sh
+. "$(dirname "${BASH_SOURCE[0]}")/boot-config.sh"
+
 # ---------------------------------------------------------------- uninstall
 if [ "$action" = uninstall ]; then
   say "removing live-speaker (keeping $ETC)"
+  if bootcfg=$(bootcfg_find) && [ "$(bootcfg_remove "$bootcfg")" = changed ]; then
+    note "removed live-speaker's block from $bootcfg (the pin pulls it set last until a reboot)"
+  fi
   if systemd_up; then
     systemctl disable --now live-speaker.service 2>/dev/null || true
     systemctl reset-failed live-speaker.service 2>/dev/null || true
@@ -103,13 +113,15 @@ node_ok || die "Node.js >= 20 not found after installing packages (found: $(node
 NODE=$(command -v node)
 
 # --- the service user
-say "service user $SVC_USER (groups audio, gpio)"
+say "service user $SVC_USER (groups audio, gpio, spi)"
 getent group gpio >/dev/null || { groupadd --system gpio; note "created group gpio (Raspberry Pi OS has it; udev gives it the GPIO devices)"; }
+# spi: Raspberry Pi OS's udev gives it /dev/spidev* (LED rings); the unit names it, so it must exist.
+getent group spi >/dev/null || { groupadd --system spi; note "created group spi (Raspberry Pi OS has it; udev gives it the SPI devices)"; }
 getent group audio >/dev/null || groupadd --system audio
 if id "$SVC_USER" >/dev/null 2>&1; then
-  usermod -a -G audio,gpio "$SVC_USER"
+  usermod -a -G audio,gpio,spi "$SVC_USER"
 else
-  useradd --system --user-group --groups audio,gpio --home-dir "$STATE" --no-create-home \
+  useradd --system --user-group --groups audio,gpio,spi --home-dir "$STATE" --no-create-home \
     --shell /usr/sbin/nologin --comment "live-speaker daemon" "$SVC_USER"
   note "created user $SVC_USER"
 fi
@@ -187,6 +199,20 @@ install_key() {
 }
 install_key "$ETC/gemini-api-key" "${GEMINI_API_KEY:-}" "Gemini API key (without it: the built-in emulator)"
 install_key "$ETC/picovoice-access-key" "${PICOVOICE_ACCESS_KEY:-}" "Picovoice AccessKey (only for wake.engine: porcupine)"
+
+# --- the firmware's config.txt: the button's pull and SPI for an LED ring
+say "firmware settings for the configured hardware"
+if ! boot_lines=$("$NODE" "$APP/dist/src/main.js" --config "$ETC/config.yaml" boot-config </dev/null); then
+  warn "cannot read $ETC/config.yaml (see above): the firmware's config.txt is left as it is"
+elif ! bootcfg=$(bootcfg_find); then
+  note "no /boot/firmware/config.txt or /boot/config.txt (not Raspberry Pi OS): set the button's pull in hardware, or use gpio.backend: chardev"
+else
+  # shellcheck disable=SC2086 # one line per word: the lines hold no spaces
+  case "$(bootcfg_set "$bootcfg" $boot_lines)" in
+    changed) note "updated live-speaker's block in $bootcfg (${boot_lines//$'\n'/, }): reboot for it to take effect" ;;
+    *) note "$bootcfg already holds live-speaker's block${boot_lines:+ (${boot_lines//$'\n'/, })}" ;;
+  esac
+fi
 
 # --- the command
 say "command $BIN"
