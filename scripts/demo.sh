@@ -62,6 +62,8 @@ control:
   socket: $run/control.sock
 conversation:
   follow_up_s: 3
+state:
+  dir: $run/state
 YAML
 ctl() { node dist/src/main.js ctl --socket "$run/control.sock" "$@"; }
 

@@ -46,6 +46,7 @@ export class DaemonProcess {
     const base = {
       control: { socket },
       log: { level: 'debug' },
+      state: { dir: join(dir, 'state') }, // each daemon its own: a test that mutes must not mute the next one
     };
     writeFileSync(configFile, opts.rawConfig ?? stringify(deepMerge(base, opts.config ?? {})));
     const env = { ...(opts.env ?? process.env) };
