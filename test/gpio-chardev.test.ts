@@ -14,8 +14,7 @@ import { chardevBackend, parseGpioinfo, parseGpiodetect, pickSocChip, type Chard
 import { GpioUnavailable } from '../src/gpio/gpio.js';
 import { autoBackend } from '../src/gpio/open.js';
 import { Leds } from '../src/leds.js';
-import { Conversation, type LiveHandlers } from '../src/conversation.js';
-import { createLogger } from '../src/log.js';
+import { fakeConversation } from './bench/fake-conversation.js';
 
 const FAKES = join(dirname(fileURLToPath(import.meta.url)), '../../test/fixtures/fake-gpiod');
 const dirs: string[] = [];
@@ -207,19 +206,9 @@ for (const v of [1, 2] as const) {
     const b = bench(v);
     const gpio = await b.open();
     const leds = new Leds({ listening: gpio.output(5, false) });
-    const sent: Buffer[] = [];
-    let h: LiveHandlers | null = null;
-    const c = new Conversation({
-      rate: 16000, prerollMs: 0, vadThresholdDbfs: -45, endOfSpeechMs: 300, noSpeechTimeoutMs: 60000, followUpMs: 5000,
-      maxConversationMs: 600000, errorDisplayMs: 50, trimWakeWord: true, wakeBeforeMs: 0, wakeSound: null, errorSound: null, chimeGateMs: 0, resumeWithinMs: 0,
-    }, {
-      live: { connect: (handlers) => { h = handlers; return { sendAudio: (x) => sent.push(x), close: () => undefined }; } },
-      player: { play: () => undefined, flush: () => undefined, finish: (d) => d() },
-      mic: { start: () => undefined, stop: () => undefined },
-      indicator: leds,
-    }, createLogger('silent'));
+    const { c, sent, h: handlers } = fakeConversation(leds);
     c.press('ctl');
-    h!.onOpen(); // the session is up at once, before gpioset confirmed
+    handlers().onOpen(); // the session is up at once, before gpioset confirmed
     for (let i = 0; i < 3; i++) c.micFrame(Buffer.alloc(640, i));
     assert.equal(sent.length, 0, 'nothing left before the light was confirmed');
     assert.equal(c.state, 'connecting');

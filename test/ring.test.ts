@@ -5,9 +5,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { apa102Frame, bitbangTransport, endFrameBytes, pixelOf, type Apa102Transport, type Rgb } from '../src/leds/apa102.js';
 import { RING_PATTERNS, Ring, parseColour, withTimer, type RingColours } from '../src/leds/ring.js';
-import { Conversation, STREAMING_STATES, type LiveHandlers, type State } from '../src/conversation.js';
+import { STREAMING_STATES, type State } from '../src/conversation.js';
+import { fakeConversation } from './bench/fake-conversation.js';
 import type { OutputLine } from '../src/gpio/gpio.js';
-import { createLogger } from '../src/log.js';
 
 const COLOURS: RingColours = {
   listening: parseColour('#0060ff'), activity: parseColour('#ffffff'), speaking: parseColour('#00c040'),
@@ -118,20 +118,10 @@ test('ring: with a power pin (ReSpeaker 4-Mic), the pin is driven high and is pa
 test('privacy: a ring whose SPI write fails stops the stream before any audio leaves, and shows the error', () => {
   const spi = fakeSpi();
   const ring = new Ring(spi, { count: 3, brightness: 0.25, colours: COLOURS });
-  const sent: Buffer[] = [];
-  let h: LiveHandlers | null = null;
-  const c = new Conversation({
-    rate: 16000, prerollMs: 0, vadThresholdDbfs: -45, endOfSpeechMs: 300, noSpeechTimeoutMs: 60000, followUpMs: 5000,
-    maxConversationMs: 600000, errorDisplayMs: 50, trimWakeWord: true, wakeBeforeMs: 0, wakeSound: null, errorSound: null, chimeGateMs: 0, resumeWithinMs: 0,
-  }, {
-    live: { connect: (handlers) => { h = handlers; return { sendAudio: (x) => sent.push(x), close: () => undefined }; } },
-    player: { play: () => undefined, flush: () => undefined, finish: (d) => d() },
-    mic: { start: () => undefined, stop: () => undefined },
-    indicator: ring,
-  }, createLogger('silent'));
+  const { c, sent, h } = fakeConversation(ring);
   spi.fail = true;
   c.press('ctl');
-  h!.onOpen();
+  h().onOpen();
   c.micFrame(Buffer.alloc(640, 1));
   assert.equal(sent.length, 0);
   assert.equal(c.state, 'error');
