@@ -27,20 +27,15 @@ done
 
 say() { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
 
-# ---- what is missing gets installed
-pkgs=(alsa-utils libasound2-dev sox libsox-fmt-all espeak-ng pulseaudio pulseaudio-utils libasound2-plugins python3 make g++)
-command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
-missing=()
-for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
-  sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
-if [ ! -f node_modules/speaker/build/Release/binding.node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# ---- what is missing gets installed (the same list as scripts/test.sh and install.sh)
+bash scripts/deps.sh demo
+addons=(node_modules/speaker/build/Release/binding.node node_modules/sd-notify/build/Release/notify.node)
+if [ ! -f "${addons[0]}" ] || [ ! -f "${addons[1]}" ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm dependencies"
   npm ci --no-audit --no-fund
+  for a in "${addons[@]}"; do
+    [ -f "$a" ] || { say "the native addon $a did not build (see npm's output above)"; exit 1; }
+  done
 fi
 npm run --silent build
 
@@ -67,6 +62,8 @@ control:
   socket: $run/control.sock
 conversation:
   follow_up_s: 3
+state:
+  dir: $run/state
 YAML
 ctl() { node dist/src/main.js ctl --socket "$run/control.sock" "$@"; }
 
@@ -100,11 +97,18 @@ sleep 0.3
 kill "$rec_pid" 2>/dev/null; wait "$rec_pid" 2>/dev/null || true
 sox -t raw -r 24000 -b 16 -e signed-integer -c 1 "$run/speaker.raw" "$run/reply.wav" silence 1 0.05 1% reverse silence 1 0.05 1% reverse 2>/dev/null || true
 secs=$(soxi -D "$run/reply.wav" 2>/dev/null || echo 0)
+sox "$run/q.wav" "$run/q-trimmed.wav" silence 1 0.05 1% reverse silence 1 0.05 1% reverse 2>/dev/null || true
+qsecs=$(soxi -D "$run/q-trimmed.wav" 2>/dev/null || echo 0)
 echo
 say "what happened (from the daemon's log):"
 node -e 'const l = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter((x) => x.startsWith("{")).map((x) => JSON.parse(x)).filter((x) => x.msg === "state"); console.log("  idle -> " + l.map((x) => x.to).join(" -> "))' "$run/daemon.log"
-say "the speaker said ${secs} s of audio: $run/reply.wav  (play it: aplay $run/reply.wav)"
+say "the speaker said ${secs} s of audio (the question was ${qsecs} s): $run/reply.wav  (play it: aplay $run/reply.wav)"
 ctl status
+if ! grep -q '"to":"speaking"' "$run/daemon.log" || ! awk -v s="$secs" 'BEGIN { exit !(s + 0 > 0) }'; then
+  tail -n 20 "$run/daemon.log"
+  say "the speaker said nothing: something is wrong (the daemon's log is above and in $run/daemon.log)"
+  [ "$keep" = yes ] || exit 1
+fi
 if [ "$keep" = yes ]; then
   say "--keep: the daemon keeps running; try: node dist/src/main.js ctl press --socket $run/control.sock   (Ctrl-C stops)"
   wait "$daemon_pid"

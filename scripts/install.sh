@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install, upgrade or remove live-speaker as a systemd service on Raspberry Pi
-# OS / Debian 13 (trixie); Debian 12 (bookworm) works when Node.js >= 20 is
-# already installed (bookworm's own nodejs is 18).
+# OS / Debian 13 (trixie), 64-bit (arm64) or 32-bit (armhf) alike. Debian 12
+# (bookworm) needs Node.js >= 20 installed first (its own nodejs is 18); this
+# script then uses the node on PATH (bookworm is not tested, see README.md).
 #
 #   sudo scripts/install.sh                 install, or upgrade in place
 #   sudo scripts/install.sh --no-start      install and enable, do not (re)start
@@ -23,7 +24,10 @@
 #   /etc/live-speaker/picovoice-access-key
 #   /etc/systemd/system/live-speaker.service
 #   /usr/local/bin/live-speaker             the command (`live-speaker ctl status`, `live-speaker doctor`)
-#   user and group live-speaker, in groups audio and gpio
+#   user and group live-speaker, in groups audio, gpio and spi
+#   a marked block in the firmware's config.txt: the button's pull
+#                                           (gpio=17=ip,pu) and dtparam=spi=on for an
+#                                           LED ring; a reboot applies it
 set -euo pipefail
 
 APP=/opt/live-speaker
@@ -60,9 +64,16 @@ export DEBIAN_FRONTEND=noninteractive
 # systemd is running here (not a chroot or an image build)?
 systemd_up() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null; }
 
+# The firmware's config.txt block (button pull, SPI): scripts/boot-config.sh.
+# shellcheck source=boot-config.sh
+. "$(dirname "${BASH_SOURCE[0]}")/boot-config.sh"
+
 # ---------------------------------------------------------------- uninstall
 if [ "$action" = uninstall ]; then
   say "removing live-speaker (keeping $ETC)"
+  if bootcfg=$(bootcfg_find) && [ "$(bootcfg_remove "$bootcfg")" = changed ]; then
+    note "removed live-speaker's block from $bootcfg (the pin pulls it set last until a reboot)"
+  fi
   if systemd_up; then
     systemctl disable --now live-speaker.service 2>/dev/null || true
     systemctl reset-failed live-speaker.service 2>/dev/null || true
@@ -91,45 +102,26 @@ case "$codename" in
   *) warn "tested on Debian / Raspberry Pi OS trixie and bookworm; carrying on with $codename" ;;
 esac
 
-# --- Debian packages (only the missing ones; nothing is downloaded when all are there)
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-# alsa-utils: arecord/aplay (capture; `doctor`); libasound2-dev: the speaker addon;
-# libsystemd-dev: the sd-notify addon (systemd notifications); python3, make, g++:
-# node-gyp; libasound2-plugins: ALSA -> PulseAudio/PipeWire where a sound server runs.
-pkgs=(alsa-utils libasound2-dev libasound2-plugins libsystemd-dev python3 make g++ ca-certificates procps)
+# --- Debian packages (only the missing ones; nothing is downloaded when all
+# are there): the runtime group of scripts/deps.sh, which lists each one and
+# why (the demo and the tests install the same ones, plus their own). Node.js
+# >= 20 from Debian when there is none (bookworm: install it first).
 node_ok() { command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ]; }
-if node_ok && command -v npm >/dev/null; then
-  note "using Node.js $(node --version) at $(command -v node)"
-  # Debian's own nodejs: node-gyp builds against its headers, offline.
-  if [ "$(command -v node)" = /usr/bin/node ] && installed nodejs; then pkgs+=(libnode-dev node-gyp); fi
-else
-  if [ "$codename" = bookworm ]; then
-    die "Node.js >= 20 is needed and bookworm's nodejs is 18: install Node.js 20 (e.g. from NodeSource) first, then re-run"
-  fi
-  pkgs+=(nodejs npm libnode-dev node-gyp)
-fi
-missing=()
-for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
-  apt-get update -q </dev/null
-  apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
-  # npm has been seen half-configured straight after install: -f install mends it.
-  apt-get -f install -y -q </dev/null
-else
-  note "Debian packages present"
-fi
+node_ok && command -v npm >/dev/null && note "using Node.js $(node --version) at $(command -v node)"
+bash "$(dirname "${BASH_SOURCE[0]}")/deps.sh" runtime || die "could not install the Debian packages (see above)"
 node_ok || die "Node.js >= 20 not found after installing packages (found: $(node --version 2>/dev/null || echo none))"
 NODE=$(command -v node)
 
 # --- the service user
-say "service user $SVC_USER (groups audio, gpio)"
+say "service user $SVC_USER (groups audio, gpio, spi)"
 getent group gpio >/dev/null || { groupadd --system gpio; note "created group gpio (Raspberry Pi OS has it; udev gives it the GPIO devices)"; }
+# spi: Raspberry Pi OS's udev gives it /dev/spidev* (LED rings); the unit names it, so it must exist.
+getent group spi >/dev/null || { groupadd --system spi; note "created group spi (Raspberry Pi OS has it; udev gives it the SPI devices)"; }
 getent group audio >/dev/null || groupadd --system audio
 if id "$SVC_USER" >/dev/null 2>&1; then
-  usermod -a -G audio,gpio "$SVC_USER"
+  usermod -a -G audio,gpio,spi "$SVC_USER"
 else
-  useradd --system --user-group --groups audio,gpio --home-dir "$STATE" --no-create-home \
+  useradd --system --user-group --groups audio,gpio,spi --home-dir "$STATE" --no-create-home \
     --shell /usr/sbin/nologin --comment "live-speaker daemon" "$SVC_USER"
   note "created user $SVC_USER"
 fi
@@ -140,8 +132,9 @@ say "building the app in $APP"
 rm -rf "$APP.new" "$APP.old"
 mkdir -p "$APP.new"
 # Only what is needed to build and run: no node_modules, dist, .git or tests' output.
+# vendor/ holds local packages that package.json names (the speaker addon, patched to build on arm64).
 (cd "$source_dir" && tar -cf - --exclude=./node_modules --exclude=./dist --exclude=./.git --exclude=./.bench \
-   package.json package-lock.json tsconfig.json src $(for f in config.yaml README.md LICENSE systemd scripts; do [ -e "$f" ] && echo "$f"; done)) \
+   package.json package-lock.json tsconfig.json src $(for f in vendor config.yaml README.md LICENSE systemd scripts; do [ -e "$f" ] && echo "$f"; done)) \
   | tar -C "$APP.new" -xf -
 stamp_of() { printf '%s %s %s\n' "$(sha256sum "$1/package-lock.json" | cut -d' ' -f1)" "$("$NODE" --version)" "$(uname -m)"; }
 want_stamp=$(stamp_of "$APP.new")
@@ -206,6 +199,20 @@ install_key() {
 }
 install_key "$ETC/gemini-api-key" "${GEMINI_API_KEY:-}" "Gemini API key (without it: the built-in emulator)"
 install_key "$ETC/picovoice-access-key" "${PICOVOICE_ACCESS_KEY:-}" "Picovoice AccessKey (only for wake.engine: porcupine)"
+
+# --- the firmware's config.txt: the button's pull and SPI for an LED ring
+say "firmware settings for the configured hardware"
+if ! boot_lines=$("$NODE" "$APP/dist/src/main.js" --config "$ETC/config.yaml" boot-config </dev/null); then
+  warn "cannot read $ETC/config.yaml (see above): the firmware's config.txt is left as it is"
+elif ! bootcfg=$(bootcfg_find); then
+  note "no /boot/firmware/config.txt or /boot/config.txt (not Raspberry Pi OS): set the button's pull in hardware, or use gpio.backend: chardev"
+else
+  # shellcheck disable=SC2086 # one line per word: the lines hold no spaces
+  case "$(bootcfg_set "$bootcfg" $boot_lines)" in
+    changed) note "updated live-speaker's block in $bootcfg (${boot_lines//$'\n'/, }): reboot for it to take effect" ;;
+    *) note "$bootcfg already holds live-speaker's block${boot_lines:+ (${boot_lines//$'\n'/, })}" ;;
+  esac
+fi
 
 # --- the command
 say "command $BIN"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine (the README's test command, and CI's):
-# system packages (only when missing), npm ci, npm test.
+# Debian packages (scripts/deps.sh, only when missing), npm ci, npm test.
 # Runs unattended (CI=true, no stdin) as root in a fresh clone; uses sudo
 # for apt when not root.
 set -euo pipefail
@@ -9,41 +9,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CI="${CI:-true}"
 export DEBIAN_FRONTEND=noninteractive
 
-# alsa-utils: arecord/aplay; libasound2-dev, python3, make, g++: build the
-# `speaker` addon; sox, libsox-fmt-all, espeak-ng: test speech; pulseaudio,
-# pulseaudio-utils, libasound2-plugins: the simulated sound card
-# (scripts/soundcard.sh). libsystemd-dev: build the `sd-notify` addon
-# (src/systemd.ts). debootstrap: the Debian root that test/systemd.test.ts
-# boots systemd in (cached in /var/cache/live-speaker-test).
-pkgs=(alsa-utils libasound2-dev sox libsox-fmt-all espeak-ng pulseaudio pulseaudio-utils
-      libasound2-plugins python3 make g++ libsystemd-dev debootstrap)
+# The Debian packages (only when missing; Node.js from Debian when there is
+# none): the same list as the demo's and install.sh's, plus what the tests
+# alone need. The list and the reason for each package: scripts/deps.sh.
+bash scripts/deps.sh test
 
-installed() { dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'; }
-
-missing=()
-for p in "${pkgs[@]}"; do
-  installed "$p" || missing+=("$p")
-done
-
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "ci: installing missing Debian packages: ${missing[*]}"
-  sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { echo "ci: not root and no sudo; install: ${missing[*]}" >&2; exit 1; }
-    sudo=(sudo -n)
-  fi
-  "${sudo[@]}" apt-get update </dev/null
-  "${sudo[@]}" apt-get install -y --no-install-recommends "${pkgs[@]}" </dev/null
-else
-  echo "ci: Debian packages present"
-fi
-
-command -v node >/dev/null 2>&1 || { echo "ci: node not found (Node.js >= 20 required)" >&2; exit 1; }
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-if [ "$node_major" -lt 20 ]; then
-  echo "ci: Node.js >= 20 required, found $(node --version)" >&2
-  exit 1
-fi
 echo "ci: node $(node --version), npm $(npm --version)"
 
 npm ci --no-audit --no-fund </dev/null

@@ -6,14 +6,18 @@ import { userInfo } from 'node:os';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { MAX_VOLUME } from './state.js';
+import { HARDWARE_PROFILES, applyProfile, readSoundCards } from './hardware.js';
 
 const pin = z.number().int().min(0).max(63);
 const led = z.strictObject({
   pin,
   active_low: z.boolean().default(false),
 });
+const colour = z.string().regex(/^#[0-9a-fA-F]{6}$/, 'a colour like "#00a0ff"');
 
 export const ConfigSchema = z.strictObject({
+  // A voice HAT: sets the sound card, button, LEDs and mixer beneath this file (src/hardware.ts); any key here still wins.
+  hardware: z.enum(Object.keys(HARDWARE_PROFILES) as [string, ...string[]]).default('custom'),
   live: z.strictObject({
     model: z.string().min(1).default('gemini-2.5-flash-native-audio-preview-09-2025'),
     voice: z.string().min(1).default('Kore'),
@@ -35,11 +39,18 @@ export const ConfigSchema = z.strictObject({
     vad_threshold_dbfs: z.number().min(-100).max(0).default(-45),
     end_of_speech_ms: z.number().int().min(100).max(5000).default(700),
   }).prefault({}),
+  // amixer settings applied at start (codec switches a HAT needs); failures are logged, never fatal.
+  mixer: z.strictObject({
+    card: z.string().min(1).nullable().default(null), // null: the CARD= of audio.playback_device, else of audio.capture_device
+    settings: z.array(z.strictObject({ control: z.string().min(1), value: z.string().min(1) })).default([]),
+  }).prefault({}),
   gpio: z.strictObject({
     enabled: z.boolean().default(true),
+    backend: z.enum(['auto', 'sysfs', 'chardev']).default('auto'),
     button: z.strictObject({
       pin: pin.nullable().default(17),
       active_low: z.boolean().default(true),
+      bias: z.enum(['pull-up', 'pull-down', 'none']).default('pull-up'),
       debounce_ms: z.number().int().min(0).max(500).default(20),
       long_press_ms: z.number().int().min(300).max(10000).default(1500),
     }).prefault({}),
@@ -49,6 +60,27 @@ export const ConfigSchema = z.strictObject({
       muted: led.nullable().default({ pin: 13, active_low: false }),
       error: led.nullable().default({ pin: 19, active_low: false }),
     }).prefault({}),
+    // An APA102 / DotStar ring (or strip); null = none.
+    ring: z.strictObject({
+      count: z.number().int().min(1).max(256),
+      // SPI device (e.g. /dev/spidev0.1), or null to bit-bang over clock_pin/data_pin (sysfs GPIO only).
+      spi: z.string().min(1).nullable().default('/dev/spidev0.1'),
+      clock_pin: pin.nullable().default(null),
+      data_pin: pin.nullable().default(null),
+      speed_hz: z.number().int().min(10_000).max(32_000_000).default(4_000_000),
+      // A pin that must be high for the LEDs to get power (ReSpeaker 4-Mic: BCM 5); null = none.
+      power_pin: pin.nullable().default(null),
+      // 0..1 of the LEDs' 5-bit global brightness; never 0, or the privacy light would be dark.
+      brightness: z.number().min(0.04).max(1).default(0.25),
+      colours: z.strictObject({
+        listening: colour.default('#0060ff'),
+        activity: colour.default('#ffffff'),
+        speaking: colour.default('#00c040'),
+        muted: colour.default('#ff0000'),
+        error: colour.default('#ff3000'),
+        timer: colour.default('#ffa000'),
+      }).prefault({}),
+    }).nullable().default(null),
   }).prefault({}),
   wake: z.strictObject({
     engine: z.enum(['none', 'porcupine', 'tone']).default('none'),
@@ -112,10 +144,14 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   return `'${path || '(top level)'}': ${issue.message}`;
 }
 
-/** Validate an already-parsed object; errors name every bad key and the file. */
-export function parseConfig(raw: unknown, file: string | null): Config {
+/**
+ * Validate an already-parsed object; errors name every bad key and the file.
+ * A `hardware:` profile is applied beneath the file's own keys first;
+ * `soundCards` (ALSA card ids present) picks the profile's card name.
+ */
+export function parseConfig(raw: unknown, file: string | null, soundCards: string[] = readSoundCards()): Config {
   const where = file ?? 'built-in defaults';
-  const result = ConfigSchema.safeParse(raw ?? {});
+  const result = ConfigSchema.safeParse(applyProfile(raw ?? {}, soundCards));
   if (!result.success) {
     const lines = result.error.issues.map(describeIssue);
     throw new ConfigError(`invalid config in ${where}: ${lines.join('; ')}`, file);

@@ -52,7 +52,11 @@ export interface Mic { start(): void; stop(): void }
  * is lit, read back from its line where one is fitted; `ledProblem` says why
  * it is not when it should be.
  */
-export interface Indicator { show(state: State): void; readonly micLive: boolean; readonly ledProblem?: string | null; fault?(on: boolean): void }
+export interface Indicator {
+  show(state: State): void; readonly micLive: boolean; readonly ledProblem?: string | null; fault?(on: boolean): void;
+  /** A privacy light set through another process (libgpiod's tools) is confirmed later: until then a promise, and audio waits for it. */
+  lighting?(): Promise<void> | null;
+}
 
 export interface ConversationOptions {
   rate: number; // capture rate (16000)
@@ -106,6 +110,7 @@ export class Conversation extends EventEmitter {
   private preroll: PrerollBuffer;
   private vad: EnergyVad;
   private discardTurn = false; // a press cut this reply: ignore the rest of its audio
+  private discardUntilQuestion = false; // ...or, cut before it began, until the user's next question is complete
   private replyAudio = false; // this turn has produced audio
   private turnBytes = 0; // reply audio of this turn (for the drain guard)
   private stateTimer: NodeJS.Timeout | null = null;
@@ -211,8 +216,12 @@ export class Conversation extends EventEmitter {
   private bargeIn(): void {
     this.counters.bargeIns++;
     this.ports.player.flush();
-    // A turn still in flight: its audio so far was played (replyAudio), or it has not begun (thinking).
-    if (this.replyAudio || this.state === 'thinking') this.discardTurn = true;
+    // A turn in flight (its audio so far was played): drop the rest until the server ends it.
+    // One not begun (thinking) may never come: drop it until then, or until the user's next question is complete.
+    if (this.replyAudio || this.state === 'thinking') {
+      this.discardTurn = true;
+      this.discardUntilQuestion = !this.replyAudio;
+    }
     this.replyAudio = false;
     this.listen();
   }
@@ -271,7 +280,7 @@ export class Conversation extends EventEmitter {
       this.clearStateTimer(); // someone is talking: no timeout while they do
       if (this.state !== 'listening') this.setState('listening');
     } else if (ev === 'speech-end' && this.state === 'listening') {
-      this.discardTurn = false; // a new question is complete: what comes next answers it
+      if (this.discardUntilQuestion) this.discardTurn = false; // a new question is complete: what comes next answers it
       this.setState('thinking');
       this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server');
     }
@@ -291,7 +300,7 @@ export class Conversation extends EventEmitter {
     this.lastError = { at: new Date().toISOString(), message: `speaker: ${reason}`, permanent: false };
     this.ports.player.flush();
     // The rest of a turn still coming is dropped; a turn the server has already completed has nothing more to drop.
-    if (this.state === 'speaking') { if (this.replyAudio) this.discardTurn = true; this.replyAudio = false; this.listen(); }
+    if (this.state === 'speaking') { if (this.replyAudio) this.discardTurn = true; this.discardUntilQuestion = false; this.replyAudio = false; this.listen(); }
   }
 
   // ---- conversation lifecycle ---------------------------------------------
@@ -392,6 +401,10 @@ export class Conversation extends EventEmitter {
 
   private opened(): void {
     if (this.state !== 'connecting') return;
+    // The privacy light may still be on its way (a backend that confirms asynchronously):
+    // stay connecting, holding the audio, until it is confirmed lit or has failed.
+    const lighting = this.ports.indicator.lighting?.();
+    if (lighting) { const gen = this.linkGen; void lighting.then(() => { if (gen === this.linkGen) this.opened(); }); return; }
     this.linkOpenedAt = monotonicMs();
     this.everOpened = true;
     this.heldCapLogged = false;

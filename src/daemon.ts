@@ -14,7 +14,12 @@ import { checkPlaybackDevice, loadSpeakerAddon } from './audio/addon.js';
 import { GeminiConnector, isSdkFrameParseError } from './live/gemini.js';
 import { Leds, type LedRole } from './leds.js';
 import { Button } from './gpio/button.js';
-import { GpioUnavailable, onoffBackend, type GpioBackend, type OutputLine } from './gpio/gpio.js';
+import { GpioUnavailable, type GpioBackend, type OutputLine } from './gpio/gpio.js';
+import { openGpioBackend } from './gpio/open.js';
+import { Ring, parseColour, type RingColours } from './leds/ring.js';
+import { bitbangTransport, spiTransport, type Apa102Transport } from './leds/apa102.js';
+import { Indicators, type DeviceIndicator } from './leds/indicators.js';
+import { applyMixer } from './mixer.js';
 import { startControlServer, type ControlRequest } from './control.js';
 import { LiveEmulator } from './emulator/emulator.js';
 import { createNotifier, type Notifier } from './systemd.js';
@@ -92,23 +97,68 @@ class Endpoint {
   async close(): Promise<void> { await this.emulator?.close(); }
 }
 
-/** Button and LEDs, or none (said once, clearly). GPIO changes need a restart. */
-async function openGpio(config: Config, log: Logger): Promise<{ state: string; lines: Partial<Record<LedRole, OutputLine>>; button: Button | null }> {
+interface Hardware { state: string; indicator: DeviceIndicator; privacyLight: boolean; button: Button | null; release(): void }
+
+/** Button, LEDs and ring, or none of them (said once, clearly). GPIO changes need a restart. */
+async function openHardware(config: Config, log: Logger): Promise<Hardware> {
   const lines: Partial<Record<LedRole, OutputLine>> = {};
-  if (!config.gpio.enabled) return { state: 'disabled in config', lines, button: null };
-  let gpio: GpioBackend;
-  try {
-    gpio = await onoffBackend();
-    for (const [role, led] of Object.entries(config.gpio.leds)) if (led) lines[role as LedRole] = gpio.output(led.pin, led.active_low);
-    const b = config.gpio.button;
-    const button = b.pin === null ? null : new Button(gpio.input(b.pin, b.active_low, b.debounce_ms), b.long_press_ms);
-    return { state: gpio.name, lines, button };
-  } catch (e) {
-    if (!(e instanceof GpioUnavailable)) throw e;
-    for (const l of Object.values(lines)) l?.release();
-    log.warn(`no GPIO: ${e.message}; running without button and LEDs (ctl press and SIGUSR1 still work)`);
-    return { state: `unavailable: ${e.message}`, lines: {}, button: null };
+  const toolLog = (level: 'info' | 'warn' | 'error', msg: string) => log[level](`gpio: ${msg}`);
+  let gpio: GpioBackend | null = null;
+  let state = 'disabled in config';
+  let button: Button | null = null;
+  if (config.gpio.enabled) {
+    try {
+      gpio = await openGpioBackend(config.gpio.backend, { log: toolLog });
+      for (const [role, led] of Object.entries(config.gpio.leds)) if (led) lines[role as LedRole] = gpio.output(led.pin, led.active_low);
+      const b = config.gpio.button;
+      button = b.pin === null ? null : new Button(gpio.input(b.pin, b.active_low, b.debounce_ms, b.bias), b.long_press_ms);
+      for (const note of gpio.notes ?? []) log.info(`gpio: ${note}`);
+      state = gpio.name;
+    } catch (e) {
+      if (!(e instanceof GpioUnavailable)) throw e;
+      for (const l of Object.values(lines)) l?.release();
+      for (const k of Object.keys(lines)) delete lines[k as LedRole];
+      gpio?.release?.();
+      gpio = null;
+      log.warn(`no GPIO: ${e.message}; running without button and LEDs (ctl press and SIGUSR1 still work)`);
+      state = `unavailable: ${e.message}`;
+    }
   }
+  const parts: DeviceIndicator[] = [];
+  const ring = config.gpio.enabled ? await openRing(config, gpio, log) : null;
+  if (Object.keys(lines).length > 0 || !ring) parts.push(new Leds(lines, (role, on) => log.debug({ led: role, on }, 'led')));
+  if (ring) parts.push(ring);
+  const indicator = parts.length === 1 ? parts[0] : new Indicators(parts);
+  return {
+    state: ring ? `${state}; ring: ${ring.snapshot().ring}` : state,
+    indicator, privacyLight: !!lines.listening || !!ring, button,
+    release: () => { indicator.release(); button?.release(); gpio?.release?.(); },
+  };
+}
+
+/** The APA102 ring, or null (said once) when none is configured or it cannot be driven. */
+async function openRing(config: Config, gpio: GpioBackend | null, log: Logger): Promise<Ring | null> {
+  const r = config.gpio.ring;
+  if (!r) return null;
+  let transport: Apa102Transport | null = null;
+  let power: OutputLine | null = null;
+  try {
+    if (r.power_pin !== null || r.spi === null) {
+      if (!gpio) throw new Error(`it needs GPIO (${r.spi === null ? 'bit-banged clock and data' : `power on BCM ${r.power_pin}`}) and there is none`);
+    }
+    if (r.power_pin !== null) power = gpio!.output(r.power_pin, false);
+    if (r.spi !== null) transport = await spiTransport(r.spi, r.speed_hz);
+    else {
+      if (r.clock_pin === null || r.data_pin === null) throw new Error('gpio.ring.spi is null: set gpio.ring.clock_pin and data_pin to bit-bang');
+      transport = bitbangTransport(gpio!.output(r.clock_pin, false), gpio!.output(r.data_pin, false), r.clock_pin, r.data_pin);
+    }
+  } catch (e) {
+    power?.release();
+    log.warn(`no LED ring: ${(e as Error).message}`);
+    return null;
+  }
+  const colours = Object.fromEntries(Object.entries(r.colours).map(([k, v]) => [k, parseColour(v)])) as RingColours;
+  return new Ring(transport, { count: r.count, brightness: r.brightness, colours, power, onError: (m) => log.error(m) });
 }
 
 /** The wake word from the config, or null when none is configured. Arming is tried by the caller. */
@@ -159,7 +209,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
   const notify: Notifier = createNotifier(log);
   log.info({ config: file ?? '(built-in defaults)' }, 'live-speaker starting');
 
-  let endpoint: Endpoint, gpio: Awaited<ReturnType<typeof openGpio>>, control: Server, wake: WakeWord | null;
+  let endpoint: Endpoint, gpio: Hardware, control: Server, wake: WakeWord | null;
   const mic = new ArecordMic(captureOptions(config));
   const store = new StateStore(stateDir(config), log);
   // The volume set with `ctl volume` holds across restarts; audio.volume until one is set.
@@ -168,15 +218,16 @@ export async function runDaemon(configPath?: string): Promise<void> {
     endpoint = new Endpoint(log);
     await endpoint.configure(config);
     wake = makeWakeWord(config);
-    gpio = await openGpio(config, log);
+    gpio = await openHardware(config, log);
   } catch (e) {
     log.fatal({ error: (e as Error).message }, 'cannot start');
     process.exit(e instanceof ConfigError ? EXIT_CONFIG : 1);
   }
-  const leds = new Leds(gpio.lines, (role, on) => log.debug({ led: role, on }, 'led'));
-  if (!gpio.lines.listening) {
-    log.warn({ gpio: gpio.state }, 'no listening (privacy) LED is fitted: nothing on the device shows when the microphone streams (gpio.leds.listening)');
+  const leds = gpio.indicator;
+  if (!gpio.privacyLight) {
+    log.warn({ gpio: gpio.state }, 'no listening (privacy) LED is fitted: nothing on the device shows when the microphone streams (gpio.leds.listening or gpio.ring)');
   }
+  void applyMixer(config, log);
   const live: LiveConnector = { connect: (h, o) => endpoint.connector.connect(h, o) }; // swapped on reload
   const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds }, log);
 
@@ -291,13 +342,15 @@ export async function runDaemon(configPath?: string): Promise<void> {
   /** Everything that can throw (reading the file and the keys) happens before anything changes. */
   const applyConfig = async () => {
     const next = loadConfig(configPath).config;
-    const needRestart = ['gpio', 'control', 'state'].filter((k) => JSON.stringify(next[k as keyof Config]) !== JSON.stringify(config[k as keyof Config]));
+    const needRestart = ['hardware', 'gpio', 'control', 'state'].filter((k) => JSON.stringify(next[k as keyof Config]) !== JSON.stringify(config[k as keyof Config]));
     const captureChanged = JSON.stringify(captureOptions(next)) !== JSON.stringify(captureOptions(config));
     const rewake = JSON.stringify(next.wake) !== JSON.stringify(config.wake) || (wake !== null && !wake.armed);
     const nextWake = rewake ? makeWakeWord(next) : wake; // reads the AccessKey: may throw
     await endpoint.configure(next); // reads the API key: may throw
     const previousVolume = config.audio.volume;
-    config = { ...next, gpio: config.gpio, control: config.control, state: config.state };
+    const mixerChanged = JSON.stringify(next.mixer) !== JSON.stringify(config.mixer);
+    config = { ...next, hardware: config.hardware, gpio: config.gpio, control: config.control, state: config.state };
+    if (mixerChanged) void applyMixer(config, log);
     log.level = config.log.level;
     conversation.configure(conversationOptions(config));
     if (rewake) {
@@ -321,8 +374,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     log.info({ signal }, 'stopping');
     conversation.shutdown();
     wake?.release();
-    leds.release();
-    gpio.button?.release();
+    gpio.release();
     await new Promise<void>((res) => control.close(() => res()));
     try { unlinkSync(config.control.socket); } catch { /* gone */ }
     await endpoint.close();

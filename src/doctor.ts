@@ -2,14 +2,14 @@
 // line each, and says what to fix. Exit 0 when all is well, 1 otherwise.
 // Every check is bounded in time; the API key is never printed.
 import { spawn } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { ConfigError, findConfigFile, loadConfig, parseConfig, readAccessKey, readApiKey, type Config } from './config.js';
 import { WakeArmError } from './wake/engine.js';
 import { BUILTIN_KEYWORDS, porcupineFactory } from './wake/porcupine.js';
 import { controlRequest } from './control.js';
-import { GpioUnavailable, onoffBackend, sysfsNumber } from './gpio/gpio.js';
+import { checkBootConfig, checkGpio, checkRing, checkSoundCards, type Check, type Verdict } from './doctor-hw.js';
 import { monotonicMs } from './clock.js';
 import { deviceHolders } from './audio/devices.js';
 
@@ -18,8 +18,6 @@ export const PLAYBACK_RATE = 24000;
 const GOOGLE_HOST = 'generativelanguage.googleapis.com';
 const INSTALLED_KEY_FILE = '/etc/live-speaker/gemini-api-key';
 
-type Verdict = 'ok' | 'fail' | 'info';
-interface Check { name: string; verdict: Verdict; detail: string; fix?: string }
 
 interface RunResult { code: number | null; stdout: Buffer; stderr: string; timedOut: boolean; error?: string }
 
@@ -98,31 +96,6 @@ async function checkPlayback(config: Config, daemonRunning: boolean): Promise<Ch
   return { name, verdict: 'ok', detail: `${dev}: played 0.1 s of silence at ${PLAYBACK_RATE} Hz mono` };
 }
 
-async function checkGpio(config: Config, sysfsRoot = '/sys/class/gpio'): Promise<Check> {
-  const name = 'gpio';
-  if (!config.gpio.enabled) return { name, verdict: 'info', detail: 'disabled in config (no button or LEDs; `live-speaker ctl press` starts a conversation)' };
-  try {
-    await onoffBackend(sysfsRoot);
-  } catch (e) {
-    if (!(e instanceof GpioUnavailable)) throw e;
-    return { name, verdict: 'fail', detail: e.message, fix: 'on a Raspberry Pi: a kernel with sysfs GPIO; elsewhere, or with nothing wired: set gpio.enabled: false' };
-  }
-  try {
-    accessSync(`${sysfsRoot}/export`, constants.W_OK);
-  } catch (e) {
-    return { name, verdict: 'fail', detail: `cannot write ${sysfsRoot}/export (${(e as NodeJS.ErrnoException).code})`, fix: 'the user needs the gpio group (`sudo usermod -aG gpio $USER`); the service user gets it from install.sh' };
-  }
-  const pins: string[] = [];
-  try {
-    const b = config.gpio.button.pin;
-    if (b !== null) pins.push(`button BCM ${b} = gpio${sysfsNumber(b, sysfsRoot)}`);
-    for (const [role, led] of Object.entries(config.gpio.leds)) if (led) pins.push(`${role} BCM ${led.pin} = gpio${sysfsNumber(led.pin, sysfsRoot)}`);
-  } catch (e) {
-    return { name, verdict: 'fail', detail: (e as Error).message, fix: 'use BCM numbers of the SoC header (0-27) in gpio.button.pin / gpio.leds' };
-  }
-  return { name, verdict: 'ok', detail: `sysfs GPIO writable; ${pins.join(', ') || 'no pins configured'}` };
-}
-
 const SERVICE_USER = 'live-speaker';
 
 /**
@@ -159,9 +132,13 @@ function keyFileFix(path: string | null, setting: string): Check | null {
 }
 
 /** The listening LED is the privacy light: without one, nothing on the device shows that the microphone streams. */
-function checkPrivacyLight(config: Config, gpio: Check): Check {
+function checkPrivacyLight(config: Config, gpio: Check, ring: Check | null): Check {
   const name = 'privacy light';
   const led = config.gpio.enabled ? config.gpio.leds.listening : null;
+  if (ring && !led) {
+    if (ring.verdict === 'fail') return { name, verdict: 'fail', detail: `missing: the LED ring cannot be driven (${ring.detail}); the daemon will not stream while it is not lit`, fix: ring.fix };
+    return { name, verdict: 'ok', detail: 'the LED ring shows the listening colour; the last frame written is checked before audio is sent' };
+  }
   if (!led) return { name, verdict: 'info', detail: 'missing: no listening LED is configured (gpio.leds.listening), so nothing on the device shows when the microphone streams', fix: 'wire an LED and set gpio.leds.listening.pin' };
   if (gpio.verdict === 'fail') return { name, verdict: 'fail', detail: `missing: the listening LED on BCM ${led.pin} cannot be driven (${gpio.detail}); the daemon will not stream while it is not lit`, fix: gpio.fix };
   return { name, verdict: 'ok', detail: `listening LED on BCM ${led.pin}; its line is read back before audio is sent` };
@@ -300,11 +277,15 @@ export async function runDoctor(configPath?: string, out: (s: string) => void = 
   let daemonRunning = false;
   try { await controlRequest(config.control.socket, { cmd: 'status' }, 1000); daemonRunning = true; } catch { /* not running, or not ours to ask */ }
 
+  checks.push(checkSoundCards(config));
   checks.push(await checkCapture(config, daemonRunning));
   checks.push(await checkPlayback(config, daemonRunning));
-  const gpioCheck = await checkGpio(config);
-  checks.push(gpioCheck);
-  checks.push(checkPrivacyLight(config, gpioCheck));
+  const gpioChecks = await checkGpio(config);
+  checks.push(...gpioChecks);
+  if (config.gpio.enabled) checks.push(checkBootConfig(config));
+  const ringCheck = checkRing(config);
+  if (ringCheck) checks.push(ringCheck);
+  checks.push(checkPrivacyLight(config, gpioChecks[0], ringCheck));
   const { check: keyCheck, key } = checkKey(config);
   checks.push(keyCheck);
   checks.push(await checkEndpoint(config, key));

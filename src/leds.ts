@@ -28,21 +28,25 @@ export const PATTERNS: Record<State, Partial<Record<LedRole, Pattern>>> = {
 
 /** While idle with a problem only the user can fix (bad key, unknown model): a short error flash every 3 s. */
 export const FAULT_PATTERN: Pattern = [100, 2900];
+/** A timer is ringing (tools: timers): a double flash on the activity LED, over whatever the state shows. */
+export const TIMER_PATTERN: Pattern = [150, 150, 150, 550];
 
 export function patternName(p: Pattern): string {
   if (p.length === 0) return 'off';
   if (p.length === 1) return 'on';
-  return `blink ${p[0]}/${p[1]} ms`;
+  return `blink ${p.join('/')} ms`;
 }
 
 export class Leds implements Indicator {
   private current: Record<LedRole, Pattern> = { listening: OFF, activity: OFF, muted: OFF, error: OFF };
   private timers = new Map<LedRole, NodeJS.Timeout>();
   private lit: Record<LedRole, boolean> = { listening: false, activity: false, muted: false, error: false };
+  private blinking = new Set<LedRole>();
 
   constructor(private readonly lines: Partial<Record<LedRole, OutputLine>>, private readonly onChange?: (role: LedRole, on: boolean) => void) {}
 
   private faulty = false;
+  private ringing = false;
   private state: State = 'idle';
 
   /** A lasting fault: shown on the error LED whenever the speaker is idle. */
@@ -52,9 +56,17 @@ export class Leds implements Indicator {
     this.show(this.state);
   }
 
+  /** A timer rings: its pattern on the activity LED until it is stopped; the listening LED keeps its promise. */
+  timerRinging(on: boolean): void {
+    if (on === this.ringing) return;
+    this.ringing = on;
+    this.show(this.state);
+  }
+
   show(state: State): void {
     this.state = state;
-    const want = this.faulty && state === 'idle' ? { ...PATTERNS.idle, error: FAULT_PATTERN } : PATTERNS[state];
+    let want = this.faulty && state === 'idle' ? { ...PATTERNS.idle, error: FAULT_PATTERN } : PATTERNS[state];
+    if (this.ringing) want = { ...want, activity: TIMER_PATTERN };
     for (const role of Object.keys(this.current) as LedRole[]) {
       const p = want[role] ?? OFF;
       if (patternName(p) === patternName(this.current[role])) continue;
@@ -72,6 +84,7 @@ export class Leds implements Indicator {
     const line = this.lines.listening;
     if (!line) return true; // none fitted: said at start-up and by doctor
     if (this.ledProblem) return false;
+    if (line.whenSettled?.()) return false; // set, not yet confirmed: `lighting` says when
     try {
       if (line.get()) return true;
       this.ledProblem = 'the listening LED line reads back off after it was set on';
@@ -79,6 +92,12 @@ export class Leds implements Indicator {
       this.ledProblem = `cannot read the listening LED line back: ${(e as Error).message}`;
     }
     return false;
+  }
+
+  /** While the listening LED's last level is not yet confirmed (an asynchronous backend), a promise; else null. */
+  lighting(): Promise<void> | null {
+    if (!this.lit.listening) return null;
+    return this.lines.listening?.whenSettled?.() ?? null;
   }
 
   snapshot(): Record<LedRole, string> {
@@ -90,9 +109,15 @@ export class Leds implements Indicator {
   private play(role: LedRole, p: Pattern): void {
     const t = this.timers.get(role);
     if (t) { clearTimeout(t); this.timers.delete(role); }
-    if (p.length <= 1) { this.set(role, p.length === 1); return; }
+    const wasBlinking = this.blinking.delete(role); // the line runs a pattern of its own: the next level must be written
+    if (p.length <= 1) { this.set(role, p.length === 1, wasBlinking); return; }
+    const line = this.lines[role];
+    if (line?.blink && role !== 'listening' && p.length % 2 === 0) {
+      // The backend times the pattern itself (gpioset -t): no process per blink.
+      try { line.blink(p); this.blinking.add(role); this.lit[role] = true; this.onChange?.(role, true); return; } catch { /* step it here */ }
+    }
     const step = (i: number) => {
-      this.set(role, i % 2 === 0);
+      this.set(role, i % 2 === 0, i === 0 && wasBlinking);
       const timer = setTimeout(() => step(i + 1), p[i % p.length]);
       timer.unref();
       this.timers.set(role, timer);
@@ -100,8 +125,8 @@ export class Leds implements Indicator {
     step(0);
   }
 
-  private set(role: LedRole, on: boolean): void {
-    if (this.lit[role] === on) return;
+  private set(role: LedRole, on: boolean, force = false): void {
+    if (this.lit[role] === on && !force) return;
     this.lit[role] = on;
     if (role === 'listening') this.ledProblem = null; // each write is judged afresh
     try {

@@ -16,6 +16,20 @@ program.command('run', { isDefault: true })
   .description('run the daemon (what systemd starts)')
   .action(async () => { await runDaemon(program.opts().config); });
 
+program.command('boot-config')
+  .description('print the lines the firmware\'s config.txt needs for this config (button pull, SPI); install.sh writes them')
+  .action(async () => {
+    const { bootConfigLines } = await import('./bootconfig.js');
+    try {
+      const lines = bootConfigLines(loadConfig(program.opts().config).config);
+      if (lines.length) process.stdout.write(lines.join('\n') + '\n');
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      process.stderr.write(`live-speaker: ${e.message}\n`);
+      process.exit(78);
+    }
+  });
+
 program.command('ctl')
   .description('control the running daemon through its control socket')
   .addArgument(new Command().createArgument('<command>', 'press | mute | unmute | status | volume').choices(['press', 'mute', 'unmute', 'status', 'volume']))

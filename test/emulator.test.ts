@@ -196,7 +196,7 @@ test('parrot: SDK setup, utterance, reply audio, turnComplete, resumption, close
     const [s] = await sessionEv;
     assert.equal(s.model, `models/${MODEL}`);
     assert.deepEqual(s.setup.generationConfig.responseModalities, ['AUDIO']);
-    assert.ok(s.key === 'test-key');
+    assert.equal(s.key, 'test-key');
     await c.waitMsg((m) => m.sessionResumptionUpdate?.newHandle === 'h-1-1');
 
     const uttEv = emu.waitFor('utterance');

@@ -180,7 +180,14 @@ test('mute survives a restart: the restarted daemon comes up muted and never sta
   } finally { await d2.stop(); await emu.close(); }
 });
 
-test('a key file the service user cannot read is a config error naming the setting and the file: exit 78, no crash', { skip: process.getuid?.() !== 0 ? 'needs root (to run the daemon as another user)' : false }, () => {
+/** Why the daemon cannot be run as user nobody here, or false: root is needed, and a checkout nobody can read (not under /root). */
+function asNobody(): string | false {
+  if (process.getuid?.() !== 0) return 'needs root (to run the daemon as another user)';
+  const r = spawnSync(process.execPath, ['-e', `require('fs').accessSync(${JSON.stringify(MAIN)}, require('fs').constants.R_OK)`], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 10000 });
+  return r.status === 0 ? false : `the checkout is not readable by user nobody (${MAIN}), so the daemon cannot run as another user here`;
+}
+
+test('a key file the service user cannot read is a config error naming the setting and the file: exit 78, no crash', { skip: asNobody() }, () => {
   const dir = tmp('ls-key-');
   chmodSync(dir, 0o755);
   const key = join(dir, 'gemini-api-key');

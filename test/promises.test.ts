@@ -4,34 +4,20 @@
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { Leds } from '../src/leds.js';
-import { Conversation, HELD_AUDIO_MAX_MS, type ConversationOptions, type LiveHandlers } from '../src/conversation.js';
+import { HELD_AUDIO_MAX_MS, type Conversation } from '../src/conversation.js';
+import { fakeConversation } from './bench/fake-conversation.js';
 import type { OutputLine } from '../src/gpio/gpio.js';
 import { createLogger } from '../src/log.js';
 import { tone, silence } from '../src/audio/pcm.js';
 import { isSdkFrameParseError } from '../src/live/gemini.js';
 
-const OPTS: ConversationOptions = {
-  rate: 16000, prerollMs: 0, vadThresholdDbfs: -45, endOfSpeechMs: 300,
-  noSpeechTimeoutMs: 60000, followUpMs: 5000, maxConversationMs: 600000, errorDisplayMs: 50,
-  trimWakeWord: true, wakeBeforeMs: 0, wakeSound: null, errorSound: null, chimeGateMs: 0, resumeWithinMs: 0,
-};
-
 function harness(lines: ConstructorParameters<typeof Leds>[0] = {}) {
-  const sent: Buffer[] = [];
-  const played: Buffer[] = [];
   const warnings: string[] = [];
-  let handlers: LiveHandlers | null = null;
   const leds = new Leds(lines);
   const log = createLogger('silent');
   log.warn = ((a: unknown, b?: string) => { warnings.push(typeof a === 'string' ? a : b ?? ''); }) as typeof log.warn;
-  const c = new Conversation(OPTS, {
-    live: { connect: (h) => { handlers = h; return { sendAudio: (b) => sent.push(b), close: () => undefined }; } },
-    player: { open: () => undefined, close: () => undefined, play: (b) => played.push(b), flush: () => undefined, finish: (done) => done() },
-    mic: { start: () => undefined, stop: () => undefined },
-    indicator: leds,
-  }, log);
-  const t = { c, sent, played, warnings, leds, h: () => handlers! };
-  all.push(c);
+  const t = { ...fakeConversation(leds, log), warnings, leds };
+  all.push(t.c);
   return t;
 }
 const all: Conversation[] = [];

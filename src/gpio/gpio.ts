@@ -1,16 +1,38 @@
 // GPIO behind a narrow interface: lines that can be set, and lines that
-// report changes. The onoff (sysfs) backend lives here; a libgpiod backend
-// would be a second implementation of GpioBackend.
+// report changes. The onoff (sysfs) backend lives here; the libgpiod
+// (character device) backend is gpio/chardev.ts.
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** An output line; `get` reads the line's level back from the hardware (logical: true = on). */
-export interface OutputLine { set(on: boolean): void; get(): boolean; release(): void }
+export type Bias = 'pull-up' | 'pull-down' | 'none';
+
+/**
+ * An output line; `get` reads the line's level back (logical: true = on),
+ * and throws with the reason when the line is not what was asked of it.
+ * Backends that set a line through another process are asynchronous:
+ * `whenSettled` then returns a promise until the last `set` is confirmed
+ * (or failed), and null once it is; `get` answers for confirmed levels only.
+ * `blink`, where offered, lets the backend time an on/off pattern itself
+ * (periods in ms, starting on, repeated).
+ */
+export interface OutputLine {
+  set(on: boolean): void;
+  get(): boolean;
+  release(): void;
+  whenSettled?(): Promise<void> | null;
+  blink?(periods: number[]): void;
+  /** True when `set` takes effect before it returns (bit-banging needs that). */
+  readonly synchronous?: boolean;
+}
 export interface InputLine { onChange(cb: (active: boolean) => void): void; release(): void }
 export interface GpioBackend {
   readonly name: string;
   output(bcm: number, activeLow: boolean): OutputLine;
-  input(bcm: number, activeLow: boolean, debounceMs: number): InputLine;
+  /** `bias` is set where the backend can (chardev); sysfs cannot, so the firmware's gpio= line does it. */
+  input(bcm: number, activeLow: boolean, debounceMs: number, bias?: Bias): InputLine;
+  /** Anything the backend wants said once at start (e.g. that it cannot set a pull). */
+  readonly notes?: string[];
+  release?(): void;
 }
 
 export class GpioUnavailable extends Error {
@@ -68,13 +90,17 @@ export async function onoffBackend(sysfsRoot = '/sys/class/gpio'): Promise<GpioB
       throw new GpioUnavailable(`cannot open BCM ${bcm} (sysfs gpio${n}): ${err.code ?? err.message}${hint}`);
     }
   };
+  const notes: string[] = [];
   return {
-    name: 'onoff',
+    name: 'onoff (sysfs)',
+    notes,
     output(bcm, activeLow) {
       const g = open(bcm, (n) => new Gpio(n, 'out', 'none', { activeLow }));
-      return { set: (on) => g.writeSync(on ? 1 : 0), get: () => g.readSync() === 1, release: () => { try { g.writeSync(0); g.unexport(); } catch { /* gone */ } } };
+      return { synchronous: true, set: (on) => g.writeSync(on ? 1 : 0), get: () => g.readSync() === 1, release: () => { try { g.writeSync(0); g.unexport(); } catch { /* gone */ } } };
     },
-    input(bcm, activeLow, debounceMs) {
+    input(bcm, activeLow, debounceMs, bias = 'none') {
+      // sysfs has no pull setting: the firmware's gpio= line (written by install.sh) sets it at boot.
+      if (bias !== 'none') notes.push(`BCM ${bcm}: sysfs GPIO cannot set the ${bias}; it comes from the firmware line gpio=${bcm}=ip,${bias === 'pull-up' ? 'pu' : 'pd'} in config.txt (install.sh writes it; a reboot applies it)`);
       const g = open(bcm, (n) => new Gpio(n, 'in', 'both', { activeLow, debounceTimeout: debounceMs }));
       return {
         onChange: (cb) => g.watch((err, v) => { if (!err) cb(v === 1); }),

@@ -2,7 +2,7 @@
 // systemd does, with a config written for the test and the simulated sound
 // card's environment. Helpers wait on its JSON log lines and ctl status.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +46,7 @@ export class DaemonProcess {
     const base = {
       control: { socket },
       log: { level: 'debug' },
+      state: { dir: join(dir, 'state') }, // each daemon its own: a test that mutes must not mute the next one
     };
     writeFileSync(configFile, opts.rawConfig ?? stringify(deepMerge(base, opts.config ?? {})));
     const env = { ...(opts.env ?? process.env) };
@@ -110,6 +111,30 @@ export async function startWithEmulator(emuOpts: EmulatorOptions, config: Record
   const emu = await LiveEmulator.start(emuOpts);
   const daemon = await DaemonProcess.start({ env, config: deepMerge({ live: { base_url: emu.url } }, config) });
   return { emu, daemon, async done() { await daemon.stop(); await emu.close(); } };
+}
+
+/** Whether a process exists (a zombie counts as gone: it has exited). */
+export function processAlive(pid: number): boolean {
+  try { return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; }
+}
+
+/** Pids of the arecord processes whose parent is `pid`. */
+export function arecordChildren(pid: number): number[] {
+  const out: number[] = [];
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const m = /^\d+ \((.*)\) (\S) (\d+) /.exec(stat);
+      if (m && m[1] === 'arecord' && m[2] !== 'Z' && Number(m[3]) === pid) out.push(Number(p));
+    } catch { /* exited meanwhile */ }
+  }
+  return out;
+}
+
+export async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  while (!cond()) { if (Date.now() > until) return false; await new Promise((r) => setTimeout(r, 20)); }
+  return true;
 }
 
 function pick(env: NodeJS.ProcessEnv | undefined, keys: string[]): NodeJS.ProcessEnv {

@@ -89,7 +89,7 @@ export interface SinkRecorder {
    * position in the recording to wall-clock time.
    */
   readonly startedAt: number;
-  /** Stops recording; resolves with every byte recorded (24 kHz mono s16le) once the process has ended. */
+  /** Stops recording; resolves with every byte recorded (mono s16le at the device's rate) once the process has ended. */
   stop(): Promise<Buffer>;
 }
 
@@ -220,10 +220,22 @@ export class SoundCard {
 
   /** Records what the speaker plays (spk.monitor, 24 kHz mono s16le) until stop(). */
   recordSpeaker(): SinkRecorder {
+    return this.record('spk.monitor', SPK_RATE);
+  }
+
+  /**
+   * Records what is in the room (room.monitor, 16 kHz mono s16le) until stop():
+   * what the microphone is given, glitches of the simulated card included.
+   */
+  recordRoom(): SinkRecorder {
+    return this.record('room.monitor', ROOM_RATE);
+  }
+
+  private record(device: string, rate: number): SinkRecorder {
     this.assertRunning();
     const child = spawn(
       'parec',
-      ['--device=spk.monitor', '--raw', `--rate=${SPK_RATE}`, '--channels=1', '--format=s16le', '--latency-msec=20'],
+      [`--device=${device}`, '--raw', `--rate=${rate}`, '--channels=1', '--format=s16le', '--latency-msec=20'],
       { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const spawnedAt = Date.now();
@@ -236,7 +248,7 @@ export class SoundCard {
     child.stdout!.on('data', (d: Buffer) => {
       chunks.push(d);
       bytes += d.length;
-      byte0At = Math.min(byte0At, Date.now() - (bytes / 2 / SPK_RATE) * 1000);
+      byte0At = Math.min(byte0At, Date.now() - (bytes / 2 / rate) * 1000);
     });
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.once('error', (e) => (spawnError = e));
@@ -249,9 +261,9 @@ export class SoundCard {
         stopping ??= (async () => {
           if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
           await waitExit(child, 3000);
-          if (spawnError) throw new Error(`recordSpeaker: cannot run parec: ${spawnError.message}`);
+          if (spawnError) throw new Error(`record ${device}: cannot run parec: ${spawnError.message}`);
           const all = Buffer.concat(chunks);
-          if (all.length === 0 && stderr.trim()) throw new Error(`recordSpeaker: parec: ${stderr.trim()}`);
+          if (all.length === 0 && stderr.trim()) throw new Error(`record ${device}: parec: ${stderr.trim()}`);
           return all.subarray(0, all.length - (all.length % 2));
         })();
         return stopping;
@@ -446,4 +458,80 @@ export function findOnset(
   }
   if (best < 0) return null;
   return { offsetBytes: best * 2, correlation: bestC, needleOnsetBytes: onset * 2 };
+}
+
+/**
+ * How well the whole of `said` is in `heard` (both 16 kHz mono s16le): the
+ * normalised correlation of every sample of `said` against `heard`, aligned
+ * where findOnset puts its onset. 1 = every sample, in order; a missing,
+ * damaged or stretched part pulls it down. 0 when the onset is not found.
+ */
+export function wholeCorrelation(heard16k: Buffer, said16k: Buffer): number {
+  const hit = findOnset(heard16k, said16k);
+  if (!hit) return 0;
+  const start = hit.offsetBytes - hit.needleOnsetBytes;
+  const a = said16k.subarray(Math.max(0, -start));
+  const b = heard16k.subarray(Math.max(0, start), Math.max(0, start) + a.length);
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i + 1 < Math.min(a.length, b.length); i += 2) {
+    const x = a.readInt16LE(i), y = b.readInt16LE(i);
+    ab += x * y; aa += x * x; bb += y * y;
+  }
+  // Counted over the whole of `said`: a `heard` that ends early is missing that much.
+  for (let i = b.length; i + 1 < a.length; i += 2) aa += a.readInt16LE(i) ** 2;
+  return ab / Math.sqrt(aa * bb || 1);
+}
+
+/** RMS of each 20 ms window of 16 kHz mono s16le, one window per ms (so no block phase decides). */
+function windowRms(pcm16k: Buffer): Float64Array {
+  const x = samplesOf(pcm16k);
+  const w = 320;
+  const hop = 16;
+  const n = x.length >= w ? Math.floor((x.length - w) / hop) + 1 : 0;
+  const out = new Float64Array(n);
+  let e = 0;
+  for (let i = 0; i < Math.min(w, x.length); i++) e += x[i] * x[i];
+  for (let k = 0; k < n; k++) {
+    out[k] = Math.sqrt(Math.max(0, e) / w);
+    for (let i = k * hop; i < (k + 1) * hop && i + w < x.length; i++) e += x[i + w] * x[i + w] - x[i] * x[i];
+  }
+  return out;
+}
+
+/**
+ * Milliseconds of speech in 16 kHz mono s16le: how many 1 ms steps of a
+ * 20 ms window have an RMS of at least `minRms`. Give two recordings the same
+ * `minRms` (e.g. a tenth of speechPeakRms of the one said) to compare them.
+ */
+export function speechMs(pcm16k: Buffer, minRms: number): number {
+  let count = 0;
+  for (const r of windowRms(pcm16k)) if (r >= minRms) count++;
+  return count;
+}
+
+/** RMS of the loudest 20 ms window of 16 kHz mono s16le. */
+export function speechPeakRms(pcm16k: Buffer): number {
+  let peak = 0;
+  for (const r of windowRms(pcm16k)) if (r > peak) peak = r;
+  return peak;
+}
+
+/**
+ * The best normalised cross-correlation of the whole of `needle` inside
+ * `haystack` (same rate, s16le), trying every sample offset in
+ * [fromSample, toSample]. at: that offset in samples; ncc: 1 = identical.
+ */
+export function bestMatch(haystack: Buffer, needle: Buffer, fromSample: number, toSample: number): { at: number; ncc: number } {
+  const h = samplesOf(haystack);
+  const nd = samplesOf(needle);
+  let nn = 0;
+  for (let i = 0; i < nd.length; i++) nn += nd[i] * nd[i];
+  let best = { at: -1, ncc: 0 };
+  for (let p = Math.max(0, fromSample); p <= Math.min(toSample, h.length - nd.length); p++) {
+    let dot = 0, hh = 0;
+    for (let i = 0; i < nd.length; i++) { const v = h[p + i]; dot += v * nd[i]; hh += v * v; }
+    const c = hh > 0 && nn > 0 ? dot / Math.sqrt(hh * nn) : 0;
+    if (c > best.ncc) best = { at: p, ncc: c };
+  }
+  return best;
 }

@@ -1,0 +1,323 @@
+// The Raspberry Pi architectures, emulated (test-bench.md section 8): for
+// arm64 (64-bit Raspberry Pi OS) and armhf (32-bit), a cached Debian trixie
+// root of that architecture (test/bench/arm-root.sh; run through qemu-user
+// and binfmt_misc) takes the repo's package.json, package-lock.json and the
+// vendored speaker tarball into a fresh directory and runs the same clean
+// `npm ci` as scripts/install.sh there; every native addon must have been
+// built, as an ELF file of that architecture. Then the speaker addon built
+// there plays a known signal (marker tones around a seeded random body) into
+// the simulated sound card, whose PulseAudio runs on this machine with its
+// directory bind-mounted into the root, and what reaches spk.monitor must be
+// that signal, every sample, in order.
+//
+// Skipped, with the reason, without root, qemu-user-static or binfmt_misc;
+// LIVE_SPEAKER_SKIP_ARM_TEST=1 skips it, LIVE_SPEAKER_ARM_ARCHES=arm64 runs
+// one architecture only.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, readdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SoundCard, findTone } from './bench/soundcard.js';
+
+const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BENCH = join(REPO, 'test', 'bench');
+const CACHE = process.env.LIVE_SPEAKER_TEST_CACHE ?? '/var/cache/live-speaker-test';
+const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+
+interface Arch {
+  /** Debian's name. */ deb: 'arm64' | 'armhf';
+  /** qemu's name, as in binfmt_misc's qemu-NAME. */ qemu: string;
+  /** Node's process.arch there. */ node: string;
+  /** ELF class (1: 32-bit, 2: 64-bit) and e_machine of its binaries. */ elfClass: number; machine: number;
+}
+const ARCHES: Arch[] = [
+  { deb: 'arm64', qemu: 'aarch64', node: 'arm64', elfClass: 2, machine: 183 /* EM_AARCH64 */ },
+  { deb: 'armhf', qemu: 'arm', node: 'arm', elfClass: 1, machine: 40 /* EM_ARM */ },
+];
+const wanted = (process.env.LIVE_SPEAKER_ARM_ARCHES ?? 'arm64,armhf').split(',').map((s) => s.trim());
+
+function skipReason(a: Arch): string | false {
+  if (process.env.LIVE_SPEAKER_SKIP_ARM_TEST === '1') return 'LIVE_SPEAKER_SKIP_ARM_TEST=1';
+  if (!wanted.includes(a.deb)) return `LIVE_SPEAKER_ARM_ARCHES=${wanted.join(',')}`;
+  if (process.platform !== 'linux') return 'needs Linux';
+  if (process.getuid?.() !== 0) return 'needs root (mounts, chroot, binfmt_misc)';
+  for (const c of ['unshare', 'chroot', 'flock', 'pulseaudio', 'parec']) if (!has(c)) return `${c} not installed`;
+  if (!existsSync(`/usr/bin/qemu-${a.qemu}-static`)) return `qemu-${a.qemu}-static not installed (Debian: qemu-user-static binfmt-support)`;
+  if (!existsSync('/proc/sys/fs/binfmt_misc')) return 'this kernel has no binfmt_misc';
+  if (!existsSync(join(CACHE, `${a.deb}-root`, '.stamp')) && !has('debootstrap')) return 'debootstrap not installed and no cached root';
+  const probe = spawnSync('unshare', ['--mount', 'true'], { timeout: 10000 });
+  if (probe.status !== 0) return `unshare --mount is not permitted here (${String(probe.stderr).trim() || probe.status})`;
+  return false;
+}
+
+function sh(cmd: string, args: string[], opts: { timeoutMs: number; env?: NodeJS.ProcessEnv }): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: opts.timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 << 20, env: opts.env ?? process.env }, (err, stdout, stderr) => {
+      const e = err as (Error & { code?: unknown; killed?: boolean }) | null;
+      const code = !e ? 0 : typeof e.code === 'number' ? e.code : e.killed ? 124 : -1;
+      resolve({ code, out: String(stdout), err: String(stderr) });
+    });
+  });
+}
+
+/** test/bench/arm-root.sh: the cached root's path; it also (re-)registers qemu in binfmt_misc. */
+async function armRoot(a: Arch): Promise<string> {
+  const r = await sh('bash', [join(BENCH, 'arm-root.sh'), a.deb, CACHE], { timeoutMs: 60 * 60 * 1000 });
+  assert.equal(r.code, 0, `arm-root.sh ${a.deb} failed:\n${r.err.slice(-4000)}`);
+  return r.out.trim().split('\n').pop()!;
+}
+
+/** ELF class, byte order, e_machine and e_flags of a file. */
+function elfHeader(path: string): { cls: number; data: number; machine: number; flags: number } {
+  const b = Buffer.alloc(52);
+  const fd = openSync(path, 'r');
+  try { readSync(fd, b, 0, 52, 0); } finally { closeSync(fd); }
+  assert.ok(b.subarray(0, 4).equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46])), `${path} is not an ELF file`);
+  const cls = b[4];
+  const le = b[5] === 1;
+  const machine = le ? b.readUInt16LE(18) : b.readUInt16BE(18);
+  const flags = cls === 1 ? (le ? b.readUInt32LE(36) : b.readUInt32BE(36)) : 0;
+  return { cls, data: b[5], machine, flags };
+}
+
+/** Every package under node_modules with a binding.gyp (the ones npm ci builds with node-gyp). */
+function gypPackages(nodeModules: string): string[] {
+  const out: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (!e.isDirectory() || e.name === '.bin') continue;
+      const p = join(dir, e.name);
+      if (e.name.startsWith('@')) { walk(p); continue; }
+      if (existsSync(join(p, 'binding.gyp'))) out.push(p);
+      if (existsSync(join(p, 'node_modules'))) walk(join(p, 'node_modules'));
+    }
+  };
+  walk(nodeModules);
+  return out;
+}
+
+// --- the signal: a marker tone, a seeded random body, another marker tone (24 kHz mono s16le),
+// after a short silence. The first 0-20 ms of every new playback stream never
+// reach spk.monitor on the simulated card (seen here on x86 too, with the
+// x86 addon and with aplay: the card's start, not the addon's build); the
+// lead-in silence is what that loses, so every sample of the signal counts.
+const RATE = 24000;
+const LEAD_MS = 100;
+const HEAD_HZ = 1000;
+const TAIL_HZ = 2000;
+const MARK_MS = 200;
+const BODY_MS = 2000;
+function toneSamples(freq: number, ms: number): Int16Array {
+  const n = (RATE * ms) / 1000;
+  const x = new Int16Array(n);
+  for (let i = 0; i < n; i++) x[i] = Math.round(0.5 * 32767 * Math.sin((2 * Math.PI * freq * i) / RATE));
+  return x;
+}
+function bodySamples(seed: number): Int16Array {
+  // mulberry32
+  let s = seed >>> 0;
+  const rnd = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const x = new Int16Array((RATE * BODY_MS) / 1000);
+  for (let i = 0; i < x.length; i++) x[i] = Math.round((rnd() * 2 - 1) * 0.3 * 32767);
+  return x;
+}
+const concat = (...parts: Int16Array[]) => {
+  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) { out.set(p, o); o += p.length; }
+  return out;
+};
+const bytesOf = (x: Int16Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
+function samplesOf(b: Buffer): Int16Array {
+  const c = Buffer.from(b.subarray(0, b.length - (b.length % 2)));
+  return new Int16Array(c.buffer, c.byteOffset, c.length / 2);
+}
+/** Normalised cross-correlation of needle with hay at offset (0 where either is silent). */
+function ncc(hay: Int16Array, needle: Int16Array, offset: number, n = needle.length): number {
+  if (offset < 0 || offset + n > hay.length) return 0;
+  let dot = 0, hh = 0, nn = 0;
+  for (let i = 0; i < n; i++) {
+    const h = hay[offset + i], k = needle[i];
+    dot += h * k; hh += h * h; nn += k * k;
+  }
+  return hh > 0 && nn > 0 ? dot / Math.sqrt(hh * nn) : 0;
+}
+
+// The player, run by the root's node: the signal to `speaker` in one go (the
+// way a reply is best written, test-bench.md section 7), then the addon's
+// close, which drains ALSA.
+const PLAY_CJS = `const Speaker = require('speaker');
+const pcm = require('fs').readFileSync(process.argv[2]);
+const s = new Speaker({ channels: 1, bitDepth: 16, sampleRate: ${RATE}, signed: true });
+s.on('error', (e) => { console.error('speaker error:', e); process.exit(1); });
+s.once('close', () => { console.log('played ' + pcm.length + ' bytes on ' + process.arch); process.exit(0); });
+s.end(pcm);
+`;
+
+test('the vendored speaker tarball is speaker@0.5.5 from the registry plus vendor/speaker/arm64.patch, nothing else', { timeout: 120_000 }, async () => {
+  const r = await sh('bash', [join(REPO, 'vendor', 'speaker', 'pack.sh'), '--check'], { timeoutMs: 110_000 });
+  assert.equal(r.code, 0, `${r.out}\n${r.err}`);
+});
+
+interface Prepared { root: string; run: string; app: string; npmCi: { code: number; out: string; err: string }; timings: Record<string, number | string> }
+
+/**
+ * The root (built once, cached), a fresh directory with what npm ci reads
+ * (the manifest, the lock file and every local package they name), and the
+ * same clean `npm ci` as scripts/install.sh, as root in the root, under qemu.
+ */
+async function prepare(a: Arch): Promise<Prepared> {
+  const timings: Record<string, number | string> = {};
+  let t = Date.now();
+  const root = await armRoot(a);
+  timings.rootS = (Date.now() - t) / 1000;
+  mkdirSync(CACHE, { recursive: true });
+  const run = mkdtempSync(join(CACHE, `run-${a.deb}-`));
+  chmodSync(run, 0o755);
+  const app = join(run, 'app');
+  mkdirSync(app);
+  const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8'));
+  copyFileSync(join(REPO, 'package.json'), join(app, 'package.json'));
+  copyFileSync(join(REPO, 'package-lock.json'), join(app, 'package-lock.json'));
+  for (const spec of Object.values({ ...pkg.dependencies, ...pkg.devDependencies }) as string[]) {
+    if (!spec.startsWith('file:')) continue;
+    const rel = relative(REPO, join(REPO, spec.slice('file:'.length)));
+    mkdirSync(dirname(join(app, rel)), { recursive: true });
+    copyFileSync(join(REPO, rel), join(app, rel));
+  }
+  await armRoot(a); // binfmt may have been dropped meanwhile: re-check
+  t = Date.now();
+  const npmCi = await sh('bash', [join(BENCH, 'in-root.sh'), root, run, app, '--',
+    'bash', '-c', `cd ${app} && env -u NODE_ENV npm ci --include=dev --no-audit --no-fund --loglevel=error </dev/null 2>&1`],
+  { timeoutMs: 45 * 60 * 1000, env: { PATH: process.env.PATH, NPM_CACHE_DIR: join(CACHE, 'npm-cache-arm') } });
+  timings.npmCiS = (Date.now() - t) / 1000;
+  if (npmCi.code !== 0 && !existsSync(`/proc/sys/fs/binfmt_misc/qemu-${a.qemu}`)) {
+    npmCi.err += `\nqemu-${a.qemu} was unregistered from binfmt_misc during the run (by a package install in some other root?)`;
+  }
+  return { root, run, app, npmCi, timings };
+}
+
+// Every architecture's root build and npm ci start together (each is mostly
+// one emulated process, and a cold root is the slow part): the first suite
+// to run starts them all; each suite waits for its own.
+const prepared = new Map<string, Promise<Prepared>>();
+function prepareAll(): void {
+  for (const a of ARCHES) {
+    if (skipReason(a) || prepared.has(a.deb)) continue;
+    const p = prepare(a);
+    p.catch(() => undefined); // reported by the suite that awaits it
+    prepared.set(a.deb, p);
+  }
+}
+
+for (const a of ARCHES) {
+  const skip = skipReason(a);
+  describe(`${a.deb} (Raspberry Pi OS ${a.deb === 'arm64' ? '64' : '32'}-bit userland under qemu)`, { skip }, () => {
+    let root = '';
+    let run = '';
+    let app = '';
+    let npmCi = { code: -1, out: '', err: '' };
+    let timings: Record<string, number | string> = {};
+
+    before(async () => {
+      prepareAll();
+      ({ root, run, app, npmCi, timings } = await prepared.get(a.deb)!);
+    }, { timeout: 110 * 60 * 1000 });
+
+    after(() => {
+      process.stderr.write(`arm test ${a.deb} timings (s): ${JSON.stringify(timings)}\n`);
+      if (run) spawnSync('rm', ['-rf', '--one-file-system', run]);
+    });
+
+    test(`a clean npm ci builds every native addon, each an ELF file for ${a.deb}`, () => {
+      assert.equal(npmCi.code, 0, `npm ci failed under qemu (${a.deb}):\n${npmCi.out.slice(-6000)}\n${npmCi.err.slice(-2000)}`);
+      const built = gypPackages(join(app, 'node_modules'));
+      const names = built.map((p) => relative(join(app, 'node_modules'), p)).sort();
+      for (const want of ['epoll', 'sd-notify', 'speaker']) assert.ok(names.includes(want), `${want} is among the node-gyp packages (${names.join(', ')})`);
+      for (const p of built) {
+        const rel = join(p, 'build', 'Release');
+        const nodes = existsSync(rel) ? readdirSync(rel).filter((f) => f.endsWith('.node')) : [];
+        assert.ok(nodes.length > 0, `${relative(app, p)}: no build/Release/*.node (the addon did not build)`);
+        for (const f of nodes) {
+          const h = elfHeader(join(rel, f));
+          assert.equal(h.cls, a.elfClass, `${f}: ELF class ${h.cls}, want ${a.elfClass}`);
+          assert.equal(h.data, 1, `${f}: little-endian`);
+          assert.equal(h.machine, a.machine, `${relative(app, join(rel, f))}: e_machine ${h.machine}, want ${a.machine} (${a.deb})`);
+          // armhf: the hard-float EABI (EF_ARM_ABI_FLOAT_HARD), as Raspberry Pi OS 32-bit is.
+          if (a.deb === 'armhf') assert.ok(h.flags & 0x400, `${f}: hard-float ABI (e_flags 0x${h.flags.toString(16)})`);
+        }
+      }
+    });
+
+    test(`the ${a.deb} speaker addon plays a known signal into the simulated sound card, every sample in order`, { timeout: 180_000 }, async () => {
+      assert.equal(npmCi.code, 0, 'npm ci failed (see the test above)');
+      const cardDir = join(run, 'card');
+      mkdirSync(cardDir, { mode: 0o755 });
+      const card = await SoundCard.start(cardDir);
+      try {
+        const head = toneSamples(HEAD_HZ, MARK_MS);
+        const body = bodySamples(0x5eed_0000 + a.machine);
+        const tail = toneSamples(TAIL_HZ, MARK_MS);
+        const signal = concat(new Int16Array((RATE * LEAD_MS) / 1000), head, body, tail);
+        writeFileSync(join(app, 'signal.raw'), bytesOf(signal));
+        writeFileSync(join(app, 'play.cjs'), PLAY_CJS);
+
+        await armRoot(a); // binfmt re-check before the emulated run
+        const rec = card.recordSpeaker();
+        await sleep(300);
+        const t = Date.now();
+        const play = await sh('bash', [join(BENCH, 'in-root.sh'), root, run, app, cardDir, '--',
+          'env', `PULSE_SERVER=${card.cardEnv.PULSE_SERVER}`, `ALSA_CONFIG_PATH=${card.cardEnv.ALSA_CONFIG_PATH}`,
+          'node', join(app, 'play.cjs'), join(app, 'signal.raw')], { timeoutMs: 120_000, env: { PATH: process.env.PATH } });
+        timings.playS = (Date.now() - t) / 1000;
+        await sleep(500);
+        const got = samplesOf(await rec.stop());
+        assert.equal(play.code, 0, `the player failed under qemu:\n${play.out}\n${play.err}`);
+        assert.match(play.out, new RegExp(`played ${signal.length * 2} bytes on ${a.node}`));
+
+        // Where the body sits in the recording: coarse by the head marker, then
+        // sample-exact by correlating its first 100 ms.
+        const gotBuf = bytesOf(got);
+        const h = findTone(gotBuf, HEAD_HZ, 5);
+        const tl = findTone(gotBuf, TAIL_HZ, 5);
+        assert.ok(h.firstMs !== null && tl.lastMs !== null, `both marker tones recorded (head ${h.firstMs} ms, tail ${tl.lastMs} ms, recording ${(got.length / RATE).toFixed(2)} s)`);
+        const guess = Math.round(((h.firstMs! + MARK_MS) * RATE) / 1000);
+        const probe = body.subarray(0, RATE / 10);
+        let best = -1, bestC = -1;
+        for (let o = Math.max(0, guess - RATE / 20); o <= guess + RATE / 20; o++) {
+          const c = ncc(got, probe, o);
+          if (c > bestC) { bestC = c; best = o; }
+        }
+        const whole = ncc(got, body, best);
+        timings.bodyCorrelation = Number(whole.toFixed(5));
+        // The head marker right before it, the tail marker right after it: nothing cut at either end.
+        const headC = ncc(got, head, best - head.length);
+        const tailC = ncc(got, tail, best + body.length);
+        let exact = 0;
+        const sent = concat(head, body, tail);
+        for (let i = 0, o = best - head.length; i < sent.length; i++) if (Math.abs(got[o + i] - sent[i]) <= 1) exact++;
+        Object.assign(timings, { headCorrelation: Number(headC.toFixed(5)), tailCorrelation: Number(tailC.toFixed(5)), samplesExact: `${exact}/${sent.length}` });
+        if (whole < 0.99 || headC < 0.99 || tailC < 0.99) writeFileSync(join(CACHE, `arm-test-${a.deb}-recording.raw`), bytesOf(got));
+        assert.ok(whole >= 0.99, `the whole ${BODY_MS} ms body, at one offset, correlates ${whole.toFixed(4)} (>= 0.99: no sample lost, added or moved)`);
+        assert.ok(headC >= 0.99, `the head marker precedes the body (correlation ${headC.toFixed(4)})`);
+        assert.ok(tailC >= 0.99, `the tail marker follows the body (correlation ${tailC.toFixed(4)})`);
+        // And sample by sample (the card mixes nothing else in at 100% volume): all of it, unchanged.
+        assert.equal(exact, sent.length, `samples arrived unchanged (within 1 LSB): ${exact} of ${sent.length}`);
+        const spanMs = tl.lastMs! - h.firstMs!;
+        timings.spanMs = spanMs;
+        assert.ok(Math.abs(spanMs - (2 * MARK_MS + BODY_MS)) <= 10, `marker to marker ${spanMs} ms, sent ${2 * MARK_MS + BODY_MS} ms`);
+      } finally {
+        await card.stop();
+      }
+    });
+  });
+}
