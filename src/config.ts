@@ -7,6 +7,7 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { MAX_VOLUME } from './state.js';
 import { HARDWARE_PROFILES, applyProfile, readSoundCards } from './hardware.js';
+import { DEFAULT_LIVE_MODEL } from './live/models.js';
 
 const pin = z.number().int().min(0).max(63);
 const led = z.strictObject({
@@ -19,7 +20,7 @@ export const ConfigSchema = z.strictObject({
   // A voice HAT: sets the sound card, button, LEDs and mixer beneath this file (src/hardware.ts); any key here still wins.
   hardware: z.enum(Object.keys(HARDWARE_PROFILES) as [string, ...string[]]).default('custom'),
   live: z.strictObject({
-    model: z.string().min(1).default('gemini-2.5-flash-native-audio-preview-09-2025'),
+    model: z.string().min(1).default(DEFAULT_LIVE_MODEL), // src/live/models.ts: the current stable native-audio Live model
     voice: z.string().min(1).default('Kore'),
     language: z.string().min(2).default('en-US'),
     system_instruction: z.string().default(
@@ -27,6 +28,9 @@ export const ConfigSchema = z.strictObject({
     base_url: z.url().nullable().default(null),
     api_key_file: z.string().nullable().default(null),
     connect_timeout_s: z.number().positive().max(120).default(10),
+    // issue 12: Google Search grounding (news, weather); a place for the context line (null = none).
+    google_search: z.boolean().default(false),
+    location: z.string().max(100).nullable().default(null),
   }).prefault({}),
   audio: z.strictObject({
     capture_device: z.string().min(1).default('default'),
@@ -113,6 +117,8 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   log: z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+    // What was heard and said, in the journal and `ctl watch`: off for privacy unless asked for.
+    transcripts: z.boolean().default(false),
   }).prefault({}),
   state: z.strictObject({
     // null: $STATE_DIRECTORY (systemd's StateDirectory=), else /var/lib/live-speaker

@@ -26,7 +26,14 @@ export interface LiveHandlers {
   onClose(info: CloseInfo): void; // any end the conversation did not ask for
   onResumeHandle(handle: string): void; // the newest handle this session can be resumed with
   onGoAway(timeLeftMs: number): void; // the server will close this connection soon
+  // ---- observability (issue 12): re-emitted as 'usage' and 'transcript' events for src/observe.ts
+  onUsage?(usage: UsageCounts): void; // the server's usageMetadata, as sent
+  onTurnText?(text: TurnText): void; // one turn's transcripts, assembled (only when transcription was asked for)
 }
+/** Token counts as the server reports them (usageMetadata). */
+export interface UsageCounts { promptTokenCount?: number; responseTokenCount?: number; totalTokenCount?: number; cachedContentTokenCount?: number; toolUsePromptTokenCount?: number; thoughtsTokenCount?: number }
+/** What the user said and what the model said in one turn (transcripts). */
+export interface TurnText { heard: string; said: string; interrupted?: boolean }
 export interface LiveLink { sendAudio(pcm16k: Buffer): void; close(): void }
 export interface LiveConnector { connect(handlers: LiveHandlers, opts: { resumeHandle: string | null }): LiveLink }
 
@@ -340,6 +347,8 @@ export class Conversation extends EventEmitter {
       onClose: mine((info: CloseInfo) => this.dropped(info)),
       onResumeHandle: mine((h: string) => { this.handle = h; }),
       onGoAway: mine((ms: number) => this.goAway(ms)),
+      onUsage: mine((u: UsageCounts) => this.emit('usage', u)),
+      onTurnText: mine((t: TurnText) => this.emit('transcript', t)),
     }, { resumeHandle: this.handle });
   }
 

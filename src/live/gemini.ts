@@ -3,16 +3,33 @@
 // calls. Also here: how a close is classified (permanent: do not retry on
 // your own; transient: resume), and answers to tool calls we do not know.
 // Audio out is 16 kHz s16le, audio in 24 kHz.
-import { GoogleGenAI, Modality, type LiveServerMessage, type Session } from '@google/genai';
-import type { CloseInfo, LiveConnector, LiveHandlers, LiveLink } from '../conversation.js';
+import { GoogleGenAI, Modality, type LiveServerMessage, type Session, type Tool } from '@google/genai';
+import type { CloseInfo, LiveConnector, LiveHandlers, LiveLink, TurnText } from '../conversation.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
+import { MODEL_REJECTED, modelFaultSummary } from './models.js';
+import { systemInstructionWithContext } from './context.js';
 
 export interface GeminiOptions {
   apiKey: string;
   baseUrl: string | null;
   live: Config['live'];
   silenceMs: number;
+  /** The config file, named in what the user is told to change (live.model). */
+  configFile?: string | null;
+  /** log.transcripts: ask for input/output transcription; without it none is requested, and any that comes is dropped. */
+  transcripts?: boolean;
+}
+
+/**
+ * The session's `tools` array, built in this one place. Google Search
+ * grounding when live.google_search is on; function declarations are added
+ * here too (issue 12, tools).
+ */
+export function sessionTools(live: Config['live']): Tool[] {
+  const tools: Tool[] = [];
+  if (live.google_search) tools.push({ googleSearch: {} });
+  return tools;
 }
 
 /**
@@ -98,12 +115,20 @@ export class GeminiConnector implements LiveConnector {
       const start = s.connect.bind(s);
       s.connect = () => { start(); if (closed) dispose(); };
     });
+    const tools = sessionTools(live);
+    const transcripts = this.opts.transcripts === true;
+    const text: TurnText = { heard: '', said: '' };
     ai.live.connect({
       model: live.model,
+      // Only fields the current Live models accept: no thinkingConfig, proactivity or
+      // enableAffectiveDialog (gemini-3.8-live rejects or ignores them, per its migration notes).
       config: {
         responseModalities: [Modality.AUDIO],
         speechConfig: { voiceConfig: { prebuiltVoiceConfig: { voiceName: live.voice } }, languageCode: live.language },
-        systemInstruction: { parts: [{ text: live.system_instruction }] },
+        // The configured instruction and one line of date, time, time zone (and place): wall clock, read at each session start.
+        systemInstruction: { parts: [{ text: systemInstructionWithContext(live.system_instruction, new Date(), live.location) }] },
+        ...(tools.length ? { tools } : {}),
+        ...(transcripts ? { inputAudioTranscription: {}, outputAudioTranscription: {} } : {}),
         realtimeInputConfig: { automaticActivityDetection: { silenceDurationMs: this.opts.silenceMs } },
         // Resumable sessions survive goAway and network drops; compression lifts the 15-minute audio cap.
         sessionResumption: resumeHandle ? { handle: resumeHandle } : {},
@@ -114,11 +139,15 @@ export class GeminiConnector implements LiveConnector {
           if (closed) return;
           // The SDK calls this inside a promise nobody awaits: an error of ours
           // thrown here would pass for a bad frame. Throw it outside instead.
-          try { this.dispatch(msg, h, () => session); } catch (e) { process.nextTick(() => { throw e; }); }
+          try { this.dispatch(msg, h, () => session, transcripts ? text : null); } catch (e) { process.nextTick(() => { throw e; }); }
         },
         onerror: (e: { message?: string; error?: unknown }) => { lastError = e.message || String(e.error ?? 'websocket error'); },
         onclose: (e: { code?: number; reason?: string }) => {
-          end(classifyClose(e.code, e.reason || lastError));
+          const info = classifyClose(e.code, e.reason || lastError);
+          // A model the service does not serve: say which setting, in which file, to change.
+          if (MODEL_REJECTED.test(info.reason)) Object.assign(info, { permanent: true, summary: modelFaultSummary(live.model, this.opts.configFile ?? null) });
+          if (transcripts) flushText(text, h, false);
+          end(info);
         },
       },
     }).then((s) => {
@@ -142,7 +171,9 @@ export class GeminiConnector implements LiveConnector {
     };
   }
 
-  private dispatch(msg: LiveServerMessage, h: LiveHandlers, session: () => Session | null): void {
+  private dispatch(msg: LiveServerMessage, h: LiveHandlers, session: () => Session | null, text: TurnText | null): void {
+    // Token counts: top-level, possibly in a message with nothing else (newer models).
+    if (msg.usageMetadata) h.onUsage?.(msg.usageMetadata);
     const sru = msg.sessionResumptionUpdate;
     if (sru?.resumable && sru.newHandle) h.onResumeHandle(sru.newHandle);
     if (msg.goAway) h.onGoAway(parseSeconds(msg.goAway.timeLeft));
@@ -157,6 +188,11 @@ export class GeminiConnector implements LiveConnector {
     }
     const sc = msg.serverContent;
     if (!sc) return;
+    // Transcription fragments (only when asked for): assembled per turn, reported at its end.
+    if (text) {
+      if (sc.inputTranscription?.text) text.heard += sc.inputTranscription.text;
+      if (sc.outputTranscription?.text) text.said += sc.outputTranscription.text;
+    }
     for (const part of sc.modelTurn?.parts ?? []) {
       const d = part.inlineData;
       if (!d?.data) continue;
@@ -168,7 +204,17 @@ export class GeminiConnector implements LiveConnector {
       const pcm = Buffer.from(d.data, 'base64');
       h.onAudio(pcm.length % 2 ? pcm.subarray(0, pcm.length - 1) : pcm);
     }
+    if (text && (sc.interrupted || sc.turnComplete)) flushText(text, h, sc.interrupted === true);
     if (sc.interrupted) h.onInterrupted();
     if (sc.turnComplete) h.onTurnComplete();
   }
+}
+
+/** Report the turn's assembled transcripts (if any) and start the next turn empty. */
+function flushText(text: TurnText, h: LiveHandlers, interrupted: boolean): void {
+  const heard = text.heard.replace(/\s+/g, ' ').trim();
+  const said = text.said.replace(/\s+/g, ' ').trim();
+  text.heard = '';
+  text.said = '';
+  if (heard || said) h.onTurnText?.({ heard, said, ...(interrupted ? { interrupted } : {}) });
 }
