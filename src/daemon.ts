@@ -28,6 +28,7 @@ import { WakeWord, type WakeArmError } from './wake/engine.js';
 import { porcupineFactory } from './wake/porcupine.js';
 import { toneEngine } from './wake/tone.js';
 import { monotonicMs } from './clock.js';
+import { Observer } from './observe.js';
 
 export const EXIT_CONFIG = 78; // EX_CONFIG: listed in RestartPreventExitStatus=, so no restart loop
 export const CAPTURE_RATE = 16000;
@@ -75,7 +76,7 @@ class Endpoint {
 
   constructor(private readonly log: Logger) {}
 
-  async configure(config: Config): Promise<void> {
+  async configure(config: Config, configFile: string | null = null): Promise<void> {
     const { key, source } = readApiKey(config);
     let baseUrl = config.live.base_url;
     if (baseUrl) {
@@ -91,7 +92,8 @@ class Endpoint {
       this.log.warn('no API key (set GEMINI_API_KEY or live.api_key_file): using the built-in Live API emulator in parrot mode, which says your own words back');
     }
     if (baseUrl !== this.emulator?.url && this.emulator) { await this.emulator.close(); this.emulator = null; }
-    this.connector = new GeminiConnector({ apiKey: key ?? 'no-key', baseUrl, live: config.live, silenceMs: config.audio.end_of_speech_ms }, this.log);
+    this.connector = new GeminiConnector({ apiKey: key ?? 'no-key', baseUrl, live: config.live, silenceMs: config.audio.end_of_speech_ms,
+      configFile, transcripts: config.log.transcripts }, this.log);
   }
 
   async close(): Promise<void> { await this.emulator?.close(); }
@@ -216,7 +218,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
   const player = new SpeakerPlayer(playbackOptions(config), store.get().volume ?? config.audio.volume, log);
   try {
     endpoint = new Endpoint(log);
-    await endpoint.configure(config);
+    await endpoint.configure(config, file);
     wake = makeWakeWord(config);
     gpio = await openHardware(config, log);
   } catch (e) {
@@ -230,6 +232,8 @@ export async function runDaemon(configPath?: string): Promise<void> {
   void applyMixer(config, log);
   const live: LiveConnector = { connect: (h, o) => endpoint.connector.connect(h, o) }; // swapped on reload
   const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds }, log);
+  // Transcripts (log.transcripts), token usage and `ctl watch` (src/observe.ts).
+  const observer = new Observer(conversation, log, () => config.log.transcripts);
 
   // ---- events from the adapters
   let micProblem: string | null = null;
@@ -290,6 +294,8 @@ export async function runDaemon(configPath?: string): Promise<void> {
     lastError: conversation.lastError,
     fault: conversation.fault,
     counters: conversation.counters,
+    usage: observer.usage, // tokens since start, summed from the server's usageMetadata
+    transcripts: config.log.transcripts,
     timing: conversation.timing,
     wake: wake?.status() ?? { engine: 'none', armed: false, keywords: [], reason: 'no wake word configured (wake.engine: none)', detections: 0 },
     config: { file, conversation: config.conversation, audio: config.audio, wake: { ...config.wake } },
@@ -317,7 +323,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
         case 'status': break;
       }
       return status();
-    });
+    }, (send, end) => observer.watch(send, end));
   } catch (e) {
     log.fatal({ error: (e as Error).message }, 'cannot start the control socket');
     process.exit(1);
@@ -346,7 +352,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     const captureChanged = JSON.stringify(captureOptions(next)) !== JSON.stringify(captureOptions(config));
     const rewake = JSON.stringify(next.wake) !== JSON.stringify(config.wake) || (wake !== null && !wake.armed);
     const nextWake = rewake ? makeWakeWord(next) : wake; // reads the AccessKey: may throw
-    await endpoint.configure(next); // reads the API key: may throw
+    await endpoint.configure(next, file); // reads the API key: may throw
     const previousVolume = config.audio.volume;
     const mixerChanged = JSON.stringify(next.mixer) !== JSON.stringify(config.mixer);
     config = { ...next, hardware: config.hardware, gpio: config.gpio, control: config.control, state: config.state };
@@ -375,6 +381,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     conversation.shutdown();
     wake?.release();
     gpio.release();
+    observer.closeWatchers(); // open watches would keep the socket server from closing
     await new Promise<void>((res) => control.close(() => res()));
     try { unlinkSync(config.control.socket); } catch { /* gone */ }
     await endpoint.close();

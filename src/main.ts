@@ -6,6 +6,7 @@ import { controlRequest } from './control.js';
 import { runDaemon } from './daemon.js';
 import { runEmulator } from './emulator/cli.js';
 import { runDoctor } from './doctor.js';
+import { controlWatch } from './observe.js';
 
 const program = new Command('live-speaker')
   .description('A smart speaker daemon for the Gemini Live API')
@@ -32,11 +33,11 @@ program.command('boot-config')
 
 program.command('ctl')
   .description('control the running daemon through its control socket')
-  .addArgument(new Command().createArgument('<command>', 'press | mute | unmute | status | volume').choices(['press', 'mute', 'unmute', 'status', 'volume']))
+  .addArgument(new Command().createArgument('<command>', 'press | mute | unmute | status | volume | watch').choices(['press', 'mute', 'unmute', 'status', 'volume', 'watch']))
   .argument('[value]', 'for volume: a percent (0-150), up or down')
   .option('--json', 'print the status as JSON')
   .option('--socket <path>', 'control socket (default: control.socket from the config)')
-  .action(async (cmd: 'press' | 'mute' | 'unmute' | 'status' | 'volume', value: string | undefined, opts: { json?: boolean; socket?: string }) => {
+  .action(async (cmd: 'press' | 'mute' | 'unmute' | 'status' | 'volume' | 'watch', value: string | undefined, opts: { json?: boolean; socket?: string }) => {
     if (cmd === 'volume' && value === undefined) { process.stderr.write('live-speaker ctl: volume needs a value: a percent (0-150), up or down\n'); process.exit(2); }
     let socket = opts.socket;
     if (!socket) {
@@ -46,6 +47,14 @@ program.command('ctl')
         socket = ConfigSchema.parse({}).control.socket;
         process.stderr.write(`live-speaker: ${e.message}\nlive-speaker: trying the default socket ${socket}\n`);
       }
+    }
+    if (cmd === 'watch') {
+      // JSON lines until the daemon stops (or Ctrl-C).
+      try { await controlWatch(socket, (line) => process.stdout.write(line + '\n')); } catch (e) {
+        process.stderr.write(`live-speaker ctl: ${(e as Error).message}\n`);
+        process.exit(1);
+      }
+      return;
     }
     try {
       const status = await controlRequest(socket, cmd === 'volume' ? { cmd, value: value! } : { cmd }) as Record<string, any>;
@@ -83,8 +92,10 @@ function formatStatus(s: Record<string, any>): string {
     `gpio:        ${s.gpio}`,
     `leds:        ${Object.entries(s.leds ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}`,
     `speaker:     ${s.playback ? `${s.playback.device}, ${s.playback.open ? `open (delay ${s.playback.delayMs ?? '?'} ms)` : 'closed'}, volume ${s.volume}%` : `volume ${s.volume}%`}`,
+    ...(s.fault ? [`fault:       ${s.fault} (fix it, then press or reload)`] : []),
     `last error:  ${s.lastError ? `${s.lastError.message} (${s.lastError.at})` : 'none'}`,
     `counters:    ${c.conversations} conversations, ${c.turns} turns, ${c.bargeIns} barge-ins by press, ${c.interrupted} interrupted by voice, ${c.errors} errors`,
+    ...(s.usage ? [`tokens:      ${s.usage.totalTokens} total (${s.usage.promptTokens} prompt, ${s.usage.responseTokens} response) since start, as the Live API reported them`] : []),
     `uptime:      ${s.uptimeS} s (pid ${s.pid})`,
   ];
   return lines.join('\n') + '\n';
