@@ -12,6 +12,7 @@ import { controlRequest } from './control.js';
 import { checkBootConfig, checkGpio, checkRing, checkSoundCards, type Check, type Verdict } from './doctor-hw.js';
 import { monotonicMs } from './clock.js';
 import { deviceHolders } from './audio/devices.js';
+import { checkModel } from './doctor-model.js';
 
 export const CAPTURE_RATE = 16000;
 export const PLAYBACK_RATE = 24000;
@@ -288,7 +289,9 @@ export async function runDoctor(configPath?: string, out: (s: string) => void = 
   checks.push(checkPrivacyLight(config, gpioChecks[0], ringCheck));
   const { check: keyCheck, key } = checkKey(config);
   checks.push(keyCheck);
-  checks.push(await checkEndpoint(config, key));
+  const endpointCheck = await checkEndpoint(config, key);
+  checks.push(endpointCheck);
+  checks.push(await checkModel(config, file, endpointCheck.verdict === 'ok')); // issue 12: a retired or unknown live.model
   checks.push(checkWake(config));
 
   const mark: Record<Verdict, string> = { ok: '[ok]  ', fail: '[FAIL]', info: '[--]  ' };

@@ -8,7 +8,8 @@
  * setup/setupComplete, server-side VAD turn detection on the received audio,
  * streamed 24 kHz modelTurn audio chunks, generationComplete/turnComplete,
  * barge-in ("interrupted"), session resumption handles, close codes for bad
- * keys and bad first frames. Turn detection runs on sample positions, not on
+ * keys, bad first frames and unknown models, input/output transcription and
+ * usageMetadata per turn. Turn detection runs on sample positions, not on
  * arrival time, so tests may send audio faster than real time.
  */
 import { EventEmitter } from 'node:events';
@@ -18,6 +19,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import { EnergyVad, type VadOptions, type VadTransition } from '../audio/vad.js';
 import { bytesForMs, msForBytes, resample } from '../audio/pcm.js';
+import { bareModel, modelRejectionReason } from '../live/models.js';
 
 /** Input rate the Live API works at (client audio at other rates is resampled to it). */
 export const INPUT_RATE = 16000;
@@ -60,6 +62,23 @@ export interface EmulatorOptions {
   recordAudio?: boolean;
   /** How many closed sessions stay in `sessions` (default Infinity); older ones are dropped. */
   keepClosedSessions?: number;
+  // ---- issue 12: models, transcription, usage
+  /**
+   * Models served (with or without "models/"). Any other is refused as the
+   * service does: close 1008 "models/X is not found for API version v1beta, or
+   * is not supported for bidiGenerateContent..." Default: any model.
+   */
+  knownModels?: string[];
+  /**
+   * What it "heard" (inputTranscription) for an utterance, sent in fragments
+   * when the setup asks for inputAudioTranscription. Parrot mode cannot
+   * recognise speech: default "(speech N.N s)"; tests script a text per turn.
+   */
+  heard?: (u: Utterance, session: EmulatedSession) => string | null;
+  /** What it "said" (outputTranscription) for a reply, when asked for. Default "(reply N.N s)"; sendAudio's `said` wins. */
+  said?: (pcm24k: Buffer, session: EmulatedSession) => string | null;
+  /** usageMetadata sent before each completed turn's turnComplete; false = none. Default: 25 tokens per second of audio. */
+  usage?: false | ((turn: { session: EmulatedSession; inputBytes: number; replyBytes: number }) => Record<string, number>);
 }
 
 export interface Utterance {
@@ -84,6 +103,8 @@ export interface SendAudioOptions {
    * rest of the reply comes `ms` later).
    */
   pauses?: { atMs: number; ms: number }[];
+  /** The outputTranscription text for this reply (when the setup asks for it). */
+  said?: string;
 }
 
 export interface EmulatedSession extends EventEmitter {
@@ -115,6 +136,8 @@ export interface EmulatedSession extends EventEmitter {
   resumedFrom: string | null;
   /** Last resumption handle sent, if any. */
   lastHandle: string | null;
+  /** Every usageMetadata this session sent, in order. */
+  usageSent: Record<string, number>[];
   /** Send a raw server message as a JSON text frame. */
   send(msg: object): void;
   sendRaw(data: string | Buffer): void;
@@ -142,7 +165,24 @@ interface ResolvedOptions {
   recordAudio: boolean;
   keepClosedSessions: number;
   setupDelayMs: number;
+  knownModels: string[] | null;
+  heard: ((u: Utterance, session: EmulatedSession) => string | null) | undefined;
+  said: ((pcm24k: Buffer, session: EmulatedSession) => string | null) | undefined;
+  usage: false | ((turn: { session: EmulatedSession; inputBytes: number; replyBytes: number }) => Record<string, number>);
 }
+
+/** Text in two fragments (as the service streams transcription in pieces). */
+function fragments(text: string): string[] {
+  const cut = text.indexOf(' ', Math.floor(text.length / 2));
+  return cut > 0 ? [text.slice(0, cut), text.slice(cut)] : [text];
+}
+
+/** The default usage: 25 tokens per second of audio in (this turn) and out. */
+const defaultUsage = ({ inputBytes, replyBytes }: { inputBytes: number; replyBytes: number }) => {
+  const promptTokenCount = Math.ceil(msForBytes(inputBytes, INPUT_RATE) / 40);
+  const responseTokenCount = Math.ceil(msForBytes(replyBytes, OUTPUT_RATE) / 40);
+  return { promptTokenCount, responseTokenCount, totalTokenCount: promptTokenCount + responseTokenCount };
+};
 
 /** Rate from a mimeType like "audio/pcm;rate=16000"; null if absent. */
 function mimeRate(mimeType: unknown): number | null {
@@ -166,6 +206,8 @@ class Session extends EventEmitter implements EmulatedSession {
   closeReason = '';
   resumedFrom: string | null = null;
   lastHandle: string | null = null;
+  usageSent: Record<string, number>[] = [];
+  private usageFrom = 0; // received bytes already counted in a usage message
 
   private chunks: Buffer[] = [];
   private base = 0; // absolute byte offset of chunks[0]
@@ -288,6 +330,14 @@ class Session extends EventEmitter implements EmulatedSession {
   private onSetup(setup: any): void {
     this.setup = setup;
     this.model = typeof setup.model === 'string' ? setup.model : '';
+    this.emu.setups.push(setup);
+    if (this.opts.knownModels && !this.opts.knownModels.map(bareModel).includes(bareModel(this.model))) {
+      // What the service does for a retired or unknown model: accept the socket, refuse the setup.
+      this.opts.log('unknown model', { session: this.id, model: this.model });
+      this.emu.emit('model-rejected', this.model);
+      this.close(1008, modelRejectionReason(this.model));
+      return;
+    }
     const rtc = setup.realtimeInputConfig ?? {};
     const aad = rtc.automaticActivityDetection ?? {};
     this.manualActivity = aad.disabled === true;
@@ -382,9 +432,8 @@ class Session extends EventEmitter implements EmulatedSession {
     this.utterances.push(u);
     this.opts.log('utterance', { session: this.id, index: u.index, ms: msForBytes(u.pcm.length, INPUT_RATE) });
     if (this.setup?.inputAudioTranscription) {
-      this.send({
-        serverContent: { inputTranscription: { text: `(speech ${(msForBytes(u.pcm.length, INPUT_RATE) / 1000).toFixed(1)} s)` } },
-      });
+      const heard = this.opts.heard ? this.opts.heard(u, this) : `(speech ${(msForBytes(u.pcm.length, INPUT_RATE) / 1000).toFixed(1)} s)`;
+      for (const text of heard ? fragments(heard) : []) this.send({ serverContent: { inputTranscription: { text } } });
     }
     this.emit('utterance', u);
     this.emu.emit('utterance', this, u);
@@ -421,11 +470,11 @@ class Session extends EventEmitter implements EmulatedSession {
     this.opts.log('reply-start', { session: this.id, bytes: pcm.length });
     this.emit('reply-start', t0);
     this.emu.emit('reply-start', this, t0);
-    if (this.setup?.outputAudioTranscription) {
-      this.send({
-        serverContent: { outputTranscription: { text: `(reply ${(msForBytes(pcm.length, OUTPUT_RATE) / 1000).toFixed(1)} s)` } },
-      });
-    }
+    const said = this.setup?.outputAudioTranscription
+      ? opts.said ?? (this.opts.said ? this.opts.said(pcm, this) : `(reply ${(msForBytes(pcm.length, OUTPUT_RATE) / 1000).toFixed(1)} s)`)
+      : null;
+    const saidParts = said ? fragments(said) : [];
+    if (saidParts.length) this.send({ serverContent: { outputTranscription: { text: saidParts.shift() } } });
     let result: ReplyResult = 'complete';
     const pauses = [...(opts.pauses ?? [])].sort((a, b) => a.atMs - b.atMs);
     let paused = 0; // ms of network gaps so far: the pacing shifts by them
@@ -465,6 +514,14 @@ class Session extends EventEmitter implements EmulatedSession {
     if (result === 'complete' && this.closed) result = 'closed';
     if (result === 'complete' && epoch !== this.replyEpoch) result = 'interrupted';
     if (result === 'complete') {
+      for (const text of saidParts) this.send({ serverContent: { outputTranscription: { text } } });
+      if (this.opts.usage) {
+        const usage = this.opts.usage({ session: this, inputBytes: this.total - this.usageFrom, replyBytes: pcm.length });
+        this.usageFrom = this.total;
+        this.usageSent.push(usage);
+        this.send({ usageMetadata: usage });
+        this.emu.emit('usage', this, usage);
+      }
       this.send({ serverContent: { generationComplete: true } });
       this.send({ serverContent: { turnComplete: true } });
       this.sendResumptionUpdate();
@@ -518,10 +575,13 @@ class Session extends EventEmitter implements EmulatedSession {
  * 'speech-start'(s, atByte), 'utterance'(s, u), 'interrupted'(s, atMs, atByte),
  * 'reply-start'(s, atMs), 'reply-chunk'(s, atMs, bytes), 'reply-end'(s, result),
  * 'message'(s, msg) for non-audio client messages, 'close'(s, code, reason),
- * and 'rejected'(key) for refused keys. atMs values are Date.now().
+ * 'rejected'(key) for refused keys, 'model-rejected'(model) for a model not in
+ * knownModels, and 'usage'(s, usageMetadata) for each usage message sent. atMs values are Date.now().
  */
 export class LiveEmulator extends EventEmitter {
   sessions: EmulatedSession[] = [];
+  /** Every setup message received, in order, including those refused (unknown model). */
+  setups: any[] = [];
   connections = 0;
   /** An outage that still accepts TCP: every new WebSocket is dropped at once, before its setup (tests). */
   dropNewConnections = false;
@@ -557,6 +617,10 @@ export class LiveEmulator extends EventEmitter {
       recordAudio: options.recordAudio ?? true,
       keepClosedSessions: options.keepClosedSessions ?? Infinity,
       setupDelayMs: options.setupDelayMs ?? 0,
+      knownModels: options.knownModels ?? null,
+      heard: options.heard,
+      said: options.said,
+      usage: options.usage === false ? false : options.usage ?? defaultUsage,
     };
     const host = options.host ?? '127.0.0.1';
     // Plain HTTP requests get 404 like an unknown path would.
