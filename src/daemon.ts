@@ -296,6 +296,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     counters: conversation.counters,
     usage: observer.usage, // tokens since start, summed from the server's usageMetadata
     transcripts: config.log.transcripts,
+    watchers: observer.watcherCount, // `ctl watch` clients connected now
     timing: conversation.timing,
     wake: wake?.status() ?? { engine: 'none', armed: false, keywords: [], reason: 'no wake word configured (wake.engine: none)', detections: 0 },
     config: { file, conversation: config.conversation, audio: config.audio, wake: { ...config.wake } },

@@ -75,6 +75,8 @@ export interface EmulatorOptions {
    * recognise speech: default "(speech N.N s)"; tests script a text per turn.
    */
   heard?: (u: Utterance, session: EmulatedSession) => string | null;
+  /** Fault test: send transcription even when the setup did not ask for it (a client must not log what it did not ask for). */
+  transcribeUnasked?: boolean;
   /** What it "said" (outputTranscription) for a reply, when asked for. Default "(reply N.N s)"; sendAudio's `said` wins. */
   said?: (pcm24k: Buffer, session: EmulatedSession) => string | null;
   /** usageMetadata sent before each completed turn's turnComplete; false = none. Default: 25 tokens per second of audio. */
@@ -166,6 +168,7 @@ interface ResolvedOptions {
   keepClosedSessions: number;
   setupDelayMs: number;
   knownModels: string[] | null;
+  transcribeUnasked: boolean;
   heard: ((u: Utterance, session: EmulatedSession) => string | null) | undefined;
   said: ((pcm24k: Buffer, session: EmulatedSession) => string | null) | undefined;
   usage: false | ((turn: { session: EmulatedSession; inputBytes: number; replyBytes: number }) => Record<string, number>);
@@ -431,7 +434,7 @@ class Session extends EventEmitter implements EmulatedSession {
     };
     this.utterances.push(u);
     this.opts.log('utterance', { session: this.id, index: u.index, ms: msForBytes(u.pcm.length, INPUT_RATE) });
-    if (this.setup?.inputAudioTranscription) {
+    if (this.setup?.inputAudioTranscription || this.opts.transcribeUnasked) {
       const heard = this.opts.heard ? this.opts.heard(u, this) : `(speech ${(msForBytes(u.pcm.length, INPUT_RATE) / 1000).toFixed(1)} s)`;
       for (const text of heard ? fragments(heard) : []) this.send({ serverContent: { inputTranscription: { text } } });
     }
@@ -470,7 +473,7 @@ class Session extends EventEmitter implements EmulatedSession {
     this.opts.log('reply-start', { session: this.id, bytes: pcm.length });
     this.emit('reply-start', t0);
     this.emu.emit('reply-start', this, t0);
-    const said = this.setup?.outputAudioTranscription
+    const said = this.setup?.outputAudioTranscription || this.opts.transcribeUnasked
       ? opts.said ?? (this.opts.said ? this.opts.said(pcm, this) : `(reply ${(msForBytes(pcm.length, OUTPUT_RATE) / 1000).toFixed(1)} s)`)
       : null;
     const saidParts = said ? fragments(said) : [];
@@ -618,6 +621,7 @@ export class LiveEmulator extends EventEmitter {
       keepClosedSessions: options.keepClosedSessions ?? Infinity,
       setupDelayMs: options.setupDelayMs ?? 0,
       knownModels: options.knownModels ?? null,
+      transcribeUnasked: options.transcribeUnasked ?? false,
       heard: options.heard,
       said: options.said,
       usage: options.usage === false ? false : options.usage ?? defaultUsage,
