@@ -8,7 +8,11 @@
 /** The default `live.model`: the current stable native-audio Live model on the Gemini API. */
 export const DEFAULT_LIVE_MODEL = 'gemini-3.8-live';
 
-/** Live models the Gemini API docs list as shut down, with the date and the replacement they name. */
+/**
+ * Live models the Gemini API's deprecations page and changelog list as shut
+ * down (2025-12-09), with the date and the model to use now (the docs named
+ * gemini-2.5-flash-native-audio-preview-12-2025 then; the default now).
+ */
 export const RETIRED_LIVE_MODELS: Readonly<Record<string, { shutdown: string; replacement: string }>> = {
   'gemini-2.0-flash-live-001': { shutdown: '2025-12-09', replacement: DEFAULT_LIVE_MODEL },
   'gemini-live-2.5-flash-preview': { shutdown: '2025-12-09', replacement: DEFAULT_LIVE_MODEL },
