@@ -76,7 +76,8 @@ program.command('emulator')
   .description('run the loopback Live API emulator in parrot mode (point live.base_url at it)')
   .addOption(new Option('--port <n>', 'TCP port').default('8765').argParser((v) => Number(v)))
   .option('--host <addr>', 'address to listen on', '127.0.0.1')
-  .action(async (opts: { port: number; host: string }) => {
+  .option('--models <list>', 'comma-separated models it serves; any other is refused as the Live API refuses a retired one (default: any)', (v: string) => v.split(',').map((m) => m.trim()).filter(Boolean))
+  .action(async (opts: { port: number; host: string; models?: string[] }) => {
     const emu = await runEmulator(opts);
     const stop = () => { void emu.close().then(() => process.exit(0)); };
     process.on('SIGTERM', stop);

@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createConnection } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { stringify } from 'yaml';
 import { SoundCard } from './bench/soundcard.js';
 import { DaemonProcess, MAIN, deepMerge, startWithEmulator, waitUntil } from './bench/daemon.js';
 import { NotifyListener } from './bench/notify-listener.js';
+import { jsonLines } from './bench/lines.js';
 import { LiveEmulator, type EmulatorOptions } from '../src/emulator/emulator.js';
 import { Observer, controlWatch } from '../src/observe.js';
 import { contextLine } from '../src/live/context.js';
@@ -169,8 +170,12 @@ test('transcripts on: setup asks for them, with the date/time/zone line and Goog
 test('transcripts off (the default): not asked for, and what an over-eager server sends anyway is never logged or watched; usage totals add up over two conversations', async () => {
   const { emu, daemon, done } = await setup({ transcribeUnasked: true }, {}, { ...card.env, TZ: 'UTC' });
   const w = watch(daemon.socket);
+  // The command a user runs, as a process.
+  const cli = spawn(process.execPath, [MAIN, 'ctl', 'watch', '--socket', daemon.socket], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const cliLines: any[] = [];
+  jsonLines(cli.stdout!, (o) => cliLines.push(o));
   try {
-    assert.ok(await waitUntil(() => w.events.length > 0, 5000));
+    assert.ok(await waitUntil(() => w.events.length > 0 && cliLines.length > 0, 5000));
     assert.equal(w.events[0].transcripts, false);
     await converse(daemon);
     await converse(daemon);
@@ -191,7 +196,14 @@ test('transcripts off (the default): not asked for, and what an over-eager serve
     assert.equal(st.usage.promptTokens, usageSum(emu, 'promptTokenCount'));
     assert.equal(st.usage.responseTokens, usageSum(emu, 'responseTokenCount'));
     assert.equal(st.usage.messages, emu.sessions.reduce((a, x) => a + x.usageSent.length, 0));
-  } finally { await done(); await w.done; }
+    assert.deepEqual(cliLines.filter((e) => e.type === 'state').map((e) => e.to), daemon.states(), '`live-speaker ctl watch` printed the same state changes');
+    assert.equal(cliLines.filter((e) => e.type === 'usage').length, 2);
+  } finally {
+    await done();
+    await w.done;
+  }
+  const code = await new Promise((res) => (cli.exitCode !== null ? res(cli.exitCode) : cli.on('exit', res)));
+  assert.equal(code, 0, 'ctl watch ends when the daemon stops, exit 0');
 });
 
 test('an unknown model: the status, the systemd status line and doctor name live.model and the file; no reconnect storm; a press tries once more', async () => {
