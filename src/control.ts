@@ -39,17 +39,16 @@ export async function startControlServer(path: string, mode: number, handle: Con
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         let answer: unknown;
-        // ---- watch (issue 12): same socket, same permissions; many at once; one that goes away is dropped.
-        if (watch && /^\s*\{\s*"cmd"\s*:\s*"watch"\s*\}\s*$/.test(line)) {
-          watching = true;
-          sock.write(JSON.stringify({ ok: true, result: { watching: true } }) + '\n');
-          const stop = watch(socketSender(sock), () => sock.end());
-          sock.once('close', stop);
-          return;
-        }
         try {
-          const req = JSON.parse(line) as ControlRequest;
-          if (!COMMANDS.has(req?.cmd)) throw new Error(`unknown command '${String(req?.cmd)}' (known: ${[...COMMANDS].join(', ')})`);
+          const req = JSON.parse(line) as ControlRequest | { cmd: 'watch' };
+          // ---- watch (issue 12): same socket, same permissions; many at once; one that goes away is dropped.
+          if (req?.cmd === 'watch' && watch) {
+            watching = true;
+            sock.write(JSON.stringify({ ok: true, result: { watching: true } }) + '\n');
+            sock.once('close', watch(socketSender(sock), () => sock.end()));
+            return;
+          }
+          if (!COMMANDS.has(req?.cmd) || req.cmd === 'watch') throw new Error(`unknown command '${String(req?.cmd)}' (known: ${[...COMMANDS].join(', ')})`);
           answer = { ok: true, result: handle(req) };
         } catch (e) {
           answer = { ok: false, error: (e as Error).message };

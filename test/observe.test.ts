@@ -165,6 +165,8 @@ test('transcripts on: setup asks for them, with the date/time/zone line and Goog
     await done();
     await w.done; // the daemon's stop ends the watch
   }
+  assert.equal(daemon.exitCode, 0, 'an open watch does not hold up a clean stop');
+  assert.ok(daemon.logs.some((l) => l.msg === 'stopped'));
 });
 
 test('transcripts off (the default): not asked for, and what an over-eager server sends anyway is never logged or watched; usage totals add up over two conversations', async () => {
