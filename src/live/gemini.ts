@@ -3,7 +3,7 @@
 // calls. Also here: how a close is classified (permanent: do not retry on
 // your own; transient: resume), and answers to tool calls we do not know.
 // Audio out is 16 kHz s16le, audio in 24 kHz.
-import { GoogleGenAI, Modality, type LiveServerMessage, type Session } from '@google/genai';
+import { GoogleGenAI, Modality, type FunctionDeclaration, type LiveServerMessage, type Session } from '@google/genai';
 import type { CloseInfo, LiveConnector, LiveHandlers, LiveLink } from '../conversation.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -13,6 +13,8 @@ export interface GeminiOptions {
   baseUrl: string | null;
   live: Config['live'];
   silenceMs: number;
+  /** Function declarations for the session setup (tools, issue 12); none: no tools declared. */
+  functions?: () => FunctionDeclaration[];
 }
 
 /**
@@ -108,6 +110,7 @@ export class GeminiConnector implements LiveConnector {
         // Resumable sessions survive goAway and network drops; compression lifts the 15-minute audio cap.
         sessionResumption: resumeHandle ? { handle: resumeHandle } : {},
         contextWindowCompression: { slidingWindow: {} },
+        ...(this.opts.functions?.().length ? { tools: [{ functionDeclarations: this.opts.functions() }] } : {}),
       },
       callbacks: {
         onmessage: (msg: LiveServerMessage) => {
@@ -133,6 +136,10 @@ export class GeminiConnector implements LiveConnector {
         if (closed || !session) return;
         session.sendRealtimeInput({ audio: { data: pcm.toString('base64'), mimeType: 'audio/pcm;rate=16000' } });
       },
+      sendToolResponse: (functionResponses) => {
+        if (closed || !session) return;
+        session.sendToolResponse({ functionResponses });
+      },
       close: () => {
         if (closed) return;
         closed = true;
@@ -146,7 +153,9 @@ export class GeminiConnector implements LiveConnector {
     const sru = msg.sessionResumptionUpdate;
     if (sru?.resumable && sru.newHandle) h.onResumeHandle(sru.newHandle);
     if (msg.goAway) h.onGoAway(parseSeconds(msg.goAway.timeLeft));
-    if (msg.toolCall?.functionCalls?.length) {
+    if (msg.toolCall?.functionCalls?.length && h.onToolCall) {
+      h.onToolCall(msg.toolCall.functionCalls.map((c) => ({ id: c.id ?? '', name: c.name ?? '', args: (c.args ?? {}) as Record<string, unknown> })));
+    } else if (msg.toolCall?.functionCalls?.length) {
       // No tools are declared, so any call is unexpected: answer each with an
       // error rather than leave the model waiting for a response forever.
       const calls = msg.toolCall.functionCalls;
@@ -155,6 +164,7 @@ export class GeminiConnector implements LiveConnector {
         functionResponses: calls.map((c) => ({ id: c.id, name: c.name, response: { error: `unknown tool '${c.name}': this device has no such function` } })),
       });
     }
+    if (msg.toolCallCancellation?.ids?.length) h.onToolCancel?.(msg.toolCallCancellation.ids);
     const sc = msg.serverContent;
     if (!sc) return;
     for (const part of sc.modelTurn?.parts ?? []) {
