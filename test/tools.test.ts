@@ -17,6 +17,8 @@ import { controlRequest } from '../src/control.js';
 import { goertzelPower, tone } from '../src/audio/pcm.js';
 import { ALARM_HZ } from '../src/audio/sounds.js';
 import { TIMER_PATTERN, patternName } from '../src/leds.js';
+import { parseConfig } from '../src/config.js';
+import { buildArgv } from '../src/tools/command.js';
 
 let card: SoundCard;
 before(async () => { card = await SoundCard.start(); });
@@ -274,4 +276,21 @@ test('parrot mode: a 1400 Hz tone said to the built-in emulator makes it call se
     assert.ok(Date.parse(answered.time as string) <= speakingAt, 'set_timer was answered before the reply began');
     await d.waitLog((l) => l.msg === 'timer set' && l.label === 'demo', 2000);
   } finally { await d.stop(); }
+});
+
+test('tools.commands in the config: bad names, schemas and placeholders are refused, naming the key and the file', () => {
+  const file = '/etc/live-speaker/config.yaml';
+  const bad = (commands: unknown[]) => { try { parseConfig({ tools: { commands } }, file, []); } catch (e) { return (e as Error).message; } return 'accepted'; };
+  const ok = { name: 'weather', description: 'Weather.', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] }, argv: ['/usr/bin/curl', '-s', '{city}'] };
+  assert.equal(parseConfig({ tools: { commands: [ok] } }, file, []).tools.commands[0].timeout_s, 10);
+  assert.match(bad([{ ...ok, name: 'Weather-Now' }]), /invalid config in \/etc\/live-speaker\/config\.yaml: 'tools\.commands\.0\.name': a function name/);
+  assert.match(bad([{ ...ok, name: 'set_volume' }]), /'tools\.commands\.0\.name': the name of a built-in tool/);
+  assert.match(bad([ok, { ...ok }]), /'tools\.commands\.1\.name': 'weather' is used twice/);
+  assert.match(bad([{ ...ok, argv: ['/usr/bin/curl', 'https://x/?q={city}'] }]), /'tools\.commands\.0\.argv\.1': a placeholder must be a whole argv element/);
+  assert.match(bad([{ ...ok, argv: ['/usr/bin/curl', '{town}'] }]), /'tools\.commands\.0\.argv\.1': '\{town\}' names no parameter/);
+  assert.match(bad([{ ...ok, argv: ['{city}'] }]), /'tools\.commands\.0\.argv\.0': the program itself cannot be a placeholder/);
+  assert.match(bad([{ ...ok, parameters: { type: 'object', properties: { city: { type: 'text' } } } }]), /'tools\.commands\.0\.parameters\.properties\.city\.type'/);
+  assert.match(bad([{ ...ok, parameters: { type: 'object', properties: {}, required: ['city'] } }]), /'tools\.commands\.0\.parameters\.required': 'city' is not in parameters\.properties/);
+  assert.match(bad([{ ...ok, shell: true }]), /unknown key 'tools\.commands\.0\.shell'/);
+  assert.deepEqual(buildArgv(['/bin/x', '{a}', '--', '{b}', '{c}'], { a: 'one two', c: 3 }), ['/bin/x', 'one two', '--', '3'], 'whole elements; an absent optional argument is left out');
 });
