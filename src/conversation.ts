@@ -133,6 +133,8 @@ export class Conversation extends EventEmitter {
   private lastEnded: { at: number; handle: string | null } | null = null;
   /** end_conversation was called: end once the goodbye has been heard (tools, issue 12). */
   private ending = false;
+  /** Calls the model waits for: while any runs, no "no reply" timeout. */
+  private toolsPending = new Set<string>();
   /** A press or the wake word goes here first; true = taken (a ringing timer is stopped by it). */
   pressHook: ((trigger: string) => boolean) | null = null;
 
@@ -295,7 +297,7 @@ export class Conversation extends EventEmitter {
     } else if (ev === 'speech-end' && this.state === 'listening') {
       if (this.discardUntilQuestion) this.discardTurn = false; // a new question is complete: what comes next answers it
       this.setState('thinking');
-      this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server');
+      if (this.toolsPending.size === 0) this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server'); // else: when the tools have answered
     }
   }
 
@@ -355,7 +357,7 @@ export class Conversation extends EventEmitter {
       onResumeHandle: mine((h: string) => { this.handle = h; }),
       onGoAway: mine((ms: number) => this.goAway(ms)),
       onToolCall: mine((calls: ToolCall[]) => this.toolCall(calls)),
-      onToolCancel: mine((ids: string[]) => this.ports.tools?.cancel(ids)),
+      onToolCancel: mine((ids: string[]) => { this.ports.tools?.cancel(ids); for (const id of ids) this.toolsPending.delete(id); this.toolsSettled(); }),
     }, { resumeHandle: this.handle });
   }
 
@@ -380,6 +382,7 @@ export class Conversation extends EventEmitter {
     this.attempts++;
     this.log.warn({ reason: why, attempt: this.attempts, handle: this.handle ? 'yes' : 'none', inMs: Math.round(delay) }, 'Live session lost; resuming');
     this.linkGen++; // whatever the old link still says is ignored
+    this.toolsPending.clear(); // their answers cannot reach the new connection
     const old = this.link;
     this.link = null;
     this.linkOpenedAt = 0;
@@ -465,12 +468,19 @@ export class Conversation extends EventEmitter {
     const gen = this.linkGen;
     const send = (r: ToolResponse[]) => { if (gen === this.linkGen && this.link === link) link?.sendToolResponse?.(r); };
     if (!tools) { send(calls.map((c) => ({ id: c.id, name: c.name, response: { error: `unknown tool '${c.name}': this device has no tools` } }))); return; }
-    // The model waits for the answers: no "no reply" timeout while a tool runs; re-armed when an answer goes back.
+    // The model waits for the answers: no "no reply" timeout while a tool runs; re-armed once every call is answered or cancelled.
+    for (const c of calls) this.toolsPending.add(c.id);
     if (this.state === 'thinking') this.clearStateTimer();
     tools.call(calls, (r) => {
       send(r);
-      if (gen === this.linkGen && this.state === 'thinking') this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server');
+      if (gen !== this.linkGen) return;
+      for (const x of r) this.toolsPending.delete(x.id);
+      this.toolsSettled();
     });
+  }
+
+  private toolsSettled(): void {
+    if (this.toolsPending.size === 0 && this.state === 'thinking') this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server');
   }
 
   /** end_conversation: the goodbye being (or about to be) spoken plays to its last sample, then the conversation ends. */
@@ -559,6 +569,7 @@ export class Conversation extends EventEmitter {
     const link = this.link;
     this.link = null;
     this.ending = false;
+    this.toolsPending.clear();
     this.ports.tools?.cancelAll();
     this.held.clear();
     this.discardTurn = false;

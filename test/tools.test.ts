@@ -48,10 +48,19 @@ async function call(s: EmulatedSession, name: string, args: Record<string, unkno
 
 test('the tools are declared in the setup; parallel calls are each answered by id, in the order they finish; timers by tool, listed and cancelled', { timeout: 60_000 }, async () => {
   const { daemon, s, done } = await conversation({
-    tools: { commands: [{ name: 'slow_hello', description: 'Says hello, slowly.', argv: ['/bin/sh', '-c', 'sleep 1; echo hello'] }] },
+    tools: { commands: [
+      { name: 'slow_hello', description: 'Says hello, slowly.', argv: ['/bin/sh', '-c', 'sleep 1; echo hello'] },
+      { name: 'background', description: 'Runs while the model talks.', argv: ['/bin/echo', 'done'], non_blocking: true },
+    ] },
   });
   try {
-    assert.deepEqual(s.declaredTools, [...BUILTINS, 'slow_hello']);
+    assert.deepEqual(s.declaredTools, [...BUILTINS, 'slow_hello', 'background']);
+    const decls = s.setup.tools[0].functionDeclarations;
+    assert.equal(decls.find((d: any) => d.name === 'background').behavior, 'NON_BLOCKING');
+    assert.equal(decls.find((d: any) => d.name === 'slow_hello').behavior, undefined, 'blocking unless non_blocking: true');
+    const [bgId] = s.toolCall([{ name: 'background' }]);
+    const bg = await s.toolResponse(bgId, 5000);
+    assert.deepEqual({ scheduling: bg.scheduling, response: bg.response }, { scheduling: 'WHEN_IDLE', response: { output: 'done\n' } });
     const decl = s.setup.tools[0].functionDeclarations.find((d: any) => d.name === 'set_alarm');
     assert.deepEqual(decl.parameters.required, ['time']);
 
@@ -293,4 +302,43 @@ test('tools.commands in the config: bad names, schemas and placeholders are refu
   assert.match(bad([{ ...ok, parameters: { type: 'object', properties: {}, required: ['city'] } }]), /'tools\.commands\.0\.parameters\.required': 'city' is not in parameters\.properties/);
   assert.match(bad([{ ...ok, shell: true }]), /unknown key 'tools\.commands\.0\.shell'/);
   assert.deepEqual(buildArgv(['/bin/x', '{a}', '--', '{b}', '{c}'], { a: 'one two', c: 3 }), ['/bin/x', 'one two', '--', '3'], 'whole elements; an absent optional argument is left out');
+});
+
+test('a tool that runs longer than no_speech_timeout_s does not end the conversation; the timeout starts again once it has answered', { timeout: 60_000 }, async () => {
+  const speech = await card.say('hello there');
+  const { daemon, s, done } = await conversation({
+    conversation: { no_speech_timeout_s: 2 },
+    tools: { commands: [{ name: 'slow', description: 'Slow.', argv: ['/bin/sleep', '3.5'] }] },
+  });
+  try {
+    const thinking = daemon.waitState('thinking', 8000);
+    await card.playIntoRoom(speech);
+    await thinking;
+    const [id] = s.toolCall([{ name: 'slow' }]);
+    await s.toolResponse(id, 8000);
+    const answeredAt = Date.now();
+    assert.equal(daemon.logs.some((l) => l.msg === 'conversation ended'), false, 'still in the conversation while the tool ran (3.5 s > 2 s)');
+    const ended = await daemon.waitNextLog((l) => l.msg === 'conversation ended', 5000);
+    assert.equal(ended.reason, 'no reply from the server');
+    const after = Date.parse(ended.time as string) - answeredAt;
+    assert.ok(after > 1500 && after < 2600, `ended ${after} ms after the answer (no_speech_timeout_s: 2)`);
+  } finally { await done(); }
+});
+
+test('the wake word stops a ringing timer and starts no conversation', { timeout: 60_000 }, async () => {
+  const { emu, daemon, s, done } = await conversation({ wake: { engine: 'tone', tone_hz: 1000 } });
+  try {
+    await call(s, 'set_timer', { seconds: 1 });
+    await daemon.pressAndWait('idle', 3000);
+    await daemon.waitLog((l) => l.msg === 'timer ringing', 5000);
+    await sleep(500);
+    const stopped = daemon.waitNextLog((l) => l.msg === 'timer ringing stopped', 5000);
+    await card.playIntoRoom(tone(1000, 700, 16000));
+    assert.equal((await stopped).by, 'wake');
+    await sleep(1000);
+    const st = await daemon.ctl('status');
+    assert.equal(st.timers.ringing, false);
+    assert.equal(st.state, 'idle');
+    assert.equal(emu.sessions.length, 1, 'no new conversation');
+  } finally { await done(); }
 });

@@ -8,7 +8,8 @@
  * setup/setupComplete, server-side VAD turn detection on the received audio,
  * streamed 24 kHz modelTurn audio chunks, generationComplete/turnComplete,
  * barge-in ("interrupted"), session resumption handles, close codes for bad
- * keys and bad first frames. Turn detection runs on sample positions, not on
+ * keys and bad first frames, function calls (toolCall, toolCallCancellation)
+ * and their toolResponses. Turn detection runs on sample positions, not on
  * arrival time, so tests may send audio faster than real time.
  */
 import { EventEmitter } from 'node:events';
@@ -603,7 +604,8 @@ class Session extends EventEmitter implements EmulatedSession {
  * 'speech-start'(s, atByte), 'utterance'(s, u), 'interrupted'(s, atMs, atByte),
  * 'reply-start'(s, atMs), 'reply-chunk'(s, atMs, bytes), 'reply-end'(s, result),
  * 'message'(s, msg) for non-audio client messages, 'close'(s, code, reason),
- * and 'rejected'(key) for refused keys. atMs values are Date.now().
+ * 'tool-call'(s, functionCalls) and 'tool-response'(s, functionResponse)
+ * (tools, issue 12), and 'rejected'(key) for refused keys. atMs values are Date.now().
  */
 export class LiveEmulator extends EventEmitter {
   sessions: EmulatedSession[] = [];
