@@ -84,6 +84,7 @@ function formatStatus(s: Record<string, any>): string {
     `leds:        ${Object.entries(s.leds ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}`,
     `speaker:     ${s.playback ? `${s.playback.device}, ${s.playback.open ? `open (delay ${s.playback.delayMs ?? '?'} ms)` : 'closed'}, volume ${s.volume}%` : `volume ${s.volume}%`}`,
     `last error:  ${s.lastError ? `${s.lastError.message} (${s.lastError.at})` : 'none'}`,
+    ...(s.timers ? [`timers:      ${s.timers.ringing ? 'RINGING (press to stop); ' : ''}${s.timers.list.length ? s.timers.list.map((t: any) => `${t.kind} ${t.id}${t.label ? ` "${t.label}"` : ''} at ${t.rings_at} (${t.remaining_s} s)`).join(', ') : 'none set'}`] : []),
     `counters:    ${c.conversations} conversations, ${c.turns} turns, ${c.bargeIns} barge-ins by press, ${c.interrupted} interrupted by voice, ${c.errors} errors`,
     `uptime:      ${s.uptimeS} s (pid ${s.pid})`,
   ];
