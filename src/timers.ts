@@ -246,12 +246,16 @@ export class Timers extends EventEmitter {
   }
 
   private ring(entries: TimerEntry[], once: boolean): void {
+    const cap = () => this.clock.setTimeout(() => this.stopRinging(`cap (${Math.round(this.opts.ringMaxMs / 1000)} s)`), this.opts.ringMaxMs);
     if (this.ringing) {
       this.ringing.entries.push(...entries);
-      if (!once) this.ringer.start(this.ringing.entries, { once: false });
+      if (!once) {
+        this.ringing.capTimer ??= cap(); // a ring-once becomes a real ringing: it gets the cap
+        this.ringer.start(this.ringing.entries, { once: false });
+      }
       return;
     }
-    const capTimer = once ? null : this.clock.setTimeout(() => this.stopRinging(`cap (${Math.round(this.opts.ringMaxMs / 1000)} s)`), this.opts.ringMaxMs);
+    const capTimer = once ? null : cap();
     this.ringing = { entries: [...entries], capTimer };
     this.emit('ringing', entries, once);
     this.ringer.start(entries, { once });

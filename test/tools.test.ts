@@ -58,6 +58,7 @@ test('the tools are declared in the setup; parallel calls are each answered by i
     const decls = s.setup.tools[0].functionDeclarations;
     assert.equal(decls.find((d: any) => d.name === 'background').behavior, 'NON_BLOCKING');
     assert.equal(decls.find((d: any) => d.name === 'slow_hello').behavior, undefined, 'blocking unless non_blocking: true');
+    for (const n of ['end_conversation', 'get_volume', 'list_timers', 'slow_hello']) assert.equal(decls.find((d: any) => d.name === n).parameters, undefined, `${n} takes nothing: no empty OBJECT schema (the API refuses one)`);
     const [bgId] = s.toolCall([{ name: 'background' }]);
     const bg = await s.toolResponse(bgId, 5000);
     assert.deepEqual({ scheduling: bg.scheduling, response: bg.response }, { scheduling: 'WHEN_IDLE', response: { output: 'done\n' } });

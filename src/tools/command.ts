@@ -117,7 +117,7 @@ export function commandTool(c: CommandConfig, log: Logger): Tool {
     declaration: {
       name: c.name,
       description: c.description,
-      parameters,
+      ...(Object.keys(c.parameters.properties).length ? { parameters } : {}), // none: no empty OBJECT (the API refuses one)
       ...(c.non_blocking ? { behavior: Behavior.NON_BLOCKING } : {}),
     },
     ...(c.non_blocking ? { scheduling: FunctionResponseScheduling.WHEN_IDLE } : {}),

@@ -58,7 +58,9 @@ export class ToolDispatcher extends EventEmitter {
     let ev: ToolEvent;
     try {
       if (!tool) throw new Error(`unknown tool '${c.name}': this speaker has ${this.names.join(', ')}`);
-      this.log.info({ tool: c.name, id: c.id, args: c.args }, 'tool call');
+      // The arguments may hold what the user said: only at debug level (ctl watch gets them through the 'tool' event).
+      this.log.info({ tool: c.name, id: c.id }, 'tool call');
+      this.log.debug({ tool: c.name, id: c.id, args: c.args }, 'tool call arguments');
       const result = await tool.run(c.args ?? {}, { id: c.id, signal: ac.signal });
       ev = { name: c.name, id: c.id, args: c.args, ok: true, result, ms: Math.round(monotonicMs() - t0) };
     } catch (e) {

@@ -75,7 +75,7 @@ export interface ToolsSetup {
 export function setupTools(o: { config: () => Config; stateDir: string; player: RingPlayer; leds: RingLeds; store: StateStore; log: Logger; conversation: () => Conversation }): ToolsSetup {
   const { log } = o;
   const ringer = new SoundRinger(o.player, o.leds, () => { const s = o.conversation().state; return s === 'idle' || s === 'error' || s === 'muted'; }, alarmSound(24000, ALARM_LEVEL), log);
-  const timers = new Timers({ dir: o.stateDir, ringMaxMs: o.config().tools.timer_ring_max_s * 1000 }, ringer, log);
+  const timers = new Timers({ dir: o.stateDir, get ringMaxMs() { return o.config().tools.timer_ring_max_s * 1000; } }, ringer, log); // a reload's value from the next ringing on
   ringer.onOnceDone = () => timers.rangOnce();
   const services: ToolServices = {
     volume: {
