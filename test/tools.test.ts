@@ -228,7 +228,7 @@ test('a timer set by voice rings on the speaker with the LEDs until ctl press st
     const before = rec.subarray(0, Math.max(0, Math.round((pressedAt - sink.startedAt) * 24)) * 2);
     const afterPress = rec.subarray(Math.round((pressedAt + 300 - sink.startedAt) * 24) * 2);
     const ringing = findTone(before, ALARM_HZ, 10);
-    assert.ok(ringing.totalMs >= 800, `the timer's sound was heard at the sink (${JSON.stringify(ringing)})`);
+    assert.ok(ringing.totalMs >= 700, `the timer's sound was heard at the sink, more than one cycle of it (${JSON.stringify(ringing)})`);
     assert.equal(findTone(afterPress, ALARM_HZ, 10).totalMs, 0, 'silent once stopped');
     const st2 = await daemon.ctl('status');
     assert.equal(st2.timers.ringing, false);
