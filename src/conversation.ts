@@ -8,6 +8,7 @@ import { PrerollBuffer } from './audio/preroll.js';
 import { ChimeNotch } from './audio/sounds.js';
 import type { Logger } from './log.js';
 import { monotonicMs } from './clock.js';
+import type { ToolCall, ToolResponse } from './tools/types.js';
 
 export type State = 'idle' | 'connecting' | 'listening' | 'thinking' | 'speaking' | 'follow-up' | 'muted' | 'error';
 
@@ -29,12 +30,17 @@ export interface LiveHandlers {
   // ---- observability (issue 12): re-emitted as 'usage' and 'transcript' events for src/observe.ts
   onUsage?(usage: UsageCounts): void; // the server's usageMetadata, as sent
   onTurnText?(text: TurnText): void; // one turn's transcripts, assembled (only when transcription was asked for)
+  // ---- tools (issue 12)
+  onToolCall?(calls: ToolCall[]): void; // the model calls functions (several at once in parallel)
+  onToolCancel?(ids: string[]): void; // toolCallCancellation: drop those calls' answers
 }
 /** Token counts as the server reports them (usageMetadata). */
 export interface UsageCounts { promptTokenCount?: number; responseTokenCount?: number; totalTokenCount?: number; cachedContentTokenCount?: number; toolUsePromptTokenCount?: number; thoughtsTokenCount?: number }
 /** What the user said and what the model said in one turn (transcripts). */
 export interface TurnText { heard: string; said: string; interrupted?: boolean }
-export interface LiveLink { sendAudio(pcm16k: Buffer): void; close(): void }
+export interface LiveLink { sendAudio(pcm16k: Buffer): void; close(): void; sendToolResponse?(responses: ToolResponse[]): void }
+/** Runs the model's function calls (src/tools/registry.ts). */
+export interface ToolPort { call(calls: ToolCall[], respond: (r: ToolResponse[]) => void): void; cancel(ids: string[]): void; cancelAll(): void }
 export interface LiveConnector { connect(handlers: LiveHandlers, opts: { resumeHandle: string | null }): LiveLink }
 
 /**
@@ -132,10 +138,16 @@ export class Conversation extends EventEmitter {
   private goAwayDue = false; // resume at the next quiet moment
   private resumeTimer: NodeJS.Timeout | null = null;
   private lastEnded: { at: number; handle: string | null } | null = null;
+  /** end_conversation was called: end once the goodbye has been heard (tools, issue 12). */
+  private ending = false;
+  /** Calls the model waits for: while any runs, no "no reply" timeout. */
+  private toolsPending = new Set<string>();
+  /** A press or the wake word goes here first; true = taken (a ringing timer is stopped by it). */
+  pressHook: ((trigger: string) => boolean) | null = null;
 
   constructor(
     private opts: ConversationOptions,
-    private readonly ports: { live: LiveConnector; player: Player; mic: Mic; indicator: Indicator },
+    private readonly ports: { live: LiveConnector; player: Player; mic: Mic; indicator: Indicator; tools?: ToolPort },
     private readonly log: Logger,
   ) {
     super();
@@ -168,6 +180,7 @@ export class Conversation extends EventEmitter {
   /** A short press (button, `ctl press`, SIGUSR1) or a wake word. */
   press(trigger: Trigger = 'button'): void {
     this.log.info({ trigger, state: this.state }, 'press');
+    if (this.pressHook?.(trigger)) return;
     switch (this.state) {
       case 'muted':
         this.log.info('muted: press ignored (long press or `live-speaker ctl unmute` to unmute)');
@@ -197,6 +210,7 @@ export class Conversation extends EventEmitter {
    */
   wake(keyword: string): void {
     this.log.info({ trigger: 'wake', keyword, state: this.state }, 'wake word');
+    if (this.pressHook?.('wake')) return;
     switch (this.state) {
       case 'idle':
       case 'error':
@@ -222,6 +236,7 @@ export class Conversation extends EventEmitter {
    */
   private bargeIn(): void {
     this.counters.bargeIns++;
+    this.ending = false; // the user has more to say
     this.ports.player.flush();
     // A turn in flight (its audio so far was played): drop the rest until the server ends it.
     // One not begun (thinking) may never come: drop it until then, or until the user's next question is complete.
@@ -289,7 +304,7 @@ export class Conversation extends EventEmitter {
     } else if (ev === 'speech-end' && this.state === 'listening') {
       if (this.discardUntilQuestion) this.discardTurn = false; // a new question is complete: what comes next answers it
       this.setState('thinking');
-      this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server');
+      if (this.toolsPending.size === 0) this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server'); // else: when the tools have answered
     }
   }
 
@@ -321,6 +336,7 @@ export class Conversation extends EventEmitter {
     for (const f of this.preroll.drain(Math.floor((this.opts.rate * prerollMs) / 1000) * 2)) this.held.push(f);
     this.discardTurn = false;
     this.replyAudio = false;
+    this.ending = false;
     this.attempts = 0;
     this.everOpened = false;
     this.linkOpenedAt = 0;
@@ -349,6 +365,8 @@ export class Conversation extends EventEmitter {
       onGoAway: mine((ms: number) => this.goAway(ms)),
       onUsage: mine((u: UsageCounts) => this.emit('usage', u)),
       onTurnText: mine((t: TurnText) => this.emit('transcript', t)),
+      onToolCall: mine((calls: ToolCall[]) => this.toolCall(calls)),
+      onToolCancel: mine((ids: string[]) => { this.ports.tools?.cancel(ids); for (const id of ids) this.toolsPending.delete(id); this.toolsSettled(); }),
     }, { resumeHandle: this.handle });
   }
 
@@ -373,6 +391,7 @@ export class Conversation extends EventEmitter {
     this.attempts++;
     this.log.warn({ reason: why, attempt: this.attempts, handle: this.handle ? 'yes' : 'none', inMs: Math.round(delay) }, 'Live session lost; resuming');
     this.linkGen++; // whatever the old link still says is ignored
+    this.toolsPending.clear(); // their answers cannot reach the new connection
     const old = this.link;
     this.link = null;
     this.linkOpenedAt = 0;
@@ -449,8 +468,41 @@ export class Conversation extends EventEmitter {
     this.ports.player.play(pcm);
   }
 
+  // ---- tools (issue 12) ------------------------------------------------------
+
+  /** The model calls functions: run them; each answer goes back on the link it came from, if that is still the current one. */
+  private toolCall(calls: ToolCall[]): void {
+    const tools = this.ports.tools;
+    const link = this.link;
+    const gen = this.linkGen;
+    const send = (r: ToolResponse[]) => { if (gen === this.linkGen && this.link === link) link?.sendToolResponse?.(r); };
+    if (!tools) { send(calls.map((c) => ({ id: c.id, name: c.name, response: { error: `unknown tool '${c.name}': this device has no tools` } }))); return; }
+    // The model waits for the answers: no "no reply" timeout while a tool runs; re-armed once every call is answered or cancelled.
+    for (const c of calls) this.toolsPending.add(c.id);
+    if (this.state === 'thinking') this.clearStateTimer();
+    tools.call(calls, (r) => {
+      send(r);
+      if (gen !== this.linkGen) return;
+      for (const x of r) this.toolsPending.delete(x.id);
+      this.toolsSettled();
+    });
+  }
+
+  private toolsSettled(): void {
+    if (this.toolsPending.size === 0 && this.state === 'thinking') this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server');
+  }
+
+  /** end_conversation: the goodbye being (or about to be) spoken plays to its last sample, then the conversation ends. */
+  endAfterReply(): void {
+    if (!this.link) return;
+    this.ending = true;
+    // Never at once: the goodbye may still come (after the answer). A turn that ends with no audio keeps waiting; the follow-up window bounds that.
+    this.log.info({ state: this.state }, 'end_conversation: ending once the goodbye has been heard');
+  }
+
   private interrupted(): void {
     this.counters.interrupted++;
+    this.ending = false; // the user spoke over the goodbye: they have more to say
     this.ports.player.flush();
     this.discardTurn = false; // the server has ended that turn itself
     this.replyAudio = false;
@@ -464,7 +516,7 @@ export class Conversation extends EventEmitter {
     if (this.discardTurn) { this.discardTurn = false; return; } // the end of a reply we cut: keep listening
     const hadAudio = this.replyAudio;
     this.replyAudio = false;
-    if (!hadAudio) this.followUp();
+    if (!hadAudio) this.followUp(false);
     else {
       this.ports.player.finish(() => { if (this.state === 'speaking') this.followUp(); });
       // Never stuck in 'speaking': if the player does not report the end in time, move on anyway.
@@ -488,7 +540,8 @@ export class Conversation extends EventEmitter {
     this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no speech');
   }
 
-  private followUp(): void {
+  private followUp(heardReply = true): void {
+    if (this.ending && heardReply) { this.end('goodbye (end_conversation)'); return; } // the goodbye's last sample has been heard
     if (this.opts.followUpMs <= 0) { this.end('reply done'); return; }
     this.vad.reset();
     this.setState('follow-up');
@@ -524,6 +577,9 @@ export class Conversation extends EventEmitter {
     if (this.maxTimer) { clearTimeout(this.maxTimer); this.maxTimer = null; }
     const link = this.link;
     this.link = null;
+    this.ending = false;
+    this.toolsPending.clear();
+    this.ports.tools?.cancelAll();
     this.held.clear();
     this.discardTurn = false;
     this.replyAudio = false;

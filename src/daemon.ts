@@ -29,6 +29,7 @@ import { porcupineFactory } from './wake/porcupine.js';
 import { toneEngine } from './wake/tone.js';
 import { monotonicMs } from './clock.js';
 import { Observer } from './observe.js';
+import { setupTools } from './tools/setup.js';
 
 export const EXIT_CONFIG = 78; // EX_CONFIG: listed in RestartPreventExitStatus=, so no restart loop
 export const CAPTURE_RATE = 16000;
@@ -73,6 +74,8 @@ class Endpoint {
   connector!: LiveConnector;
   description = '';
   private emulator: LiveEmulator | null = null;
+  /** The function declarations each new session gets (tools, issue 12). */
+  functions: () => import('@google/genai').FunctionDeclaration[] = () => [];
 
   constructor(private readonly log: Logger) {}
 
@@ -93,7 +96,7 @@ class Endpoint {
     }
     if (baseUrl !== this.emulator?.url && this.emulator) { await this.emulator.close(); this.emulator = null; }
     this.connector = new GeminiConnector({ apiKey: key ?? 'no-key', baseUrl, live: config.live, silenceMs: config.audio.end_of_speech_ms,
-      configFile, transcripts: config.log.transcripts }, this.log);
+      configFile, transcripts: config.log.transcripts, functions: () => this.functions() }, this.log);
   }
 
   async close(): Promise<void> { await this.emulator?.close(); }
@@ -231,9 +234,15 @@ export async function runDaemon(configPath?: string): Promise<void> {
   }
   void applyMixer(config, log);
   const live: LiveConnector = { connect: (h, o) => endpoint.connector.connect(h, o) }; // swapped on reload
-  const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds }, log);
+  // ---- tools (issue 12): function calls, timers, volume by voice
+  const tools = setupTools({ config: () => config, stateDir: stateDir(config), player, leds, store, log, conversation: () => conversation });
+  endpoint.functions = () => tools.dispatcher.declarations();
+  const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds, tools: tools.dispatcher }, log);
   // Transcripts (log.transcripts), token usage and `ctl watch` (src/observe.ts).
   const observer = new Observer(conversation, log, () => config.log.transcripts);
+  // Function calls reach `ctl watch` as the conversation's 'tool' / 'tool-cancelled' events.
+  tools.dispatcher.on('tool', (e: object) => conversation.emit('tool', e));
+  tools.dispatcher.on('tool-cancelled', (e: object) => conversation.emit('tool-cancelled', e));
 
   // ---- events from the adapters
   let micProblem: string | null = null;
@@ -307,6 +316,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     captureOverruns: mic.overruns,
     volume: player.volume,
     playback: player.status(),
+    timers: { list: tools.timers.list(), ringing: tools.timers.isRinging }, // tools (issue 12)
   });
   try {
     control = await startControlServer(config.control.socket, parseInt(config.control.mode, 8), (req: ControlRequest) => {
@@ -360,6 +370,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     if (mixerChanged) void applyMixer(config, log);
     log.level = config.log.level;
     conversation.configure(conversationOptions(config));
+    tools.dispatcher.configure(config.tools.commands); // the next session declares them
     if (rewake) {
       // A reload is the user's action that may have fixed the cause: try again now.
       wake?.release();
@@ -380,6 +391,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     notify.stopping();
     log.info({ signal }, 'stopping');
     conversation.shutdown();
+    tools.stop();
     wake?.release();
     gpio.release();
     observer.closeWatchers(); // open watches would keep the socket server from closing
@@ -433,6 +445,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
       (e: Error) => log.warn({ error: e.message }, 'playback not available yet; will retry at the first reply'));
   // Alive = the event loop runs this check, and capture either flows or is known to be down and being retried.
   notify.startWatchdog(() => conversation.state === 'muted' || micProblem !== null || monotonicMs() - lastFrameAt < STUCK_CAPTURE_MS);
+  tools.start(conversation); // saved timers: one that fell due while the daemon was down rings once now
   log.info({ endpoint: endpoint.description, gpio: gpio.state, socket: config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
   notify.ready(statusLine(conversation.state, endpoint.description, micProblem, null, wake));
 }

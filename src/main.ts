@@ -95,6 +95,7 @@ function formatStatus(s: Record<string, any>): string {
     `speaker:     ${s.playback ? `${s.playback.device}, ${s.playback.open ? `open (delay ${s.playback.delayMs ?? '?'} ms)` : 'closed'}, volume ${s.volume}%` : `volume ${s.volume}%`}`,
     ...(s.fault ? [`fault:       ${s.fault} (fix it, then press or reload)`] : []),
     `last error:  ${s.lastError ? `${s.lastError.message} (${s.lastError.at})` : 'none'}`,
+    ...(s.timers ? [`timers:      ${s.timers.ringing ? 'RINGING (press to stop); ' : ''}${s.timers.list.length ? s.timers.list.map((t: any) => `${t.kind} ${t.id}${t.label ? ` "${t.label}"` : ''} at ${t.rings_at} (${t.remaining_s} s)`).join(', ') : 'none set'}`] : []),
     `counters:    ${c.conversations} conversations, ${c.turns} turns, ${c.bargeIns} barge-ins by press, ${c.interrupted} interrupted by voice, ${c.errors} errors`,
     ...(s.usage ? [`tokens:      ${s.usage.totalTokens} total (${s.usage.promptTokens} prompt, ${s.usage.responseTokens} response) since start, as the Live API reported them`] : []),
     `uptime:      ${s.uptimeS} s (pid ${s.pid})`,

@@ -72,10 +72,14 @@ test('context line: date, time and zone of the given moment, one line, place whe
   assert.equal(contextLine(at, null, 'Asia/Kolkata'), 'Now: Thursday, 26 November 2026, 18:35, time zone Asia/Kolkata (UTC+05:30).');
 });
 
-test('the tools array: Google Search only when live.google_search is on; the default model is the stable Live model', () => {
+test('the tools array: the function declarations (BLOCKING said outright to a model that calls asynchronously by default), Google Search only when live.google_search is on; the default model is the stable Live model', () => {
   const live = ConfigSchema.parse({}).live;
   assert.deepEqual(sessionTools(live), []);
   assert.deepEqual(sessionTools({ ...live, google_search: true }), [{ googleSearch: {} }]);
+  // Function declarations: a blocking one says BLOCKING only to a model that would otherwise call it asynchronously.
+  const fns = [{ name: 'get_volume', description: 'd' }, { name: 'bg', description: 'd', behavior: 'NON_BLOCKING' as any }];
+  assert.deepEqual(sessionTools({ ...live, model: 'gemini-3.8-live' }, fns), [{ functionDeclarations: [{ ...fns[0], behavior: 'BLOCKING' }, fns[1]] }]);
+  assert.deepEqual(sessionTools({ ...live, model: 'gemini-2.5-flash-native-audio-preview-12-2025' }, fns), [{ functionDeclarations: fns }]);
   assert.equal(live.model, 'gemini-3.8-live');
   assert.equal(live.model, DEFAULT_LIVE_MODEL);
   assert.equal(ConfigSchema.parse({}).log.transcripts, false, 'transcripts are off unless asked for');
@@ -121,7 +125,8 @@ test('transcripts on: setup asks for them, with the date/time/zone line and Goog
     // The setup the emulator received.
     const s = emu.setups[0];
     assert.equal(s.model, 'models/gemini-3.8-live');
-    assert.deepEqual(s.tools, [{ googleSearch: {} }]);
+    assert.deepEqual(s.tools.map((t: any) => Object.keys(t)), [['functionDeclarations'], ['googleSearch']], 'the local tools, then Google Search');
+    assert.deepEqual(s.tools[1], { googleSearch: {} });
     assert.deepEqual(s.inputAudioTranscription, {});
     assert.deepEqual(s.outputAudioTranscription, {});
     const text: string = s.systemInstruction.parts[0].text;
@@ -184,7 +189,7 @@ test('transcripts off (the default): not asked for, and what an over-eager serve
     const s = emu.setups[0];
     assert.equal('inputAudioTranscription' in s, false);
     assert.equal('outputAudioTranscription' in s, false);
-    assert.equal('tools' in s, false, 'no Google Search unless configured');
+    assert.equal(s.tools.some((t: any) => 'googleSearch' in t), false, 'no Google Search unless configured');
     assert.match(s.systemInstruction.parts[0].text, /\nNow: .+, \d\d:\d\d, time zone UTC \(UTC\+00:00\)\.$/, 'no place unless configured');
     const all = JSON.stringify(daemon.logs) + daemon.stderr;
     assert.ok(!all.includes('capital'), 'neither text appears anywhere in the journal');

@@ -9,7 +9,8 @@
  * streamed 24 kHz modelTurn audio chunks, generationComplete/turnComplete,
  * barge-in ("interrupted"), session resumption handles, close codes for bad
  * keys, bad first frames and unknown models, input/output transcription and
- * usageMetadata per turn. Turn detection runs on sample positions, not on
+ * usageMetadata per turn, function calls (toolCall, toolCallCancellation)
+ * and their toolResponses. Turn detection runs on sample positions, not on
  * arrival time, so tests may send audio faster than real time.
  */
 import { EventEmitter } from 'node:events';
@@ -18,7 +19,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import { EnergyVad, type VadOptions, type VadTransition } from '../audio/vad.js';
-import { bytesForMs, msForBytes, resample } from '../audio/pcm.js';
+import { bytesForMs, goertzelPower, msForBytes, resample } from '../audio/pcm.js';
 import { bareModel, modelRejectionReason } from '../live/models.js';
 
 /** Input rate the Live API works at (client audio at other rates is resampled to it). */
@@ -81,7 +82,21 @@ export interface EmulatorOptions {
   said?: (pcm24k: Buffer, session: EmulatedSession) => string | null;
   /** usageMetadata sent before each completed turn's turnComplete; false = none. Default: 25 tokens per second of audio. */
   usage?: false | ((turn: { session: EmulatedSession; inputBytes: number; replyBytes: number }) => Record<string, number>);
+  /**
+   * Parrot mode (tools, issue 12): an utterance that is mostly a pure tone of
+   * `hz` stands for a spoken request: the emulator calls the function `call`
+   * (if the session declared it) and, once it has the answer, says the
+   * utterance back as its reply. Default PARROT_TOOL_TONES; [] = none.
+   */
+  toolTones?: ToolTone[];
 }
+
+// ---- tools (issue 12)
+export interface ToolTone { hz: number; call: { name: string; args?: Record<string, unknown> } }
+/** The parrot's "keyword": a steady 1400 Hz tone sets a 5-second timer (the demo plays one). */
+export const PARROT_TOOL_TONES: ToolTone[] = [{ hz: 1400, call: { name: 'set_timer', args: { seconds: 5, label: 'demo' } } }];
+/** A function call the emulator makes (id made up when not given). */
+export interface EmulatedCall { name: string; args?: Record<string, unknown>; id?: string }
 
 export interface Utterance {
   index: number;
@@ -154,6 +169,17 @@ export interface EmulatedSession extends EventEmitter {
   close(code?: number, reason?: string): void;
   /** Drop the TCP connection without a close frame. */
   terminate(): void;
+  // ---- tools (issue 12)
+  /** Names of the functions declared in the setup (tools[].functionDeclarations). */
+  readonly declaredTools: string[];
+  /** Every functionResponse received (toolResponse), in order. */
+  toolResponses: any[];
+  /** Send one toolCall holding these calls (several = parallel calls); returns their ids. */
+  toolCall(calls: EmulatedCall[]): string[];
+  /** Send toolCallCancellation for these ids. */
+  cancelToolCalls(ids: string[]): void;
+  /** The functionResponse for `id` (already received, or the next one); rejects after timeoutMs. */
+  toolResponse(id: string, timeoutMs?: number): Promise<any>;
 }
 
 interface ResolvedOptions {
@@ -172,6 +198,7 @@ interface ResolvedOptions {
   heard: ((u: Utterance, session: EmulatedSession) => string | null) | undefined;
   said: ((pcm24k: Buffer, session: EmulatedSession) => string | null) | undefined;
   usage: false | ((turn: { session: EmulatedSession; inputBytes: number; replyBytes: number }) => Record<string, number>);
+  toolTones: ToolTone[];
 }
 
 /** Text in two fragments (as the service streams transcription in pieces). */
@@ -211,6 +238,8 @@ class Session extends EventEmitter implements EmulatedSession {
   lastHandle: string | null = null;
   usageSent: Record<string, number>[] = [];
   private usageFrom = 0; // received bytes already counted in a usage message
+  toolResponses: any[] = [];
+  private callCount = 0;
 
   private chunks: Buffer[] = [];
   private base = 0; // absolute byte offset of chunks[0]
@@ -292,6 +321,61 @@ class Session extends EventEmitter implements EmulatedSession {
     this.ws.terminate();
   }
 
+  // ---- tools (issue 12) ---------------------------------------------------
+
+  get declaredTools(): string[] {
+    const tools: any[] = Array.isArray(this.setup?.tools) ? this.setup.tools : [];
+    return tools.flatMap((t) => (Array.isArray(t?.functionDeclarations) ? t.functionDeclarations.map((d: any) => String(d?.name)) : []));
+  }
+
+  toolCall(calls: EmulatedCall[]): string[] {
+    const functionCalls = calls.map((c) => ({ id: c.id ?? `fc-${this.id}-${++this.callCount}`, name: c.name, args: c.args ?? {} }));
+    this.send({ toolCall: { functionCalls } });
+    this.opts.log('tool-call', { session: this.id, calls: functionCalls.map((c) => `${c.id} ${c.name}`) });
+    this.emit('tool-call', functionCalls);
+    this.emu.emit('tool-call', this, functionCalls);
+    return functionCalls.map((c) => c.id);
+  }
+
+  cancelToolCalls(ids: string[]): void {
+    this.send({ toolCallCancellation: { ids } });
+    this.opts.log('tool-call-cancellation', { session: this.id, ids });
+  }
+
+  toolResponse(id: string, timeoutMs = 5000): Promise<any> {
+    const seen = this.toolResponses.find((r) => r?.id === id);
+    if (seen) return Promise.resolve(seen);
+    return this.emu.waitFor('tool-response', (s, r) => s === this && r?.id === id, timeoutMs).then(([, r]) => r);
+  }
+
+  private onToolResponse(msg: any): void {
+    for (const r of Array.isArray(msg.toolResponse?.functionResponses) ? msg.toolResponse.functionResponses : []) {
+      this.toolResponses.push(r);
+      this.opts.log('tool-response', { session: this.id, id: r?.id, name: r?.name });
+      this.emit('tool-response', r);
+      this.emu.emit('tool-response', this, r);
+    }
+  }
+
+  /** Parrot mode: an utterance that is mostly one of the tool tones calls its function, and replies once answered. */
+  private parrotToolCall(u: Utterance): boolean {
+    const declared = this.declaredTools;
+    const x = u.pcm;
+    let energy = 0;
+    for (let i = 0; i + 1 < x.length; i += 2) energy += (x.readInt16LE(i) / 32767) ** 2;
+    const mean = energy / Math.max(1, x.length / 2);
+    for (const t of this.opts.toolTones) {
+      if (!declared.includes(t.call.name) || mean < 1e-5) continue;
+      // A pure tone of amplitude A has mean square A²/2 and Goertzel power about A²: most of the energy at hz.
+      if (goertzelPower(x, INPUT_RATE, t.hz) < 0.5 * 2 * mean) continue;
+      const [id] = this.toolCall([t.call]);
+      const reply = this.opts.reply ? this.opts.reply(u, this) : resample(u.pcm, INPUT_RATE, OUTPUT_RATE);
+      void this.toolResponse(id, 30_000).then(() => { if (reply) void this.sendAudio(reply); }, () => undefined);
+      return true;
+    }
+    return false;
+  }
+
   // ---- inbound ---------------------------------------------------------
 
   onFrame(data: RawData): void {
@@ -324,6 +408,7 @@ class Session extends EventEmitter implements EmulatedSession {
       this.onRealtimeInput(msg);
       return;
     }
+    if (msg.toolResponse) this.onToolResponse(msg);
     // toolResponse, clientContent, a second setup, anything else: record only.
     this.messages.push(msg);
     this.emit('message', msg);
@@ -440,6 +525,7 @@ class Session extends EventEmitter implements EmulatedSession {
     }
     this.emit('utterance', u);
     this.emu.emit('utterance', this, u);
+    if (this.opts.mode === 'parrot' && this.opts.toolTones.length && this.parrotToolCall(u)) return;
     if (this.opts.mode === 'parrot') {
       const reply = this.opts.reply ? this.opts.reply(u, this) : resample(u.pcm, INPUT_RATE, OUTPUT_RATE);
       if (reply) void this.sendAudio(reply);
@@ -578,7 +664,8 @@ class Session extends EventEmitter implements EmulatedSession {
  * 'speech-start'(s, atByte), 'utterance'(s, u), 'interrupted'(s, atMs, atByte),
  * 'reply-start'(s, atMs), 'reply-chunk'(s, atMs, bytes), 'reply-end'(s, result),
  * 'message'(s, msg) for non-audio client messages, 'close'(s, code, reason),
- * 'rejected'(key) for refused keys, 'model-rejected'(model) for a model not in
+ * 'tool-call'(s, functionCalls) and 'tool-response'(s, functionResponse)
+ * (tools, issue 12), 'rejected'(key) for refused keys, 'model-rejected'(model) for a model not in
  * knownModels, and 'usage'(s, usageMetadata) for each usage message sent. atMs values are Date.now().
  */
 export class LiveEmulator extends EventEmitter {
@@ -625,6 +712,7 @@ export class LiveEmulator extends EventEmitter {
       heard: options.heard,
       said: options.said,
       usage: options.usage === false ? false : options.usage ?? defaultUsage,
+      toolTones: options.toolTones ?? PARROT_TOOL_TONES,
     };
     const host = options.host ?? '127.0.0.1';
     // Plain HTTP requests get 404 like an unknown path would.

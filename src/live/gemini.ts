@@ -3,11 +3,11 @@
 // calls. Also here: how a close is classified (permanent: do not retry on
 // your own; transient: resume), and answers to tool calls we do not know.
 // Audio out is 16 kHz s16le, audio in 24 kHz.
-import { GoogleGenAI, Modality, type LiveServerMessage, type Session, type Tool } from '@google/genai';
+import { Behavior, GoogleGenAI, Modality, type FunctionDeclaration, type LiveServerMessage, type Session, type Tool } from '@google/genai';
 import type { CloseInfo, LiveConnector, LiveHandlers, LiveLink, TurnText } from '../conversation.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import { MODEL_REJECTED, modelFaultSummary } from './models.js';
+import { MODEL_REJECTED, asyncCallsByDefault, modelFaultSummary } from './models.js';
 import { systemInstructionWithContext } from './context.js';
 
 export interface GeminiOptions {
@@ -19,15 +19,20 @@ export interface GeminiOptions {
   configFile?: string | null;
   /** log.transcripts: ask for input/output transcription; without it none is requested, and any that comes is dropped. */
   transcripts?: boolean;
+  /** Function declarations for the session setup (tools, issue 12); none: no tools declared. */
+  functions?: () => FunctionDeclaration[];
 }
 
 /**
- * The session's `tools` array, built in this one place. Google Search
- * grounding when live.google_search is on; function declarations are added
- * here too (issue 12, tools).
+ * The session's `tools` array, built in this one place: the local tools'
+ * function declarations (src/tools), and Google Search grounding when
+ * live.google_search is on.
  */
-export function sessionTools(live: Config['live']): Tool[] {
+export function sessionTools(live: Config['live'], functions: FunctionDeclaration[] = []): Tool[] {
   const tools: Tool[] = [];
+  // A tool that must block (the model waits for its answer) says so where the model would otherwise not wait.
+  const blocking = asyncCallsByDefault(live.model);
+  if (functions.length) tools.push({ functionDeclarations: blocking ? functions.map((f) => (f.behavior ? f : { ...f, behavior: Behavior.BLOCKING })) : functions });
   if (live.google_search) tools.push({ googleSearch: {} });
   return tools;
 }
@@ -115,7 +120,7 @@ export class GeminiConnector implements LiveConnector {
       const start = s.connect.bind(s);
       s.connect = () => { start(); if (closed) dispose(); };
     });
-    const tools = sessionTools(live);
+    const tools = sessionTools(live, this.opts.functions?.() ?? []);
     const transcripts = this.opts.transcripts === true;
     const text: TurnText = { heard: '', said: '' };
     ai.live.connect({
@@ -162,6 +167,10 @@ export class GeminiConnector implements LiveConnector {
         if (closed || !session) return;
         session.sendRealtimeInput({ audio: { data: pcm.toString('base64'), mimeType: 'audio/pcm;rate=16000' } });
       },
+      sendToolResponse: (functionResponses) => {
+        if (closed || !session) return;
+        session.sendToolResponse({ functionResponses });
+      },
       close: () => {
         if (closed) return;
         closed = true;
@@ -177,7 +186,9 @@ export class GeminiConnector implements LiveConnector {
     const sru = msg.sessionResumptionUpdate;
     if (sru?.resumable && sru.newHandle) h.onResumeHandle(sru.newHandle);
     if (msg.goAway) h.onGoAway(parseSeconds(msg.goAway.timeLeft));
-    if (msg.toolCall?.functionCalls?.length) {
+    if (msg.toolCall?.functionCalls?.length && h.onToolCall) {
+      h.onToolCall(msg.toolCall.functionCalls.map((c) => ({ id: c.id ?? '', name: c.name ?? '', args: (c.args ?? {}) as Record<string, unknown> })));
+    } else if (msg.toolCall?.functionCalls?.length) {
       // No tools are declared, so any call is unexpected: answer each with an
       // error rather than leave the model waiting for a response forever.
       const calls = msg.toolCall.functionCalls;
@@ -186,6 +197,7 @@ export class GeminiConnector implements LiveConnector {
         functionResponses: calls.map((c) => ({ id: c.id, name: c.name, response: { error: `unknown tool '${c.name}': this device has no such function` } })),
       });
     }
+    if (msg.toolCallCancellation?.ids?.length) h.onToolCancel?.(msg.toolCallCancellation.ids);
     const sc = msg.serverContent;
     if (!sc) return;
     // Transcription fragments (only when asked for): assembled per turn, reported at its end.

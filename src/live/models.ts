@@ -42,3 +42,12 @@ export function modelFaultSummary(model: string, configFile: string | null): str
   const why = retired ? `was shut down on ${retired.shutdown}` : 'is retired or unknown on this endpoint';
   return `model '${bareModel(model)}' ${why}: set live.model in ${configFile ?? 'the config file (/etc/live-speaker/config.yaml)'} (current: ${retired?.replacement ?? DEFAULT_LIVE_MODEL})`;
 }
+
+/**
+ * Models whose function calls are asynchronous (NON_BLOCKING) unless a
+ * declaration says `behavior: BLOCKING` (gemini-3.8-live's migration notes:
+ * "NON_BLOCKING is now the default"). Older Live models block by default,
+ * and gemini-3.1-flash-live-preview takes only blocking calls, so they get
+ * no `behavior` on a blocking declaration.
+ */
+export const asyncCallsByDefault = (model: string): boolean => /^gemini-3\.8-live/.test(bareModel(model));
