@@ -11,11 +11,14 @@
 //    due time as wall-clock epoch ms, the only reference that survives a
 //    restart; on start the remaining time is re-derived from it;
 //  - a wall-clock step seen while running (checked every few seconds) moves
-//    the stored due time of a timer (a duration: it keeps its monotonic
-//    deadline) and re-derives the monotonic deadline of an alarm (a time of
-//    day: it follows the wall clock, as a person reading a clock would).
+//    the stored due time of a timer set since start (a duration: it keeps
+//    its monotonic deadline) and re-derives the monotonic deadline of an
+//    alarm (a time of day: it follows the wall clock, as a person reading a
+//    clock would) and of a timer restored from disk (its remaining time was
+//    derived from a wall clock that may have read the last saved time at
+//    boot, before NTP set it).
 // A timer that fell due while the daemon was down rings once after the
-// restart, and the log says so.
+// restart (or once NTP shows it had), and the log says so.
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
@@ -52,7 +55,11 @@ export interface TimerEntry {
   time?: string;
 }
 
-interface Live extends TimerEntry { dueMono: number }
+interface Live extends TimerEntry {
+  dueMono: number;
+  /** Loaded from disk at start: its due time is a wall-clock reading, so it follows the wall clock (like an alarm). */
+  restored?: boolean;
+}
 
 /** What a timer shows to the model (list_timers, set_timer). */
 export interface TimerView {
@@ -139,19 +146,23 @@ export class Timers extends EventEmitter {
     const missed: TimerEntry[] = [];
     for (const e of this.load()) {
       if (e.dueAt <= now) missed.push(e);
-      else this.entries.set(e.id, { ...e, dueMono: mono + (e.dueAt - now) });
+      else this.entries.set(e.id, { ...e, dueMono: mono + (e.dueAt - now), restored: true });
     }
-    if (missed.length) {
-      for (const e of missed) {
-        this.log.warn({ timer: e.id, kind: e.kind, label: e.label, dueAt: new Date(e.dueAt).toISOString(), lateS: Math.round((now - e.dueAt) / 1000) },
-          `${e.kind} fell due while the daemon was not running; ringing once now`);
-      }
-      this.save();
-      this.ring(missed, true);
-    }
+    this.ringMissed(missed, now);
     if (this.entries.size) this.log.info({ timers: this.list().map((t) => `${t.id} ${t.kind} ${t.rings_at}`) }, 'timers restored');
     this.schedule();
     this.watchSteps();
+  }
+
+  /** Timers that fell due while the daemon was down: ring once, with a line saying so. */
+  private ringMissed(missed: TimerEntry[], now: number): void {
+    if (!missed.length) return;
+    for (const e of missed) {
+      this.log.warn({ timer: e.id, kind: e.kind, label: e.label, dueAt: new Date(e.dueAt).toISOString(), lateS: Math.round((now - e.dueAt) / 1000) },
+        `${e.kind} fell due while the daemon was not running; ringing once now`);
+    }
+    this.save();
+    this.ring(missed, true);
   }
 
   stop(): void {
@@ -240,7 +251,7 @@ export class Timers extends EventEmitter {
     if (due.length) {
       this.save();
       for (const e of due) this.log.info({ timer: e.id, kind: e.kind, label: e.label }, `${e.kind} ringing`);
-      this.ring(due.map(({ dueMono: _m, ...rest }) => rest), false);
+      this.ring(due.map(({ dueMono: _m, restored: _r, ...rest }) => rest), false);
     }
     this.schedule();
   }
@@ -278,14 +289,21 @@ export class Timers extends EventEmitter {
     const step = offset - this.offset;
     this.offset = offset;
     if (Math.abs(step) < STEP_MS) return;
-    this.log.info({ stepS: Math.round(step / 1000) }, 'the wall clock was set (NTP?): timers keep their length, alarms follow the clock');
+    this.log.info({ stepS: Math.round(step / 1000) }, 'the wall clock was set (NTP?): timers set since start keep their length, alarms and restored timers follow the clock');
     const mono = this.clock.mono();
     const wall = this.clock.wall();
+    const missed: TimerEntry[] = [];
     for (const e of this.entries.values()) {
-      if (e.kind === 'timer') e.dueAt += step;
-      else e.dueMono = mono + (e.dueAt - wall); // now past (the clock jumped over it): it rings at once
+      if (e.kind === 'timer' && !e.restored) e.dueAt += step;
+      else if (e.kind === 'timer' && e.dueAt <= wall) {
+        // Restored at boot from a clock that read the last saved time (no RTC): the corrected clock says it fell due while down.
+        this.entries.delete(e.id);
+        const { dueMono: _m, restored: _r, ...rest } = e;
+        missed.push(rest);
+      } else e.dueMono = mono + (e.dueAt - wall); // an alarm now past (the clock jumped over it) rings at once
     }
-    if (this.entries.size) { this.save(); this.schedule(); }
+    if (this.entries.size || missed.length) { this.save(); this.schedule(); }
+    this.ringMissed(missed, wall);
   }
 
   private load(): TimerEntry[] {
@@ -305,7 +323,7 @@ export class Timers extends EventEmitter {
   }
 
   private save(): void {
-    const timers = [...this.entries.values()].map(({ dueMono: _m, ...e }) => e);
+    const timers = [...this.entries.values()].map(({ dueMono: _m, restored: _r, ...e }) => e);
     try {
       writeAtomic(this.file, `${JSON.stringify({ nextId: this.nextId, timers }, null, 2)}\n`);
     } catch (e) {

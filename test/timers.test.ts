@@ -152,6 +152,54 @@ test('after a restart: the time left is re-derived from the saved wall-clock tim
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
+test('a Pi without a clock: timers restored at boot follow the wall clock when NTP steps it; one the step shows fell due while down rings once, with the log line', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'timers-'));
+  try {
+    const clock = new FakeClock(Date.UTC(2026, 10, 26, 12, 0, 0));
+    const a = setup(dir, clock);
+    a.timers.start();
+    a.timers.addTimer(600, 'pasta'); // due 12:10
+    a.timers.addTimer(7200, 'bread'); // due 14:00
+    a.timers.stop();
+    // Power cut at 12:00; boot at 13:00 with the clock reading the last saved time (12:00) until NTP.
+    const boot = new FakeClock(clock.w);
+    boot.m = 7;
+    const b = setup(dir, boot);
+    b.timers.start();
+    assert.equal(b.ringer.rings.length, 0, 'before NTP the saved times look not yet due');
+    boot.advance(5_000);
+    boot.step(3600_000); // NTP: the real time is 13:00
+    boot.advance(1_500); // the step is noticed
+    assert.equal(b.ringer.rings.length, 1, 'pasta fell due at 12:10, while the Pi was off');
+    assert.equal(b.ringer.rings[0].once, true, 'it rings once, not a full ringing');
+    assert.deepEqual(b.ringer.rings[0].ids, ['1']);
+    const line = b.lines.find((l) => /fell due while the daemon was not running; ringing once/.test(l.msg));
+    assert.ok(line, 'the log says it fell due while the daemon was down');
+    assert.equal(line.o.timer, '1');
+    b.timers.rangOnce();
+    const left = b.timers.list();
+    assert.deepEqual(left.map((t) => t.id), ['2']);
+    assert.ok(Math.abs(left[0].remaining_s - 3600) <= 7, `bread rings at 14:00 by the corrected clock (${left[0].remaining_s} s left)`);
+    const saved = JSON.parse(readFileSync(join(dir, 'timers.json'), 'utf8'));
+    assert.equal(saved.timers[0].dueAt, Date.UTC(2026, 10, 26, 14, 0, 0), 'its stored due time is not pushed by the step');
+    boot.advance(3600_000);
+    assert.equal(b.ringer.rings.length, 2);
+    assert.equal(b.ringer.rings[1].once, false);
+    // A timer set after the step still keeps its length whatever the clock does.
+    b.timers.stopRinging('test');
+    const t0 = boot.m;
+    b.timers.addTimer(60, 'tea');
+    boot.advance(10_000);
+    boot.step(-1800_000);
+    boot.advance(49_000);
+    assert.equal(b.ringer.rings.length, 2);
+    boot.advance(2_000);
+    assert.equal(b.ringer.rings.length, 3);
+    assert.ok(b.ringer.rings[2].at - t0 >= 60_000);
+    b.timers.stop();
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
 test('set_alarm: the next HH:MM in the local time zone, across a daylight-saving change', () => {
   const tz = process.env.TZ;
   try {
