@@ -142,6 +142,9 @@ export class Conversation extends EventEmitter {
   private ending = false;
   /** Calls the model waits for: while any runs, no "no reply" timeout. */
   private toolsPending = new Set<string>();
+  /** Answers that came while the session was being resumed: sent on the new link once it is open. */
+  private toolAnswersHeld: ToolResponse[] = [];
+  private convGen = 0; // answers from the tools of an ended conversation are dropped
   /** A press or the wake word goes here first; true = taken (a ringing timer is stopped by it). */
   pressHook: ((trigger: string) => boolean) | null = null;
 
@@ -366,7 +369,7 @@ export class Conversation extends EventEmitter {
       onUsage: mine((u: UsageCounts) => this.emit('usage', u)),
       onTurnText: mine((t: TurnText) => this.emit('transcript', t)),
       onToolCall: mine((calls: ToolCall[]) => this.toolCall(calls)),
-      onToolCancel: mine((ids: string[]) => { this.ports.tools?.cancel(ids); for (const id of ids) this.toolsPending.delete(id); this.toolsSettled(); }),
+      onToolCancel: mine((ids: string[]) => { this.ports.tools?.cancel(ids); for (const id of ids) this.toolsPending.delete(id); this.toolAnswersHeld = this.toolAnswersHeld.filter((r) => !ids.includes(r.id)); this.toolsSettled(); }),
     }, { resumeHandle: this.handle });
   }
 
@@ -391,7 +394,7 @@ export class Conversation extends EventEmitter {
     this.attempts++;
     this.log.warn({ reason: why, attempt: this.attempts, handle: this.handle ? 'yes' : 'none', inMs: Math.round(delay) }, 'Live session lost; resuming');
     this.linkGen++; // whatever the old link still says is ignored
-    this.toolsPending.clear(); // their answers cannot reach the new connection
+    // Tools still running keep running: their answers are held and sent on the resumed session once it is open (opened()).
     const old = this.link;
     this.link = null;
     this.linkOpenedAt = 0;
@@ -413,7 +416,7 @@ export class Conversation extends EventEmitter {
   /** The server will close soon: move to a new connection at the next quiet moment (not mid-reply). */
   private goAway(timeLeftMs: number): void {
     this.log.info({ timeLeftMs }, 'goAway from the Live API');
-    if (this.state === 'speaking' || this.state === 'thinking') {
+    if (this.state === 'speaking' || this.state === 'thinking' || this.toolsPending.size > 0) {
       this.goAwayDue = true;
       this.armResumeDeadline(timeLeftMs);
       return;
@@ -439,6 +442,12 @@ export class Conversation extends EventEmitter {
     if (this.fault) { this.fault = null; this.ports.indicator.fault?.(false); }
     this.setState('listening'); // LED first, then audio
     this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no speech'); // before the held audio: speech in it clears it
+    if (this.toolAnswersHeld.length) {
+      const r = this.toolAnswersHeld;
+      this.toolAnswersHeld = [];
+      this.log.info({ ids: r.map((x) => x.id) }, 'tool answers sent on the resumed session');
+      this.link?.sendToolResponse?.(r);
+    }
     for (const f of this.held.drain()) this.stream(f);
   }
 
@@ -473,16 +482,20 @@ export class Conversation extends EventEmitter {
   /** The model calls functions: run them; each answer goes back on the link it came from, if that is still the current one. */
   private toolCall(calls: ToolCall[]): void {
     const tools = this.ports.tools;
-    const link = this.link;
-    const gen = this.linkGen;
-    const send = (r: ToolResponse[]) => { if (gen === this.linkGen && this.link === link) link?.sendToolResponse?.(r); };
+    const conv = this.convGen;
+    // To the current link if its session is up; while resuming, held until the new one is (the model still waits for them).
+    const send = (r: ToolResponse[]) => {
+      if (conv !== this.convGen || !this.link) return;
+      if (this.linkOpenedAt > 0 && this.link !== WAITING_LINK) this.link.sendToolResponse?.(r);
+      else this.toolAnswersHeld.push(...r);
+    };
     if (!tools) { send(calls.map((c) => ({ id: c.id, name: c.name, response: { error: `unknown tool '${c.name}': this device has no tools` } }))); return; }
     // The model waits for the answers: no "no reply" timeout while a tool runs; re-armed once every call is answered or cancelled.
     for (const c of calls) this.toolsPending.add(c.id);
     if (this.state === 'thinking') this.clearStateTimer();
     tools.call(calls, (r) => {
+      if (conv !== this.convGen) return;
       send(r);
-      if (gen !== this.linkGen) return;
       for (const x of r) this.toolsPending.delete(x.id);
       this.toolsSettled();
     });
@@ -579,6 +592,8 @@ export class Conversation extends EventEmitter {
     this.link = null;
     this.ending = false;
     this.toolsPending.clear();
+    this.toolAnswersHeld = [];
+    this.convGen++;
     this.ports.tools?.cancelAll();
     this.held.clear();
     this.discardTurn = false;

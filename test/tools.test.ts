@@ -336,6 +336,31 @@ test('a tool that runs longer than no_speech_timeout_s does not end the conversa
   } finally { await done(); }
 });
 
+test('a tool running when the session is lost is answered on the resumed session; a goAway while a tool runs waits for its answer', { timeout: 60_000 }, async () => {
+  const { emu, daemon, s, done } = await conversation({
+    tools: { commands: [{ name: 'slow', description: 'Slow.', argv: ['/bin/sleep', '1.5'] }] },
+  });
+  try {
+    // The connection drops while the command runs: the answer goes to the resumed session.
+    const [id] = s.toolCall([{ name: 'slow' }]);
+    await daemon.waitLog((l) => l.msg === 'tool call' && l.id === id, 3000);
+    const next = emu.waitFor('session', (x: EmulatedSession) => x !== s, 10_000);
+    s.terminate();
+    const [s2] = (await next) as [EmulatedSession];
+    const r = await s2.toolResponse(id, 8000);
+    assert.equal(r.name, 'slow');
+    assert.deepEqual(r.response, { output: '' });
+    // goAway while a command runs (listening): no resumption mid-call; the answer reaches the session that made the call.
+    assert.equal((await daemon.ctl('status')).state, 'listening');
+    const [id2] = s2.toolCall([{ name: 'slow' }]);
+    await daemon.waitLog((l) => l.msg === 'tool call' && l.id === id2, 3000);
+    s2.goAway(30);
+    const r2 = await s2.toolResponse(id2, 8000);
+    assert.deepEqual(r2.response, { output: '' });
+    assert.equal(emu.sessions.length, 2, 'no new connection while the tool ran');
+  } finally { await done(); }
+});
+
 test('the wake word stops a ringing timer and starts no conversation', { timeout: 60_000 }, async () => {
   const { emu, daemon, s, done } = await conversation({ wake: { engine: 'tone', tone_hz: 1000 } });
   try {
