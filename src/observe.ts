@@ -37,8 +37,11 @@ export class Observer {
     conv.on('state', (to: State, from: State) => this.state(to, from));
     conv.on('usage', (u: UsageCounts) => this.add(u));
     conv.on('transcript', (t: TurnText) => this.transcript(t));
-    // Emitted by the tools (issue 12, function calling): forwarded as they are.
-    conv.on('tool', (e: object) => this.broadcast({ type: 'tool', ...e }));
+    // Emitted by the tools (issue 12, function calling). The arguments, result and error text may hold what was
+    // said: only with log.transcripts; otherwise name, id, ok, ms and the error's class.
+    conv.on('tool', (e: { name: string; id: string; ok: boolean; ms: number; errorClass?: string }) => this.broadcast(this.transcripts()
+      ? { type: 'tool', ...e }
+      : { type: 'tool', name: e.name, id: e.id, ok: e.ok, ms: e.ms, ...(e.ok ? {} : { errorClass: e.errorClass ?? 'error' }) }));
     conv.on('tool-cancelled', (e: object) => this.broadcast({ type: 'tool-cancelled', ...e }));
   }
 

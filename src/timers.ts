@@ -82,6 +82,8 @@ export interface TimersOptions {
   clock?: Clock;
   /** How often the wall clock is compared with the monotonic one (ms). */
   stepCheckMs?: number;
+  /** Labels (what the user said) in the journal: only with log.transcripts (default: never; the id is logged). */
+  logLabels?: () => boolean;
 }
 
 /** A wall-clock step larger than this is treated as NTP setting the clock. */
@@ -158,7 +160,7 @@ export class Timers extends EventEmitter {
   private ringMissed(missed: TimerEntry[], now: number): void {
     if (!missed.length) return;
     for (const e of missed) {
-      this.log.warn({ timer: e.id, kind: e.kind, label: e.label, dueAt: new Date(e.dueAt).toISOString(), lateS: Math.round((now - e.dueAt) / 1000) },
+      this.log.warn({ timer: e.id, kind: e.kind, ...this.label(e), dueAt: new Date(e.dueAt).toISOString(), lateS: Math.round((now - e.dueAt) / 1000) },
         `${e.kind} fell due while the daemon was not running; ringing once now`);
     }
     this.save();
@@ -170,6 +172,11 @@ export class Timers extends EventEmitter {
     if (this.stepTimer !== null) this.clock.clearTimeout(this.stepTimer);
     this.handle = this.stepTimer = null;
     this.stopRinging('shutdown');
+  }
+
+  /** The label for a log line, if labels may be logged. */
+  private label(e: { label: string | null }): { label?: string | null } {
+    return this.opts.logLabels?.() ? { label: e.label } : {};
   }
 
   get isRinging(): boolean { return this.ringing !== null; }
@@ -196,7 +203,7 @@ export class Timers extends EventEmitter {
     this.entries.set(id, live);
     this.save();
     this.schedule();
-    this.log.info({ timer: id, kind: e.kind, label: e.label, ringsAt: localTime(e.dueAt) }, `${e.kind} set`);
+    this.log.info({ timer: id, kind: e.kind, ...this.label(e), ringsAt: localTime(e.dueAt) }, `${e.kind} set`);
     return this.view(live);
   }
 
@@ -250,7 +257,7 @@ export class Timers extends EventEmitter {
     for (const e of due) this.entries.delete(e.id);
     if (due.length) {
       this.save();
-      for (const e of due) this.log.info({ timer: e.id, kind: e.kind, label: e.label }, `${e.kind} ringing`);
+      for (const e of due) this.log.info({ timer: e.id, kind: e.kind, ...this.label(e) }, `${e.kind} ringing`);
       this.ring(due.map(({ dueMono: _m, restored: _r, ...rest }) => rest), false);
     }
     this.schedule();

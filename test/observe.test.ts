@@ -101,9 +101,17 @@ test('watch hub: tool calls and cancellations are forwarded in order; a watcher 
   conv.emit('tool-cancelled', { ids: ['fc-2'] });
   conv.emit('transcript', { heard: 'secret', said: 'secret' });
   assert.deepEqual(got.map((e) => e.type), ['watching', 'tool', 'tool-cancelled'], 'no transcript: log.transcripts is off');
-  assert.deepEqual({ ...got[1], at: undefined }, { at: undefined, type: 'tool', name: 'set_volume', id: 'fc-1', args: { level: 40 }, ok: true, result: { volume: 40 }, ms: 3 });
+  assert.deepEqual({ ...got[1], at: undefined }, { at: undefined, type: 'tool', name: 'set_volume', id: 'fc-1', ok: true, ms: 3 }, 'no args or result with log.transcripts off');
   assert.deepEqual(got[2].ids, ['fc-2']);
   assert.match(got[1].at, /^\d{4}-\d\d-\d\dT/);
+  conv.emit('tool', { name: 'cancel_timer', id: 'fc-3', args: { which: 'secret' }, ok: false, error: "no timer or alarm matches 'secret'", errorClass: 'error', ms: 1 });
+  assert.deepEqual({ ...got[3], at: undefined }, { at: undefined, type: 'tool', name: 'cancel_timer', id: 'fc-3', ok: false, errorClass: 'error', ms: 1 }, 'an error by its class only');
+  // With log.transcripts on, the whole event.
+  const open = new Observer(conv as any, createLogger('silent'), () => true);
+  const all: any[] = [];
+  open.watch((line) => { all.push(JSON.parse(line)); return true; }, () => undefined);
+  conv.emit('tool', { name: 'set_volume', id: 'fc-4', args: { level: 40 }, ok: true, result: { volume: 40 }, ms: 3 });
+  assert.deepEqual({ ...all[1], at: undefined }, { at: undefined, type: 'tool', name: 'set_volume', id: 'fc-4', args: { level: 40 }, ok: true, result: { volume: 40 }, ms: 3 });
 });
 
 // ---- the daemon

@@ -224,7 +224,7 @@ test('a timer set by voice rings on the speaker with the LEDs until ctl press st
     assert.equal(r.timer.remaining_s, 3);
     await daemon.pressAndWait('idle', 3000); // the conversation ends; the timer is the daemon's
     const sink = card.recordSpeaker();
-    await daemon.waitLog((l) => l.msg === 'timer ringing' && l.label === 'tea', 6000);
+    await daemon.waitLog((l) => l.msg === 'timer ringing' && l.timer === r.timer.id, 6000); // by id: labels are not logged with log.transcripts off
     await sleep(3200); // more than two cycles
     const st = await daemon.ctl('status');
     assert.equal(st.timers.ringing, true);
@@ -267,7 +267,7 @@ test('timers survive a restart: one that fell due while the daemon was down ring
     await sleep(300);
     d2 = await DaemonProcess.start({ env: card.env, config: cfg });
     const line = await d2.waitLog((l) => /fell due while the daemon was not running; ringing once/.test(l.msg), 5000);
-    assert.equal(line.label, 'eggs');
+    assert.equal(line.timer, '1', 'eggs, by its id (labels are not logged with log.transcripts off)');
     assert.ok((line.lateS as number) >= 1 && (line.lateS as number) < 10, `late by ${line.lateS} s`);
     await sleep(4500);
     const rec = await sink.stop();
@@ -294,7 +294,8 @@ test('parrot mode: a 1400 Hz tone said to the built-in emulator makes it call se
     const answered = await d.waitLog((l) => l.msg === 'tool answered' && l.tool === 'set_timer', 2000);
     assert.equal(answered.ok, true);
     assert.ok(Date.parse(answered.time as string) <= speakingAt, 'set_timer was answered before the reply began');
-    await d.waitLog((l) => l.msg === 'timer set' && l.label === 'demo', 2000);
+    await d.waitLog((l) => l.msg === 'timer set', 2000);
+    assert.deepEqual((await d.ctl('status')).timers.list.map((t: any) => t.label), ['demo']);
   } finally { await d.stop(); }
 });
 
@@ -359,6 +360,30 @@ test('a tool running when the session is lost is answered on the resumed session
     assert.deepEqual(r2.response, { output: '' });
     assert.equal(emu.sessions.length, 2, 'no new connection while the tool ran');
   } finally { await done(); }
+});
+
+test('log.transcripts off: what was said to a tool (a timer label, arguments, a command\'s stderr) is in neither the journal nor ctl watch', { timeout: 60_000 }, async () => {
+  const { daemon, s, done } = await conversation({
+    log: { level: 'info', transcripts: false },
+    tools: { commands: [{ name: 'complain', description: 'Fails.', parameters: { type: 'object', properties: { what: { type: 'string' } }, required: ['what'] }, argv: ['/bin/sh', '-c', 'echo "$0" >&2; exit 2', '{what}'] }] },
+  });
+  const watched: any[] = [];
+  const watching = controlWatch(daemon.socket, (line) => watched.push(JSON.parse(line)));
+  try {
+    await waitUntil(() => watched.length > 0, 2000);
+    assert.equal((await call(s, 'set_timer', { seconds: 600, label: 'SECRET-pasta' })).timer.label, 'SECRET-pasta');
+    assert.match((await call(s, 'cancel_timer', { which: 'SECRET-which' })).error, /SECRET-which/, 'the model still gets the whole error');
+    assert.match((await call(s, 'complain', { what: 'SECRET-stderr' })).error, /exited with code 2: SECRET-stderr/);
+    assert.equal((await call(s, 'cancel_timer', { which: 'SECRET-pasta' })).cancelled?.length ?? 1, 1);
+    assert.ok(await waitUntil(() => watched.filter((e) => e.type === 'tool').length >= 4, 3000), 'every call reached the watch');
+    const tools = watched.filter((e) => e.type === 'tool');
+    assert.deepEqual(tools.map((e) => [e.name, e.ok]), [['set_timer', true], ['cancel_timer', false], ['complain', false], ['cancel_timer', true]]);
+    assert.equal(tools[2].errorClass, 'exit code');
+    for (const e of tools) assert.deepEqual(Object.keys(e).filter((k) => ['args', 'result', 'error'].includes(k)), [], `no args/result/error text: ${JSON.stringify(e)}`);
+    assert.ok(daemon.logs.some((l) => l.msg === 'timer set' && l.timer === '1'), 'the timer is logged by its id');
+    assert.doesNotMatch(JSON.stringify(daemon.logs), /SECRET/, 'nothing said is in the journal');
+    assert.doesNotMatch(JSON.stringify(watched), /SECRET/, 'nothing said is in the watch');
+  } finally { await done(); await watching.catch(() => undefined); }
 });
 
 test('the wake word stops a ringing timer and starts no conversation', { timeout: 60_000 }, async () => {

@@ -95,14 +95,16 @@ export function runCommand(argv: string[], opts: { timeoutMs: number; maxBytes: 
     const done = () => { clearTimeout(timer); opts.signal.removeEventListener('abort', onAbort); };
     child.on('error', (e: NodeJS.ErrnoException) => {
       done();
-      reject(new Error(e.code === 'ENOENT' ? `cannot run '${argv[0]}': no such program` : e.code === 'EACCES' ? `cannot run '${argv[0]}': permission denied` : `cannot run '${argv[0]}': ${e.message}`));
+      reject(Object.assign(new Error(e.code === 'ENOENT' ? `cannot run '${argv[0]}': no such program` : e.code === 'EACCES' ? `cannot run '${argv[0]}': permission denied` : `cannot run '${argv[0]}': ${e.message}`), { errorClass: 'cannot run' }));
     });
     child.on('close', (code, signal) => {
       done();
       const ms = Math.round(performance.now() - t0);
-      if (why) { reject(new Error(why)); return; }
+      if (why) { reject(Object.assign(new Error(why), { errorClass: why === 'cancelled' ? 'cancelled' : 'timeout' })); return; }
       if (code !== 0) {
-        reject(new Error(`'${argv[0]}' ${signal ? `was killed by ${signal}` : `exited with code ${code}`}${errTail.trim() ? `: ${errTail.trim()}` : ''}`));
+        const what = `'${argv[0]}' ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`;
+        // The model gets the stderr tail; the journal only at debug (it may echo the arguments).
+        reject(Object.assign(new Error(`${what}${errTail.trim() ? `: ${errTail.trim()}` : ''}`), { errorClass: signal ? 'killed' : 'exit code', logText: what, stderrTail: errTail.trim() }));
         return;
       }
       // A multi-byte character cut by the cap becomes U+FFFD: the model gets text either way.
@@ -129,7 +131,9 @@ export function commandTool(c: CommandConfig, log: Logger): Tool {
         log.info({ tool: c.name, argv0: argv[0], ms: r.ms, bytes: Buffer.byteLength(r.output), truncated: r.truncated }, 'user command done');
         return r.truncated ? { output: r.output, truncated: true, note: `output cut at ${c.max_output_bytes} bytes` } : { output: r.output };
       } catch (e) {
-        log.warn({ tool: c.name, argv0: argv[0], error: (e as Error).message }, 'user command failed');
+        const x = e as Error & { logText?: string; stderrTail?: string };
+        log.warn({ tool: c.name, argv0: argv[0], error: x.logText ?? x.message }, 'user command failed');
+        if (x.stderrTail) log.debug({ tool: c.name, stderr: x.stderrTail }, 'user command stderr (tail)');
         throw e;
       }
     },

@@ -25,13 +25,19 @@ export function builtinTools(s: ToolServices): Tool[] {
 }
 
 /** What `ctl watch` gets for each finished call. */
-export interface ToolEvent { name: string; id: string; args: Record<string, unknown>; ok: boolean; result?: unknown; error?: string; ms: number }
+export interface ToolEvent { name: string; id: string; args: Record<string, unknown>; ok: boolean; result?: unknown; error?: string; errorClass?: string; ms: number }
+
+/** What kind of failure, without anything the user or the model said (for the journal and a watch without transcripts). */
+export function errorClass(e: unknown): string {
+  const k = (e as { errorClass?: unknown })?.errorClass;
+  return typeof k === 'string' ? k : 'error';
+}
 
 export class ToolDispatcher extends EventEmitter {
   private tools = new Map<string, Tool>();
   private running = new Map<string, AbortController>();
 
-  constructor(private readonly services: ToolServices, commands: Config['tools']['commands'], private readonly log: Logger) {
+  constructor(private readonly services: ToolServices, commands: Config['tools']['commands'], private readonly log: Logger, private readonly transcripts: () => boolean = () => false) {
     super();
     this.configure(commands);
   }
@@ -64,11 +70,13 @@ export class ToolDispatcher extends EventEmitter {
       const result = await tool.run(c.args ?? {}, { id: c.id, signal: ac.signal });
       ev = { name: c.name, id: c.id, args: c.args, ok: true, result, ms: Math.round(monotonicMs() - t0) };
     } catch (e) {
-      ev = { name: c.name, id: c.id, args: c.args, ok: false, error: (e as Error).message, ms: Math.round(monotonicMs() - t0) };
+      ev = { name: c.name, id: c.id, args: c.args, ok: false, error: (e as Error).message, errorClass: errorClass(e), ms: Math.round(monotonicMs() - t0) };
     }
     if (this.running.get(c.id) !== ac || ac.signal.aborted) return; // cancelled: the model no longer wants the answer
     this.running.delete(c.id);
-    this.log.info({ tool: c.name, id: c.id, ok: ev.ok, ms: ev.ms, ...(ev.ok ? {} : { error: ev.error }) }, 'tool answered');
+    // An error's text may quote the arguments (a timer's label): in the journal only with log.transcripts.
+    this.log.info({ tool: c.name, id: c.id, ok: ev.ok, ms: ev.ms, ...(ev.ok ? {} : this.transcripts() ? { error: ev.error } : { errorClass: ev.errorClass }) }, 'tool answered');
+    if (!ev.ok) this.log.debug({ tool: c.name, id: c.id, error: ev.error }, 'tool error');
     this.emit('tool', ev);
     const r: ToolResponse = { id: c.id, name: c.name, response: ev.ok ? toResponse(ev.result) : { error: ev.error } };
     if (tool?.scheduling) r.scheduling = tool.scheduling;

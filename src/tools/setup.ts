@@ -75,7 +75,7 @@ export interface ToolsSetup {
 export function setupTools(o: { config: () => Config; stateDir: string; player: RingPlayer; leds: RingLeds; store: StateStore; log: Logger; conversation: () => Conversation }): ToolsSetup {
   const { log } = o;
   const ringer = new SoundRinger(o.player, o.leds, () => { const s = o.conversation().state; return s === 'idle' || s === 'error' || s === 'muted'; }, alarmSound(24000, ALARM_LEVEL), log);
-  const timers = new Timers({ dir: o.stateDir, get ringMaxMs() { return o.config().tools.timer_ring_max_s * 1000; } }, ringer, log); // a reload's value from the next ringing on
+  const timers = new Timers({ dir: o.stateDir, get ringMaxMs() { return o.config().tools.timer_ring_max_s * 1000; }, logLabels: () => o.config().log.transcripts }, ringer, log); // a reload's value from the next ringing on
   ringer.onOnceDone = () => timers.rangOnce();
   const services: ToolServices = {
     volume: {
@@ -87,7 +87,7 @@ export function setupTools(o: { config: () => Config; stateDir: string; player: 
     endConversation: () => o.conversation().endAfterReply(),
     log,
   };
-  const dispatcher = new ToolDispatcher(services, o.config().tools.commands, log);
+  const dispatcher = new ToolDispatcher(services, o.config().tools.commands, log, () => o.config().log.transcripts);
   return {
     dispatcher,
     timers,
