@@ -144,6 +144,9 @@ export class Conversation extends EventEmitter {
   private toolsPending = new Set<string>();
   /** Answers that came while the session was being resumed: sent on the new link once it is open. */
   private toolAnswersHeld: ToolResponse[] = [];
+  /** A no-speech or follow-up timeout put off while tools run: armed afresh once they have all answered. */
+  private deferredTimer: { ms: number; endReason: string } | null = null;
+  private stateTimerSpec: { ms: number; endReason: string | null } | null = null;
   private convGen = 0; // answers from the tools of an ended conversation are dropped
   /** A press or the wake word goes here first; true = taken (a ringing timer is stopped by it). */
   pressHook: ((trigger: string) => boolean) | null = null;
@@ -492,7 +495,9 @@ export class Conversation extends EventEmitter {
     if (!tools) { send(calls.map((c) => ({ id: c.id, name: c.name, response: { error: `unknown tool '${c.name}': this device has no tools` } }))); return; }
     // The model waits for the answers: no "no reply" timeout while a tool runs; re-armed once every call is answered or cancelled.
     for (const c of calls) this.toolsPending.add(c.id);
-    if (this.state === 'thinking') this.clearStateTimer();
+    // A timeout that would end the conversation (no speech, follow-up window, no reply) waits for the tools.
+    const spec = this.stateTimerSpec;
+    if (this.stateTimer && spec?.endReason) this.armStateTimer(spec.ms, spec.endReason);
     tools.call(calls, (r) => {
       if (conv !== this.convGen) return;
       send(r);
@@ -502,7 +507,10 @@ export class Conversation extends EventEmitter {
   }
 
   private toolsSettled(): void {
-    if (this.toolsPending.size === 0 && this.state === 'thinking') this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server');
+    if (this.toolsPending.size > 0) return;
+    const d = this.deferredTimer;
+    if (d) this.armStateTimer(d.ms, d.endReason);
+    else if (this.state === 'thinking') this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server');
   }
 
   /** end_conversation: the goodbye being (or about to be) spoken plays to its last sample, then the conversation ends. */
@@ -622,6 +630,9 @@ export class Conversation extends EventEmitter {
 
   private armStateTimer(ms: number, endReason: string | null): void {
     this.clearStateTimer();
+    // While a tool runs (a non_blocking command may outlast the follow-up window) nothing ends the conversation under it.
+    if (endReason !== null && this.toolsPending.size > 0) { this.deferredTimer = { ms, endReason }; return; }
+    this.stateTimerSpec = { ms, endReason };
     this.stateTimer = setTimeout(() => {
       this.stateTimer = null;
       if (endReason === null) { if (this.state === 'error') this.setState('idle'); return; }
@@ -630,6 +641,7 @@ export class Conversation extends EventEmitter {
   }
 
   private clearStateTimer(): void {
+    this.deferredTimer = null;
     if (this.stateTimer) { clearTimeout(this.stateTimer); this.stateTimer = null; }
   }
 }

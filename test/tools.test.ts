@@ -386,6 +386,28 @@ test('log.transcripts off: what was said to a tool (a timer label, arguments, a 
   } finally { await done(); await watching.catch(() => undefined); }
 });
 
+test('a non_blocking command that runs longer than follow_up_s is answered: the follow-up window waits for it, then starts again', { timeout: 60_000 }, async () => {
+  const { daemon, s, done } = await conversation({
+    conversation: { follow_up_s: 1 },
+    tools: { commands: [{ name: 'lights', description: 'Slow, in the background.', argv: ['/bin/sleep', '2.5'], non_blocking: true }] },
+  });
+  try {
+    const [id] = s.toolCall([{ name: 'lights' }]);
+    await daemon.waitLog((l) => l.msg === 'tool call' && l.id === id, 3000);
+    const followUp = daemon.waitState('follow-up', 5000);
+    assert.equal(await s.sendAudio(tone(440, 300, SPK)), 'complete'); // "I'm on it": then the follow-up window
+    await followUp;
+    const r = await s.toolResponse(id, 6000);
+    const answeredAt = Date.now();
+    assert.deepEqual(r.response, { output: '' });
+    assert.equal(daemon.logs.some((l) => l.msg === 'conversation ended'), false, 'the conversation did not end under the command');
+    const ended = await daemon.waitNextLog((l) => l.msg === 'conversation ended', 4000);
+    assert.equal(ended.reason, 'follow-up window over');
+    const after = Date.parse(ended.time as string) - answeredAt;
+    assert.ok(after > 700 && after < 1800, `the window started again at the answer (${after} ms; follow_up_s: 1)`);
+  } finally { await done(); }
+});
+
 test('the wake word stops a ringing timer and starts no conversation', { timeout: 60_000 }, async () => {
   const { emu, daemon, s, done } = await conversation({ wake: { engine: 'tone', tone_hz: 1000 } });
   try {
