@@ -314,6 +314,12 @@ test('tools.commands in the config: bad names, schemas and placeholders are refu
   assert.match(bad([{ ...ok, parameters: { type: 'object', properties: {}, required: ['city'] } }]), /'tools\.commands\.0\.parameters\.required': 'city' is not in parameters\.properties/);
   assert.match(bad([{ ...ok, shell: true }]), /unknown key 'tools\.commands\.0\.shell'/);
   assert.deepEqual(buildArgv(['/bin/x', '{a}', '--', '{b}', '{c}'], { a: 'one two', c: 3 }), ['/bin/x', 'one two', '--', '3'], 'whole elements; an absent optional argument is left out');
+  // A value that would be read as an option (prompt injection through a searched page) is refused...
+  assert.throws(() => buildArgv(['/usr/bin/curl', '{url}'], { url: '-o/home/speaker/.bashrc' }), /argument 'url' must not start with '-'/);
+  assert.throws(() => buildArgv(['/bin/x', '{n}'], { n: -5 }), /argument 'n' must not start with '-'/);
+  // ...unless the argv ends the options with '--' before it.
+  assert.deepEqual(buildArgv(['/bin/x', '--', '{n}'], { n: -5 }), ['/bin/x', '--', '-5']);
+  assert.deepEqual(buildArgv(['/bin/x', '{a}'], { a: 'a-b' }), ['/bin/x', 'a-b']);
 });
 
 test('a tool that runs longer than no_speech_timeout_s does not end the conversation; the timeout starts again once it has answered', { timeout: 60_000 }, async () => {

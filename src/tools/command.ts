@@ -45,15 +45,24 @@ function checkArgs(c: CommandConfig, args: Record<string, unknown>): void {
   }
 }
 
-/** The argv to run: each "{name}" element replaced by that argument (an element whose optional argument is absent is left out). */
+/**
+ * The argv to run: each "{name}" element replaced by that argument (an element whose optional argument is absent is left out).
+ * A value starting with '-' would be read as an option (the model's arguments may come from a web page through
+ * Google Search): refused, unless a literal '--' (end of options) comes before the placeholder in the argv.
+ */
 export function buildArgv(argv: string[], args: Record<string, unknown>): string[] {
   const out: string[] = [];
+  let endOfOptions = false;
   for (const a of argv) {
     const m = PLACEHOLDER.exec(a);
-    if (!m) { out.push(a); continue; }
+    if (!m) { out.push(a); if (a === '--') endOfOptions = true; continue; }
     const v = args[m[1]];
     if (v === undefined || v === null) continue;
-    out.push(typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : JSON.stringify(v));
+    const s = typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : JSON.stringify(v);
+    if (s.startsWith('-') && !endOfOptions) {
+      throw Object.assign(new Error(`argument '${m[1]}' must not start with '-' (it would be taken as an option)`), { errorClass: 'option-like argument', argument: m[1] });
+    }
+    out.push(s);
   }
   return out;
 }
@@ -125,7 +134,11 @@ export function commandTool(c: CommandConfig, log: Logger): Tool {
     ...(c.non_blocking ? { scheduling: FunctionResponseScheduling.WHEN_IDLE } : {}),
     run: async (args, ctx) => {
       checkArgs(c, args);
-      const argv = buildArgv(c.argv, args);
+      let argv: string[];
+      try { argv = buildArgv(c.argv, args); } catch (e) {
+        log.warn({ tool: c.name, argument: (e as { argument?: string }).argument }, 'user command refused: an argument starts with \'-\'');
+        throw e;
+      }
       try {
         const r = await runCommand(argv, { timeoutMs: c.timeout_s * 1000, maxBytes: c.max_output_bytes, signal: ctx.signal });
         log.info({ tool: c.name, argv0: argv[0], ms: r.ms, bytes: Buffer.byteLength(r.output), truncated: r.truncated }, 'user command done');
