@@ -2,7 +2,7 @@
 // shell. The model's arguments go in only as whole argv elements ("{city}"),
 // so nothing it says can become a flag split or a shell expression. It runs
 // as the daemon's own user (the service user), with the daemon's environment
-// minus its secrets, in its own process group, which is killed on timeout or
+// minus its secrets (the key files stay readable to it: same user), in its own process group, which is killed on timeout or
 // cancellation. Its stdout, up to the cap, goes back to the model; a failure
 // (non-zero exit, timeout, missing program) goes back as a clear error.
 import { spawn } from 'node:child_process';
