@@ -140,6 +140,8 @@ export class Conversation extends EventEmitter {
   private lastEnded: { at: number; handle: string | null } | null = null;
   /** end_conversation was called: end once the goodbye has been heard (tools, issue 12). */
   private ending = false;
+  /** In follow-up after a reply that was heard to its end (not after a turn with no audio). */
+  private followUpAfterReply = false;
   /** Calls the model waits for: while any runs, no "no reply" timeout. */
   private toolsPending = new Set<string>();
   /** Answers that came while the session was being resumed: sent on the new link once it is open. */
@@ -516,6 +518,8 @@ export class Conversation extends EventEmitter {
   /** end_conversation: the goodbye being (or about to be) spoken plays to its last sample, then the conversation ends. */
   endAfterReply(): void {
     if (!this.link) return;
+    // The goodbye already played to its end (the call came after it): end now rather than hold the mic open for the window.
+    if (this.state === 'follow-up' && this.followUpAfterReply) { this.end('goodbye (end_conversation)'); return; }
     this.ending = true;
     // Never at once: the goodbye may still come (after the answer). A turn that ends with no audio keeps waiting; the follow-up window bounds that.
     this.log.info({ state: this.state }, 'end_conversation: ending once the goodbye has been heard');
@@ -565,6 +569,7 @@ export class Conversation extends EventEmitter {
     if (this.ending && heardReply) { this.end('goodbye (end_conversation)'); return; } // the goodbye's last sample has been heard
     if (this.opts.followUpMs <= 0) { this.end('reply done'); return; }
     this.vad.reset();
+    this.followUpAfterReply = heardReply;
     this.setState('follow-up');
     this.armStateTimer(this.opts.followUpMs, 'follow-up window over');
   }

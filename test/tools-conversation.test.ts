@@ -60,6 +60,31 @@ test('end_conversation: a turn with no audio keeps waiting; the goodbye plays, a
   assert.equal(c.inConversation, false);
 });
 
+test('end_conversation after the goodbye has already played (follow-up): the conversation ends at once, the mic is not held open for the window', async () => {
+  const { c, h, drains, answered } = harness();
+  h().onAudio(Buffer.alloc(4800, 1)); // "bye!"
+  h().onTurnComplete();
+  drains.at(-1)!(); // heard to its last sample
+  assert.equal(c.state, 'follow-up');
+  h().onToolCall!([{ id: 'fc-3', name: 'end_conversation', args: {} }]);
+  await answered();
+  assert.equal(c.state, 'idle', 'ended at once, not after follow_up_s');
+  assert.equal(c.inConversation, false);
+});
+
+test('end_conversation in a follow-up after a turn with no audio still waits for the goodbye', async () => {
+  const { c, h, drains, answered } = harness();
+  h().onTurnComplete(); // a turn with no audio
+  assert.equal(c.state, 'follow-up');
+  h().onToolCall!([{ id: 'fc-4', name: 'end_conversation', args: {} }]);
+  await answered();
+  assert.equal(c.inConversation, true, 'no goodbye heard yet');
+  h().onAudio(Buffer.alloc(4800, 1));
+  h().onTurnComplete();
+  drains.at(-1)!();
+  assert.equal(c.state, 'idle');
+});
+
 test('end_conversation: a press over the goodbye cancels the end; the next reply leads to a follow-up, not to idle', async () => {
   const { c, h, drains, answered } = harness();
   h().onAudio(Buffer.alloc(4800, 1)); // goodbye spoken first, then the call
