@@ -371,7 +371,8 @@ export class Conversation extends EventEmitter {
       onClose: mine((info: CloseInfo) => this.dropped(info)),
       onResumeHandle: mine((h: string) => { this.handle = h; }),
       onGoAway: mine((ms: number) => this.goAway(ms)),
-      onUsage: mine((u: UsageCounts) => this.emit('usage', u)),
+      // Token counts are billed whenever they come: one after the end (or from a link left by a resume) still counts in the totals.
+      onUsage: (u: UsageCounts) => this.emit('usage', u),
       onTurnText: mine((t: TurnText) => this.emit('transcript', t)),
       onToolCall: mine((calls: ToolCall[]) => this.toolCall(calls)),
       onToolCancel: mine((ids: string[]) => { this.ports.tools?.cancel(ids); for (const id of ids) this.toolsPending.delete(id); this.toolAnswersHeld = this.toolAnswersHeld.filter((r) => !ids.includes(r.id)); this.toolsSettled(); }),

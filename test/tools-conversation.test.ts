@@ -13,6 +13,7 @@ import { createLogger } from '../src/log.js';
 import { Timers } from '../src/timers.js';
 import { ToolDispatcher, type ToolResponse } from '../src/tools/registry.js';
 import { tone, silence } from '../src/audio/pcm.js';
+import { Observer } from '../src/observe.js';
 
 const cleanup: (() => void)[] = [];
 afterEach(() => { for (const f of cleanup.splice(0)) f(); });
@@ -83,6 +84,18 @@ test('end_conversation in a follow-up after a turn with no audio still waits for
   h().onTurnComplete();
   drains.at(-1)!();
   assert.equal(c.state, 'idle');
+});
+
+test('a usageMetadata that arrives after the conversation ended still counts in the totals since start', () => {
+  const { c, h } = harness();
+  const observer = new Observer(c, createLogger('silent'), () => false);
+  h().onUsage!({ promptTokenCount: 10, responseTokenCount: 5, totalTokenCount: 15 });
+  c.end('test');
+  assert.equal(c.inConversation, false);
+  h().onUsage!({ promptTokenCount: 3, responseTokenCount: 4, totalTokenCount: 7 }); // the server's last count, after the close
+  assert.equal(observer.usage.totalTokens, 22);
+  assert.equal(observer.usage.promptTokens, 13);
+  assert.equal(observer.usage.messages, 2);
 });
 
 test('end_conversation: a press over the goodbye cancels the end; the next reply leads to a follow-up, not to idle', async () => {

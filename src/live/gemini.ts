@@ -141,7 +141,11 @@ export class GeminiConnector implements LiveConnector {
       },
       callbacks: {
         onmessage: (msg: LiveServerMessage) => {
-          if (closed) return;
+          if (closed) {
+            // Closed by us (the conversation ended): a late usageMetadata still counts in the totals; nothing else matters now.
+            if (msg.usageMetadata) { try { h.onUsage?.(msg.usageMetadata); } catch (e) { process.nextTick(() => { throw e; }); } }
+            return;
+          }
           // The SDK calls this inside a promise nobody awaits: an error of ours
           // thrown here would pass for a bad frame. Throw it outside instead.
           try { this.dispatch(msg, h, () => session, transcripts ? text : null); } catch (e) { process.nextTick(() => { throw e; }); }
