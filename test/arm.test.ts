@@ -209,7 +209,9 @@ console.log(JSON.stringify(out));
 /**
  * Follow `sent` through `heard` (both 16 kHz) 100 ms at a time: each piece is
  * looked for from where the previous one ended (up to 40 ms earlier, 500 ms
- * later). A voiced piece (RMS >= minRms) counts as found at correlation >= 0.9.
+ * later). A voiced piece (RMS >= minRms) counts as found at correlation >= 0.9,
+ * or, where a gap fell inside it, as its two 50 ms halves found one after the
+ * other at >= 0.9 each.
  * gapMs: how much longer the voiced span took to play than it lasts.
  */
 function followInOrder(heard: Int16Array, sent: Int16Array, minRms: number): { voiced: number; found: number; worst: number; gapMs: number } {
@@ -225,12 +227,25 @@ function followInOrder(heard: Int16Array, sent: Int16Array, minRms: number): { v
     const from = expect < 0 ? 0 : Math.max(0, expect - 640);
     const to = expect < 0 ? heard.length - N : Math.min(heard.length - N, expect + 8000);
     for (let o = from; o <= to; o++) { const c = ncc(heard, piece, o); if (c > bestC) { bestC = c; best = o; } }
+    let end = best + N;
+    if (bestC < 0.9 && expect >= 0) {
+      // A piece with a gap inside it: its two halves, each found in order (the gap between them counts as gap).
+      const half = N / 2;
+      const find = (x: Int16Array, lo: number, hi: number) => {
+        let bo = -1, bc = -1;
+        for (let o = Math.max(0, lo); o <= Math.min(heard.length - half, hi); o++) { const c = ncc(heard, x, o); if (c > bc) { bc = c; bo = o; } }
+        return { o: bo, c: bc };
+      };
+      const h1 = find(piece.subarray(0, half), expect - 640, expect + 8000);
+      const h2 = find(piece.subarray(half), h1.o + half, h1.o + half + 8000);
+      if (Math.min(h1.c, h2.c) >= 0.9) { bestC = Math.min(h1.c, h2.c); best = h1.o; end = h2.o + half; }
+    }
     worst = Math.min(worst, bestC);
     if (bestC >= 0.9) {
       found++;
       if (first < 0) { first = best; firstAt = k; }
-      lastEnd = best + N; lastSentEnd = k + N;
-      expect = best + N;
+      lastEnd = end; lastSentEnd = k + N;
+      expect = end;
     } else if (expect >= 0) expect += N;
   }
   const gapMs = first < 0 ? 0 : Math.round((((lastEnd - first) - (lastSentEnd - firstAt)) / 16000) * 1000);
