@@ -8,7 +8,14 @@
 // there plays a known signal (marker tones around a seeded random body) into
 // the simulated sound card, whose PulseAudio runs on this machine with its
 // directory bind-mounted into the root, and what reaches spk.monitor must be
-// that signal, every sample, in order.
+// that signal, every sample, in order. Porcupine: for each Pi model's
+// /proc/cpuinfo (a fake one bind-mounted over the root's), the library the
+// daemon picks loads in the root's node (its init then refuses the test's
+// key); the other architecture's file is refused. Then the built daemon
+// (dist/, copied in) runs in the root and holds one whole conversation with
+// the emulator (on the host, parrot mode) on the simulated card; a separate
+// test follows its reply at the card against what the emulator sent.
+// The root has scripts/deps.sh's runtime and demo packages (arm-root.sh).
 //
 // Skipped, with the reason, without root, qemu-user-static or binfmt_misc;
 // LIVE_SPEAKER_SKIP_ARM_TEST=1 skips it, LIVE_SPEAKER_ARM_ARCHES=arm64 runs
