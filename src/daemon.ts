@@ -441,7 +441,10 @@ export async function runDaemon(configPath?: string): Promise<void> {
   // and say at once if the speaker cannot be opened (each conversation tries again).
   loadSpeakerAddon()
     .then(() => checkPlaybackDevice(config.audio.playback_device, PLAYBACK_RATE))
-    .then((problem) => { if (problem) log.warn({ error: problem }, 'playback not available yet; will retry at the first reply'); },
+    .then((problem) => {
+      if (problem) log.warn({ error: problem }, 'playback not available yet; will retry at the first reply');
+      else log.debug({ device: config.audio.playback_device }, 'playback device checked: the speaker addon is loaded and the device opens');
+    },
       (e: Error) => log.warn({ error: e.message }, 'playback not available yet; will retry at the first reply'));
   // Alive = the event loop runs this check, and capture either flows or is known to be down and being retried.
   notify.startWatchdog(() => conversation.state === 'muted' || micProblem !== null || monotonicMs() - lastFrameAt < STUCK_CAPTURE_MS);
