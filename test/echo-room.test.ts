@@ -12,27 +12,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EchoCanceller, EchoUnavailableError } from '../src/audio/aec/index.js';
-import { REF_RATE, MIC_RATE, buildRoom, db, passThrough, reductionDb, rms, runRoom, speech, type Room } from './bench/echo-room.js';
+import { REF_RATE, MIC_RATE, REPLY1, REPLY2, USER, buildRoom, db, passThrough, reductionDb, rms, runRoom, speech, twoReplies, type Room } from './bench/echo-room.js';
 
-const REPLY1 = 'The weather tomorrow will be mostly sunny with a high of twenty one degrees. In the evening, clouds move in from the west, and there is a small chance of rain after midnight. Take a light jacket if you go out late.';
-const REPLY2 = 'Sure. I have set a timer for ten minutes. I will let you know when it is done, and you can ask me to cancel it at any time.';
-const USER = 'Hey, stop. What about the weekend?';
 const r1 = () => speech(REPLY1, 'en-us', REF_RATE);
 const r2 = () => speech(REPLY2, 'en-us', REF_RATE);
 const ms = (x: Float64Array, rate: number) => (x.length * 1000) / rate;
-const GAP_MS = 3000; // silence between the two conversations' replies
-
-/** Two conversations: reply 1 from 500 ms, then after GAP_MS reply 2; the same echo delay for both. */
-function twoReplies(delayMs: number, user?: { atInReply2Ms: number; levelDbfs: number }): { room: Room; e1: number; e2: number; l1: number; l2: number } {
-  const l1 = ms(r1(), REF_RATE), l2 = ms(r2(), REF_RATE);
-  const a1 = 500, a2 = a1 + l1 + GAP_MS;
-  const room = buildRoom({
-    durationMs: a2 + l2 + delayMs + 600,
-    replies: [{ ref: r1(), atMs: a1, delayMs }, { ref: r2(), atMs: a2, delayMs }],
-    user: user && { speech: speech(USER, 'en+f3', MIC_RATE), atMs: a2 + delayMs + user.atInReply2Ms, levelDbfs: user.levelDbfs },
-  });
-  return { room, e1: a1 + delayMs, e2: a2 + delayMs, l1, l2 };
-}
 
 function run(room: Room, opts: Parameters<typeof EchoCanceller.open>[0] = {}): { out: Float64Array; c: EchoCanceller } {
   const c = EchoCanceller.open(opts);
@@ -73,7 +57,7 @@ for (const delayMs of [20, 250, 500]) {
 
 test('echo room: the user talking over a loud reply keeps >= -6 dB of their level, and the echo stays cancelled around them', (t) => {
   const user = { atInReply2Ms: 2000, levelDbfs: -26 }; // 6 dB under the echo: a loud reply
-  const withUser = twoReplies(250, user);
+  const withUser = twoReplies(250, { user });
   const without = twoReplies(250);
   const { out: o1 } = run(withUser.room);
   const { out: o0 } = run(without.room);

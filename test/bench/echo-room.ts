@@ -204,7 +204,7 @@ const MIC_FRAMES_MS = [20, 32, 64, 100, 40, 20, 80];
  * Drives `c` through the room starting at monotonic `t0Ms`: returns its output (16 kHz floats,
  * shifted back by `latencyMs` so it lines up with the mic). Timestamps jitter by up to +-3 ms.
  */
-export function runRoom(room: Room, c: Canceller, opts: { t0Ms?: number; latencyMs?: number; seed?: number } = {}): Float64Array {
+export function runRoom(room: Room, c: Canceller, opts: { t0Ms?: number; latencyMs?: number; seed?: number; onFrame?: (endMs: number) => void } = {}): Float64Array {
   const t0 = opts.t0Ms ?? 100_000;
   const jit = rng(opts.seed ?? 3);
   const n = room.mic.length;
@@ -229,6 +229,7 @@ export function runRoom(room: Room, c: Canceller, opts: { t0Ms?: number; latency
     if (y.length !== len * 2) throw new Error(`processMic returned ${y.length} bytes for ${len * 2}`);
     for (let i = 0; i < len; i++) out[pos + i] = y.readInt16LE(2 * i) / 32768;
     pos += len;
+    opts.onFrame?.(endMs);
   }
   const lat = Math.round(((opts.latencyMs ?? 0) * MIC_RATE) / 1000);
   if (lat > 0) { out.copyWithin(0, lat); out.fill(0, n - lat); }
@@ -242,18 +243,41 @@ export function reductionDb(room: Room, out: Float64Array, fromMs: number, toMs:
 }
 
 /**
- * Convergence time (ms from `fromMs`): the start of the first 50 ms window after which every
- * window holding echo (at least 20 dB above the noise) until `toMs` is reduced by >= `targetDb`.
+ * Convergence time (ms from `fromMs`): the end of the first `w` ms window (default 300, every
+ * 50 ms) that holds echo (at least 20 dB above the noise) and is reduced by >= `targetDb`; so
+ * `w` means "converged over its first w ms"; null: never before `toMs`.
  */
-export function convergenceMs(room: Room, out: Float64Array, fromMs: number, toMs: number, targetDb = 20): number | null {
-  const w = 50;
+export function convergenceMs(room: Room, out: Float64Array, fromMs: number, toMs: number, targetDb = 20, w = 300): number | null {
   const noise = rms(room.noise);
-  let last: number | null = null;
-  for (let t = fromMs; t + w <= toMs; t += w) {
+  for (let t = fromMs; t + w <= toMs; t += 50) {
     const a = Math.round((t * MIC_RATE) / 1000), b = Math.round(((t + w) * MIC_RATE) / 1000);
     if (rms(room.echo, a, b) < noise * 10) continue;
-    if (db(rms(room.mic, a, b) / rms(out, a, b)) < targetDb) last = t + w;
+    if (db(rms(room.mic, a, b) / rms(out, a, b)) >= targetDb) return t + w - fromMs;
   }
-  if (last === null) return 0;
-  return last >= toMs - w ? null : last - fromMs;
+  return null;
+}
+
+export const REPLY1 = 'The weather tomorrow will be mostly sunny with a high of twenty one degrees. In the evening, clouds move in from the west, and there is a small chance of rain after midnight. Take a light jacket if you go out late.';
+export const REPLY2 = 'Sure. I have set a timer for ten minutes. I will let you know when it is done, and you can ask me to cancel it at any time.';
+export const USER = 'Hey, stop. What about the weekend?';
+/** Silence between the two conversations' replies. */
+export const GAP_MS = 3000;
+
+/**
+ * Two conversations in one room: REPLY1 from 500 ms, then after GAP_MS REPLY2, the same echo
+ * delay for both; optionally the user (USER, another voice) talking into REPLY2. e1/e2: when each
+ * reply's echo starts at the mic; l1/l2: their lengths (ms).
+ */
+export function twoReplies(delayMs: number, opts: { drive?: number; user?: { atInReply2Ms: number; levelDbfs: number } } = {}): { room: Room; e1: number; e2: number; l1: number; l2: number } {
+  const r1 = speech(REPLY1, 'en-us', REF_RATE), r2 = speech(REPLY2, 'en-us', REF_RATE);
+  const l1 = (r1.length * 1000) / REF_RATE, l2 = (r2.length * 1000) / REF_RATE;
+  const a1 = 500, a2 = a1 + l1 + GAP_MS;
+  const u = opts.user;
+  const room = buildRoom({
+    durationMs: a2 + l2 + delayMs + 600,
+    drive: opts.drive,
+    replies: [{ ref: r1, atMs: a1, delayMs }, { ref: r2, atMs: a2, delayMs }],
+    user: u && { speech: speech(USER, 'en+f3', MIC_RATE), atMs: a2 + delayMs + u.atInReply2Ms, levelDbfs: u.levelDbfs },
+  });
+  return { room, e1: a1 + delayMs, e2: a2 + delayMs, l1, l2 };
 }
