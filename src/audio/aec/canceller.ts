@@ -48,6 +48,8 @@ const MIC_RESYNC_MS = 150;
 /** A reference chunk this far from where the last one ended starts a new stretch (the player re-anchored). */
 const REF_RESYNC_MS = 2;
 const CONVERGED_DB = 15;
+/** A reference sample above this (-72 dBFS) is sound the mic may hear. */
+const SOUND = 8;
 /** The cleaned mic lags the mic by this many samples (50 ms): one speex frame plus 40 ms of waiting for the reference. */
 const LATENCY = FRAME + 40 * SPM;
 
@@ -55,6 +57,8 @@ export class EchoCanceller {
   readonly engine: string;
   private readonly log?: Logger;
   private readonly aec: SpeexEcho;
+  private readonly filterLength: number; // samples
+  private lastSound = -Infinity; // 16 kHz index just past the last reference sample above SOUND
   private readonly fixedDelay: number | null;
   private readonly est: DelayEstimator | null;
   private readonly ref = new SampleRing(1 << 17); // 16 kHz reference, ~8 s
@@ -85,7 +89,8 @@ export class EchoCanceller {
     this.log = opts.log;
     const tailMs = opts.tailMs ?? 200;
     if (!(tailMs >= 20 && tailMs <= 1000)) throw new RangeError(`tailMs ${tailMs} out of range (20..1000)`);
-    this.aec = new SpeexEcho(FRAME, Math.round(((tailMs + MARGIN_MS) * SPM) / FRAME) * FRAME, RATE);
+    this.filterLength = Math.round(((tailMs + MARGIN_MS) * SPM) / FRAME) * FRAME;
+    this.aec = new SpeexEcho(FRAME, this.filterLength, RATE);
     this.engine = 'speex';
     this.fixedDelay = opts.fixedDelayMs === undefined ? null : Math.round(opts.fixedDelayMs * SPM);
     this.delaySamples = this.fixedDelay;
@@ -139,6 +144,7 @@ export class EchoCanceller {
 
   private writeReference(x: Int16Array): void {
     if (this.refNext === null) return;
+    for (let i = x.length - 1; i >= 0; i--) if (x[i] > SOUND || x[i] < -SOUND) { this.lastSound = Math.max(this.lastSound, this.refNext + i + 1); break; }
     this.ref.write(this.refNext, x);
     this.refNext += x.length;
     if (this.est) {
@@ -200,14 +206,20 @@ export class EchoCanceller {
 
   private runFrame(): void {
     const d = this.delaySamples === null ? 0 : Math.max(0, this.delaySamples - MARGIN_MS * SPM);
-    this.ref.read(this.inAt - d, this.refFrame);
-    this.aec.process(this.inQ, this.refFrame, this.outFrame);
+    // Nothing the speaker said reaches this frame through the filter's window: no echo to
+    // cancel, and the mic passes as it is (most of the day, between conversations, costs nothing).
+    const quiet = this.inAt - d - this.filterLength > this.lastSound;
+    if (!quiet) {
+      this.ref.read(this.inAt - d, this.refFrame);
+      this.aec.process(this.inQ, this.refFrame, this.outFrame);
+    }
+    const y = quiet ? this.inQ : this.outFrame;
     const mask = this.outQ.length - 1;
     if (this.outEnd - this.outStart + FRAME > this.outQ.length) throw new Error('echo canceller: output queue overflow');
-    for (let i = 0; i < FRAME; i++) this.outQ[(this.outEnd + i) & mask] = this.outFrame[i];
+    for (let i = 0; i < FRAME; i++) this.outQ[(this.outEnd + i) & mask] = y[i];
     this.outEnd += FRAME;
     this._stats.framesProcessed++;
-    this.track();
+    if (!quiet) this.track();
   }
 
   /** ERLE while the reference plays: mic power over output power, smoothed over ~200 ms. */
