@@ -43,6 +43,8 @@ const MARGIN_MS = 24;
 const MOVE_MS = 10;
 /** An estimate is taken when its peak stands this many times over the correlation's rms, twice in a row. */
 const MIN_CONFIDENCE = 6;
+/** After a move, a steady estimate this far from it (but within MOVE_MS) is followed once. */
+const SETTLE_MS = 3;
 /** A mic frame this far from where the count says it belongs restarts the count (capture restarted, overrun). */
 const MIC_RESYNC_MS = 150;
 /** A reference chunk this far from where the last one ended starts a new stretch (the player re-anchored). */
@@ -80,6 +82,8 @@ export class EchoCanceller {
   private readonly outFrame = new Int16Array(FRAME);
   private delaySamples: number | null = null;
   private candidate: number | null = null;
+  private settleLeft = 0; // estimates left in which a small correction follows a move
+  private settle: { lag: number; n: number } | null = null;
   private micPow = 0; private outPow = 0; private powFrames = 0;
   private convergedFor = 0;
   private _stats: EchoStats;
@@ -242,12 +246,31 @@ export class EchoCanceller {
     if (confidence < MIN_CONFIDENCE || (this.est?.learnt ?? 0) < 3) { this.candidate = null; return; }
     const lag = Math.round(lagMs * SPM);
     const cur = this.delaySamples;
-    if (cur !== null && Math.abs(lag - cur) <= MOVE_MS * SPM) { this.candidate = null; return; }
+    if (cur !== null && Math.abs(lag - cur) <= MOVE_MS * SPM) {
+      this.candidate = null;
+      // Settling: right after a move the estimate may still be a few ms off (the old path's
+      // correlation fading out); the filter fits best where it was before, at the same offset
+      // from the direct path, so a steady estimate >= SETTLE_MS off is followed once.
+      if (this.settleLeft > 0) {
+        this.settleLeft--;
+        if (Math.abs(lag - cur) >= SETTLE_MS * SPM && this.settle !== null && Math.abs(lag - this.settle.lag) <= SPM) {
+          if (++this.settle.n >= 4) { this.moveTo(lag, confidence, 'echo delay settled'); this.settleLeft = 0; }
+        } else this.settle = Math.abs(lag - cur) >= SETTLE_MS * SPM ? { lag, n: 1 } : null;
+      }
+      return;
+    }
     // A new delay must be seen twice in a row (within MOVE_MS) before the reference moves.
     if (this.candidate === null || Math.abs(lag - this.candidate) > MOVE_MS * SPM) { this.candidate = lag; return; }
     this.candidate = null;
     if (cur !== null) this._stats.delayJumps++;
-    this.log?.info({ delayMs: Math.round(lag / SPM), fromMs: cur === null ? null : Math.round(cur / SPM), confidence: Math.round(confidence * 10) / 10 }, cur === null ? 'echo delay found' : 'echo delay moved');
+    this.moveTo(lag, confidence, cur === null ? 'echo delay found' : 'echo delay moved');
+    this.settleLeft = 16; // ~2 s of estimates
+    this.settle = null;
+  }
+
+  private moveTo(lag: number, confidence: number, msg: string): void {
+    const cur = this.delaySamples;
+    this.log?.info({ delayMs: Math.round(lag / SPM), fromMs: cur === null ? null : Math.round(cur / SPM), confidence: Math.round(confidence * 10) / 10 }, msg);
     this.delaySamples = lag;
     this._stats.delayMs = lag / SPM;
     this._stats.converged = false;
