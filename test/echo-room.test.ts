@@ -117,3 +117,26 @@ test('EchoCanceller.open: an engine that cannot run is refused with EchoUnavaila
   assert.equal(c.processMic(frame, 1000).length, 640, 'same length out');
   c.close();
 });
+
+test('EchoCanceller: with nothing played the mic comes out untouched, latencyMs (50 ms) later, whatever the frame sizes', () => {
+  const c = EchoCanceller.open({});
+  const n = 16000; // 1 s of a seeded noise-like signal
+  const x = Buffer.alloc(n * 2);
+  let s = 7;
+  for (let i = 0; i < n; i++) { s = (s * 1103515245 + 12345) >>> 0; x.writeInt16LE(((s >>> 16) & 0x7fff) - 16384, 2 * i); }
+  const parts: Buffer[] = [];
+  let pos = 0, k = 0;
+  while (pos < n) {
+    const len = Math.min(n - pos, [37, 320, 1600, 513, 160, 800][k++ % 6]);
+    const y = c.processMic(x.subarray(2 * pos, 2 * (pos + len)), 5000 + pos / 16);
+    assert.equal(y.length, 2 * len);
+    parts.push(y);
+    pos += len;
+  }
+  c.close();
+  const y = Buffer.concat(parts);
+  const lat = c.latencyMs * 16;
+  assert.equal(c.latencyMs, 50);
+  assert.ok(y.subarray(0, 2 * lat).equals(Buffer.alloc(2 * lat)), 'the first 50 ms out are silence');
+  assert.ok(y.subarray(2 * lat).equals(x.subarray(0, 2 * (n - lat))), 'then the mic, sample for sample');
+});
