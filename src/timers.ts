@@ -19,11 +19,12 @@
 //    boot, before NTP set it).
 // A timer that fell due while the daemon was down rings once after the
 // restart (or once NTP shows it had), and the log says so.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { Logger } from './log.js';
 import { monotonicMs } from './clock.js';
+import { writeAtomic } from './state.js';
 
 export interface Clock {
   /** Wall clock, epoch ms (may step). */
@@ -338,15 +339,4 @@ export class Timers extends EventEmitter {
       this.warnedSave = true;
     }
   }
-}
-
-function writeAtomic(file: string, text: string): void {
-  const dir = join(file, '..');
-  mkdirSync(dir, { recursive: true });
-  const tmp = `${file}.tmp`;
-  const fd = openSync(tmp, 'w', 0o640);
-  try { writeSync(fd, text); fsyncSync(fd); } finally { closeSync(fd); }
-  renameSync(tmp, file);
-  const d = openSync(dir, 'r');
-  try { fsyncSync(d); } finally { closeSync(d); }
 }
