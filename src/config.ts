@@ -73,7 +73,7 @@ export const ConfigSchema = z.strictObject({
     playback_device: z.string().min(1).default('default'),
     capture_period_ms: z.number().int().min(5).max(200).default(20),
     preroll_ms: z.number().int().min(0).max(5000).default(300),
-    playback_lead_ms: z.number().int().min(40).max(400).default(200), // under the addon's 0.5 s ALSA buffer: writes never block
+    playback_lead_ms: z.number().int().min(100).max(400).default(200), // under the addon's 0.5 s ALSA buffer: writes never block; at least 100: audio is only written behind 50 ms queued (playback.ts GUARD_MS) and the idle queue is 120 ms
     output_latency_ms: z.number().min(0).max(500).default(0),
     volume: z.number().int().min(0).max(MAX_VOLUME).default(100),
     vad_threshold_dbfs: z.number().min(-100).max(0).default(-45),

@@ -18,7 +18,7 @@ import { GpioUnavailable, type GpioBackend, type OutputLine } from './gpio/gpio.
 import { openGpioBackend } from './gpio/open.js';
 import { Ring, parseColour, type RingColours } from './leds/ring.js';
 import { bitbangTransport, spiTransport, type Apa102Transport } from './leds/apa102.js';
-import { Indicators, type DeviceIndicator } from './leds/indicators.js';
+import { Indicators, MissingLight, type DeviceIndicator } from './leds/indicators.js';
 import { applyMixer } from './mixer.js';
 import { startControlServer, type ControlRequest } from './control.js';
 import { LiveEmulator } from './emulator/emulator.js';
@@ -130,19 +130,29 @@ async function openHardware(config: Config, log: Logger): Promise<Hardware> {
     }
   }
   const parts: DeviceIndicator[] = [];
-  const ring = config.gpio.enabled ? await openRing(config, gpio, log) : null;
+  const opened = config.gpio.enabled ? await openRing(config, gpio, log) : null;
+  const ring = opened instanceof Ring ? opened : null;
   if (Object.keys(lines).length > 0 || !ring) parts.push(new Leds(lines, (role, on) => log.debug({ led: role, on }, 'led')));
   if (ring) parts.push(ring);
+  // A ring that is configured on a Pi (GPIO works) but cannot be driven is a privacy light that is not
+  // there: nothing may be streamed while it stands (the SPI interface still off before the reboot
+  // install.sh asks for, spi-device not built). Without GPIO at all (not a Pi) the daemon runs, saying so.
+  let missing = false;
+  if (typeof opened === 'string' && gpio) {
+    parts.push(new MissingLight(`the LED ring cannot be driven (${opened})`));
+    log.error(`the LED ring (the privacy light) cannot be driven (${opened}): no microphone audio will be sent until it can`);
+    missing = true;
+  }
   const indicator = parts.length === 1 ? parts[0] : new Indicators(parts);
   return {
     state: ring ? `${state}; ring: ${ring.snapshot().ring}` : state,
-    indicator, privacyLight: !!lines.listening || !!ring, button,
+    indicator, privacyLight: !!lines.listening || !!ring || missing, button,
     release: () => { indicator.release(); button?.release(); gpio?.release?.(); },
   };
 }
 
-/** The APA102 ring, or null (said once) when none is configured or it cannot be driven. */
-async function openRing(config: Config, gpio: GpioBackend | null, log: Logger): Promise<Ring | null> {
+/** The APA102 ring; null when none is configured; why, when it cannot be driven (said once). */
+async function openRing(config: Config, gpio: GpioBackend | null, log: Logger): Promise<Ring | string | null> {
   const r = config.gpio.ring;
   if (!r) return null;
   let transport: Apa102Transport | null = null;
@@ -160,7 +170,7 @@ async function openRing(config: Config, gpio: GpioBackend | null, log: Logger): 
   } catch (e) {
     power?.release();
     log.warn(`no LED ring: ${(e as Error).message}`);
-    return null;
+    return (e as Error).message;
   }
   const colours = Object.fromEntries(Object.entries(r.colours).map(([k, v]) => [k, parseColour(v)])) as RingColours;
   return new Ring(transport, { count: r.count, brightness: r.brightness, colours, power, onError: (m) => log.error(m) });
