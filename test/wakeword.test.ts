@@ -5,7 +5,7 @@
 // paths are exercised at the end.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SoundCard, bestMatch, findOnset, findTone } from './bench/soundcard.js';
 import { arecordChildren, deepMerge, processAlive, startWithEmulator, waitUntil } from './bench/daemon.js';
@@ -168,18 +168,18 @@ test('muted: the wake word is not heard (the mic is off: no arecord runs)', asyn
 test('the wake chime plays, and even when the mic hears it (an echo path), the server does not', async () => {
   // The speaker is audible in the room: PulseAudio loops spk back into room, like a real shelf.
   const mod = execFileSync('pactl', ['load-module', 'module-loopback', 'source=spk.monitor', 'sink=room', 'latency_msec=30'], { env: card.env, encoding: 'utf8' }).trim();
-  const { emu, done } = await setup({}, {}, { feedback: { wake_sound: true, volume: 0.5 } });
+  const { emu, daemon, done } = await setup({}, {}, { feedback: { wake_sound: true, volume: 0.5 } });
   const sink = card.recordSpeaker();
-  const room = spawn('parec', ['--device=room.monitor', '--raw', '--rate=16000', '--channels=1', '--format=s16le'], { env: card.env });
-  const heard: Buffer[] = [];
-  room.stdout.on('data', (d: Buffer) => heard.push(d));
+  const room = card.recordRoom(); // what the mic is given: the chime's echo, and the reference for the command
+  await Promise.all([sink.ready(), room.ready()]);
   try {
     await card.playIntoRoom(Buffer.concat([WAKE, silence(700, 16000), speech]));
-    const [session] = await emu.waitFor('utterance', undefined, 10000);
+    const [session] = await emu.waitFor('utterance', undefined, 10000).catch((e: Error) => {
+      throw new Error(`${e.message}; the daemon said: ${JSON.stringify(daemon.logs.filter((l) => l.level !== 'debug' || /wake|vad|speech/.test(l.msg)).slice(-15))}`);
+    });
     const played = await sink.stop();
-    room.kill();
+    const inRoom = await room.stop();
     assert.ok(findTone(played, CHIME_HZ[0]).totalMs >= 40, 'the chime played on the speaker (whole: the next test)');
-    const inRoom = Buffer.concat(heard);
     let loudest = 0;
     for (let i = 0; i + 640 <= inRoom.length; i += 640) loudest = Math.max(loudest, goertzelPower(inRoom.subarray(i, i + 640), 16000, CHIME_HZ[0]));
     assert.ok(loudest > 0.01, `the mic heard the chime through the echo path (${loudest.toFixed(4)})`);
@@ -190,10 +190,15 @@ test('the wake chime plays, and even when the mic hears it (an echo path), the s
       for (let i = 0; i + 640 <= r.length; i += 640) worst = Math.max(worst, goertzelPower(r.subarray(i, i + 640), 16000, hz));
       assert.ok(worst < 0.0005, `${hz} Hz in the sent audio: ${worst}`);
     }
-    const hit = findOnset(session.received, speech);
-    assert.ok(hit && hit.correlation > 0.85, `the command is still there (corr ${hit?.correlation.toFixed(3)})`);
+    // The command as the mic was given it (the simulated card can glitch under load; a glitch in the room is no loss of the daemon's).
+    const inRoomAt = findOnset(inRoom, speech);
+    assert.ok(inRoomAt && inRoomAt.correlation > 0.5, `the command was played into the room (corr ${inRoomAt?.correlation.toFixed(3)})`);
+    const from = Math.max(0, inRoomAt.offsetBytes - inRoomAt.needleOnsetBytes);
+    const said = inRoom.subarray(from, from + speech.length);
+    const hit = findOnset(session.received, said);
+    assert.ok(hit && hit.correlation > 0.85, `the command is still there (corr ${hit?.correlation.toFixed(3)}; against the spoken file ${findOnset(session.received, speech)?.correlation.toFixed(3)}, the room against it ${inRoomAt.correlation.toFixed(3)})`);
   } finally {
-    room.kill();
+    await room.stop().catch(() => undefined);
     await sink.stop().catch(() => undefined);
     await done();
     execFileSync('pactl', ['unload-module', mod], { env: card.env });
@@ -203,6 +208,7 @@ test('the wake chime plays, and even when the mic hears it (an echo path), the s
 test('the wake chime arrives at the speaker: the samples of wakeChime(), in full', async () => {
   const { done } = await setup({}, {}, { feedback: { wake_sound: true, volume: 0.5 } });
   const sink = card.recordSpeaker();
+  await sink.ready(); // the recorder runs before anything plays
   try {
     await card.playIntoRoom(WAKE);
     await sleep(800);
