@@ -29,6 +29,12 @@ export interface LiveHandlers {
 }
 export interface LiveLink { sendAudio(pcm16k: Buffer): void; close(): void }
 export interface LiveConnector { connect(handlers: LiveHandlers, opts: { resumeHandle: string | null }): LiveLink }
+/**
+ * Half-duplex (src/audio/echo.ts): whether, right now, the server must not
+ * hear the reply's echo. While it says so, every frame sent during a reply,
+ * and for echoTailMs after the reply was last heard, is zeros.
+ */
+export interface EchoGate { halfDuplex(): boolean }
 
 /**
  * Reply playback. `open`/`close` bracket a conversation: the device stays
@@ -77,6 +83,8 @@ export interface ConversationOptions {
   chimeGateMs: number;
   /** A new conversation within this long of the last one resumes it (0 = never: each starts fresh). */
   resumeWithinMs: number;
+  /** Half-duplex: zeros are sent for this long after a reply stopped being heard (its echo is still on the way). */
+  echoTailMs?: number;
 }
 
 /** Back-off before each resumption attempt after a drop; then the conversation fails. */
@@ -125,10 +133,13 @@ export class Conversation extends EventEmitter {
   private goAwayDue = false; // resume at the next quiet moment
   private resumeTimer: NodeJS.Timeout | null = null;
   private lastEnded: { at: number; handle: string | null } | null = null;
+  private replyHeardUntil = -Infinity; // when the speaking state was last left (monotonic): the reply's echo may come until echoTailMs after
+  /** Frames replaced by zeros (half-duplex), for the status. */
+  gatedFrames = 0;
 
   constructor(
     private opts: ConversationOptions,
-    private readonly ports: { live: LiveConnector; player: Player; mic: Mic; indicator: Indicator },
+    private readonly ports: { live: LiveConnector; player: Player; mic: Mic; indicator: Indicator; echo?: EchoGate },
     private readonly log: Logger,
   ) {
     super();
@@ -274,6 +285,7 @@ export class Conversation extends EventEmitter {
 
   /** Send a frame and follow the user's speech on it (timeouts, listening/thinking). */
   private stream(frame: Buffer): void {
+    if (this.replyEchoGated()) { frame = Buffer.alloc(frame.length); this.gatedFrames++; } // paced silence, not nothing
     if (!this.send(frame)) return;
     const ev = this.vad.push(frame);
     if (ev === 'speech-start' && (this.state === 'listening' || this.state === 'follow-up' || this.state === 'thinking')) {
@@ -531,9 +543,16 @@ export class Conversation extends EventEmitter {
 
   // ---- helpers --------------------------------------------------------------
 
+  /** Half-duplex and a reply is playing, or its echo may still be arriving. */
+  private replyEchoGated(): boolean {
+    if (!this.ports.echo?.halfDuplex()) return false;
+    return this.state === 'speaking' || monotonicMs() < this.replyHeardUntil + (this.opts.echoTailMs ?? 0);
+  }
+
   private setState(s: State): void {
     if (s === this.state) return;
     const from = this.state;
+    if (from === 'speaking') this.replyHeardUntil = monotonicMs(); // the reply was heard to its end, or dropped just now
     this.state = s;
     this.ports.indicator.show(s);
     this.log.info({ from, to: s }, 'state');

@@ -1,0 +1,127 @@
+// The echo-cancelling stage: every capture chunk passes through here before
+// anything reads it (wake word, local VAD, what is sent), and every sample
+// the speaker played (the timeline's 'played' chunks) is its reference.
+// The DSP is the canceller in ./aec; this file only wires it in, and says
+// when the daemon must fall back to half-duplex:
+//
+//   audio.echo_cancel  off   no canceller: for hardware that cancels its own
+//                            echo (speakerphones). Full duplex, trusted.
+//                      auto  the canceller when one can run, else half-duplex.
+//                      on    the canceller is required: the daemon refuses to
+//                            start (exit 78) or to reload when none can run.
+//   audio.barge_in     press half-duplex always (the canceller still cleans
+//                            what the wake word hears).
+//
+// Half-duplex means: while a reply plays (and echo_tail_ms after its last
+// sample was heard) the server gets zeros, paced like the microphone; the
+// session is opened with activityHandling NO_INTERRUPTION when it can never
+// be voice-interrupted (no engine, or barge_in: press). A running canceller
+// that has not converged yet also gets zeros sent during replies, but its
+// session may be interrupted, so voice barge-in works once it converges.
+import { EchoCanceller, EchoUnavailableError, type EchoStats } from './aec/index.js';
+import type { PlayedChunk } from './timeline.js';
+import type { Logger } from '../log.js';
+
+export type EchoMode = 'auto' | 'on' | 'off';
+export type BargeIn = 'voice' | 'press';
+
+export interface EchoStatus {
+  mode: EchoMode;
+  bargeIn: BargeIn;
+  /** cancelling: an engine runs; off: audio.echo_cancel off; unavailable: no engine could run (auto). */
+  state: 'cancelling' | 'off' | 'unavailable';
+  engine: string | null;
+  delayMs: number | null;
+  erleDb: number | null;
+  converged: boolean;
+  framesProcessed: number;
+  delayJumps: number;
+  /** Why there is no engine (unavailable), else null. */
+  reason: string | null;
+  /** Right now, replies are answered with silence to the server (see halfDuplex()). */
+  halfDuplex: boolean;
+}
+
+/** audio.echo_cancel is on and no engine can run. */
+export class EchoRequiredError extends Error {
+  constructor(reason: string) {
+    super(`audio.echo_cancel is on, but no echo canceller can run: ${reason} (set audio.echo_cancel: auto to run half-duplex instead)`);
+    this.name = 'EchoRequiredError';
+  }
+}
+
+type Opener = typeof EchoCanceller.open;
+
+export class EchoStage {
+  private constructor(
+    readonly mode: EchoMode,
+    readonly bargeIn: BargeIn,
+    private readonly canceller: EchoCanceller | null,
+    private readonly reason: string | null,
+  ) {}
+
+  /** Throws EchoRequiredError when mode is on and no engine can run. */
+  static open(mode: EchoMode, bargeIn: BargeIn, log: Logger, open: Opener = EchoCanceller.open.bind(EchoCanceller)): EchoStage {
+    if (mode === 'off') {
+      log.info({ bargeIn }, 'echo cancellation off (audio.echo_cancel: off): the hardware is trusted to cancel its own echo');
+      return new EchoStage(mode, bargeIn, null, null);
+    }
+    try {
+      const c = open({ engine: 'auto', log });
+      log.info({ engine: c.stats.engine, bargeIn }, 'echo cancellation on');
+      return new EchoStage(mode, bargeIn, c, null);
+    } catch (e) {
+      if (!(e instanceof EchoUnavailableError)) throw e;
+      if (mode === 'on') throw new EchoRequiredError(e.message);
+      log.warn({ reason: e.message }, 'no echo canceller can run: half-duplex (the server gets silence while a reply plays; the button and the wake word still barge in)');
+      return new EchoStage(mode, bargeIn, null, e.message);
+    }
+  }
+
+  /** A stretch of what the speaker played (the timeline's 'played' event). */
+  reference(c: PlayedChunk): void {
+    this.canceller?.pushReference({ atMs: c.atMs, pcm: c.pcm });
+  }
+
+  /** A capture chunk that arrived at `arrivedMs` (monotonic): the cleaned chunk, same length. */
+  process(frame: Buffer, arrivedMs: number, rate: number): Buffer {
+    if (!this.canceller) return frame;
+    // The chunk's first sample was captured about its own length before it arrived (the engine estimates the rest of the delay).
+    return this.canceller.processMic(frame, arrivedMs - ((frame.length >> 1) * 1000) / rate);
+  }
+
+  /** Replies must not be heard by the server now: no engine, barge_in: press, or an engine not converged. Never with echo_cancel off. */
+  halfDuplex(): boolean {
+    if (this.mode === 'off') return this.bargeIn === 'press';
+    return this.bargeIn === 'press' || !this.canceller || !this.canceller.stats.converged;
+  }
+
+  /** A new session may be voice-interrupted (activityHandling START_OF_ACTIVITY_INTERRUPTS), else NO_INTERRUPTION. */
+  interruptible(): boolean {
+    return this.bargeIn === 'voice' && (this.mode === 'off' || this.canceller !== null);
+  }
+
+  status(): EchoStatus {
+    const s: EchoStats | null = this.canceller?.stats ?? null;
+    return {
+      mode: this.mode, bargeIn: this.bargeIn,
+      state: this.canceller ? 'cancelling' : this.mode === 'off' ? 'off' : 'unavailable',
+      engine: s?.engine ?? null, delayMs: s?.delayMs ?? null, erleDb: s?.erleDb ?? null, converged: s?.converged ?? false,
+      framesProcessed: s?.framesProcessed ?? 0, delayJumps: s?.delayJumps ?? 0,
+      reason: this.reason, halfDuplex: this.halfDuplex(),
+    };
+  }
+
+  /** One line for the status and doctor. */
+  describe(): string {
+    const s = this.status();
+    const duplex = s.bargeIn === 'press' ? 'half-duplex (audio.barge_in: press)' : s.halfDuplex ? 'half-duplex until it converges' : 'full duplex';
+    switch (s.state) {
+      case 'off': return `off (audio.echo_cancel: off): ${s.bargeIn === 'press' ? 'half-duplex (audio.barge_in: press)' : 'full duplex, the hardware cancels'}`;
+      case 'unavailable': return `unavailable (${s.reason}): half-duplex`;
+      case 'cancelling': return `${s.engine}, delay ${s.delayMs === null ? 'not estimated yet' : `${Math.round(s.delayMs)} ms`}, ${s.converged ? 'converged' : 'not converged'}: ${duplex}`;
+    }
+  }
+
+  close(): void { this.canceller?.close(); }
+}
