@@ -178,9 +178,9 @@ function makeWakeWord(config: Config): WakeWord | null {
 }
 
 /** The echo stage for the config; audio.echo_cancel: on with no engine is a ConfigError naming the key and the file. */
-function openEcho(config: Config, file: string | null | undefined, log: Logger): EchoStage {
+export function openEcho(config: Config, file: string | null | undefined, log: Logger, open?: Parameters<typeof EchoStage.open>[3]): EchoStage {
   try {
-    return EchoStage.open(config.audio.echo_cancel, config.audio.barge_in, log);
+    return EchoStage.open(config.audio.echo_cancel, config.audio.barge_in, log, open);
   } catch (e) {
     if (e instanceof EchoRequiredError) throw new ConfigError(`${file ?? 'built-in defaults'}: ${e.message}`, file ?? null);
     throw e;

@@ -1,0 +1,126 @@
+// The echo stage's decisions (src/audio/echo.ts) and the half-duplex gate in
+// the conversation, without a sound card: when a reply must not be heard by
+// the server, what is sent instead (zeros, same length, same pace), and what
+// the session setup says. The canceller is faked at its interface (its DSP is
+// tested on branch aec's deterministic room); end to end: echo.test.ts.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EchoStage, EchoRequiredError } from '../src/audio/echo.js';
+import { EchoCanceller, EchoUnavailableError, type EchoStats } from '../src/audio/aec/index.js';
+import { Conversation, type Indicator, type LiveHandlers } from '../src/conversation.js';
+import { parseConfig } from '../src/config.js';
+import { openEcho } from '../src/daemon.js';
+import { realtimeInputConfig } from '../src/live/gemini.js';
+import { createLogger } from '../src/log.js';
+import { tone } from '../src/audio/pcm.js';
+import { FAKE_OPTIONS } from './bench/fake-conversation.js';
+
+const log = createLogger('silent');
+
+/** A canceller at its interface: says what stats it is given, marks each frame it cleaned. */
+function fakeCanceller(stats: Partial<EchoStats>) {
+  const refs: { atMs: number; pcm: Buffer }[] = [];
+  const c = {
+    stats: { engine: 'fake', delayMs: 123, erleDb: 31, converged: false, framesProcessed: 0, delayJumps: 0, ...stats },
+    pushReference: (r: { atMs: number; pcm: Buffer }) => refs.push(r),
+    processMic: (f: Buffer, _atMs: number) => Buffer.alloc(f.length, 1),
+    reset: () => undefined, close: () => undefined,
+  };
+  return { c, refs, open: () => c as unknown as EchoCanceller };
+}
+const none = () => { throw new EchoUnavailableError('no engine here'); };
+
+test('echo stage: which mode cancels, which falls back to half-duplex, which sessions may be interrupted', () => {
+  const off = EchoStage.open('off', 'voice', log, none);
+  assert.deepEqual([off.status().state, off.halfDuplex(), off.interruptible()], ['off', false, true], 'off: full duplex, the hardware is trusted');
+  const unavailable = EchoStage.open('auto', 'voice', log, none);
+  assert.deepEqual([unavailable.status().state, unavailable.halfDuplex(), unavailable.interruptible()], ['unavailable', true, false], 'auto with no engine: half-duplex, NO_INTERRUPTION');
+  assert.match(unavailable.status().reason!, /no engine here/);
+  const f = fakeCanceller({ converged: false });
+  const learning = EchoStage.open('auto', 'voice', log, f.open);
+  assert.deepEqual([learning.status().state, learning.halfDuplex(), learning.interruptible()], ['cancelling', true, true], 'an engine not converged yet: zeros during replies, an interruptible session');
+  f.c.stats.converged = true;
+  assert.equal(learning.halfDuplex(), false, 'converged: the cleaned audio goes out during replies');
+  assert.match(learning.describe(), /^fake, delay 123 ms, converged: full duplex$/);
+  const press = EchoStage.open('on', 'press', log, fakeCanceller({ converged: true }).open);
+  assert.deepEqual([press.halfDuplex(), press.interruptible()], [true, false], 'barge_in press: half-duplex and NO_INTERRUPTION even when converged');
+  assert.throws(() => EchoStage.open('on', 'voice', log, none), (e: Error) => e instanceof EchoRequiredError && /audio\.echo_cancel is on/.test(e.message) && /no engine here/.test(e.message));
+});
+
+test('echo stage: the reference goes to the canceller as played; every mic chunk is cleaned, stamped with its capture time', () => {
+  const f = fakeCanceller({});
+  let stampedAt = NaN;
+  f.c.processMic = (frame: Buffer, atMs: number) => { stampedAt = atMs; return Buffer.alloc(frame.length, 7); };
+  const stage = EchoStage.open('auto', 'voice', log, f.open);
+  stage.reference({ sample: 0, atMs: 1000, pcm: Buffer.alloc(960) });
+  assert.deepEqual(f.refs.map((r) => [r.atMs, r.pcm.length]), [[1000, 960]]);
+  const out = stage.process(Buffer.alloc(640), 5000, 16000); // 20 ms that arrived at 5000
+  assert.equal(out.length, 640);
+  assert.equal(out[0], 7, 'what the canceller returned is what the readers get');
+  assert.equal(stampedAt, 4980, 'its first sample was captured 20 ms before it arrived');
+  const raw = Buffer.alloc(640, 3);
+  assert.equal(EchoStage.open('auto', 'voice', log, none).process(raw, 5000, 16000), raw, 'no engine: the raw audio');
+});
+
+test('audio.echo_cancel: on with no engine is a config error naming the key and the file', () => {
+  const config = parseConfig({ audio: { echo_cancel: 'on' } }, '/etc/live-speaker/config.yaml', []);
+  assert.throws(() => openEcho(config, '/etc/live-speaker/config.yaml', log, none), (e: Error) =>
+    e.name === 'ConfigError' && /^\/etc\/live-speaker\/config\.yaml: audio\.echo_cancel is on, but no echo canceller can run: no engine here/.test(e.message));
+  assert.throws(() => parseConfig({ audio: { echo_cancel: 'yes' } }, '/etc/live-speaker/config.yaml', []), /'audio\.echo_cancel'/);
+  assert.throws(() => parseConfig({ live: { vad: { start_sensitivity: 'medium' } } }, '/etc/live-speaker/config.yaml', []), /'live\.vad\.start_sensitivity'/);
+});
+
+test('live.vad and the echo mode in the setup: sensitivities, prefix padding, silence, activityHandling', () => {
+  const defaults = parseConfig({}, null, []);
+  assert.deepEqual(realtimeInputConfig(defaults.live, 700, true), { automaticActivityDetection: { silenceDurationMs: 700 }, activityHandling: 'START_OF_ACTIVITY_INTERRUPTS' });
+  const set = parseConfig({ live: { vad: { start_sensitivity: 'high', end_sensitivity: 'low', prefix_padding_ms: 40, silence_duration_ms: 1200 } } }, null, []);
+  assert.deepEqual(realtimeInputConfig(set.live, 700, false), {
+    automaticActivityDetection: { silenceDurationMs: 1200, startOfSpeechSensitivity: 'START_SENSITIVITY_HIGH', endOfSpeechSensitivity: 'END_SENSITIVITY_LOW', prefixPaddingMs: 40 },
+    activityHandling: 'NO_INTERRUPTION',
+  });
+});
+
+function gated(halfDuplex: () => boolean, echoTailMs: number) {
+  const sent: Buffer[] = [];
+  let h: LiveHandlers | null = null;
+  let drained: (() => void) | null = null;
+  const indicator: Indicator = { show: () => undefined, micLive: true };
+  const c = new Conversation({ ...FAKE_OPTIONS, echoTailMs }, {
+    live: { connect: (handlers) => { h = handlers; return { sendAudio: (b) => sent.push(b), close: () => undefined }; } },
+    player: { open: () => undefined, close: () => undefined, play: () => undefined, flush: () => undefined, finish: (done) => { drained = done; } },
+    mic: { start: () => undefined, stop: () => undefined },
+    indicator, echo: { halfDuplex },
+  }, log);
+  return { c, sent, h: () => h!, drain: () => drained!() };
+}
+const loudest = (b: Buffer) => { let m = 0; for (let i = 0; i < b.length; i += 2) m = Math.max(m, Math.abs(b.readInt16LE(i))); return m; };
+
+test('half-duplex: during a reply and echo_tail_ms after it was heard, zeros of the same length go out; then the microphone again', async () => {
+  let half = true;
+  const { c, sent, h, drain } = gated(() => half, 150);
+  const mic = tone(300, 20, 16000, 0.5); // what the microphone hears: the echo, or the user
+  c.press('ctl');
+  h().onOpen();
+  c.micFrame(mic);
+  assert.ok(loudest(sent.at(-1)!) > 10000, 'listening: the microphone goes out');
+  h().onAudio(Buffer.alloc(4800));
+  assert.equal(c.state, 'speaking');
+  for (let i = 0; i < 5; i++) c.micFrame(mic);
+  assert.deepEqual(sent.slice(-5).map((b) => [b.length, loudest(b)]), Array(5).fill([640, 0]), 'speaking: a zero frame for every microphone frame');
+  h().onTurnComplete();
+  drain(); // the reply's last sample was heard
+  assert.equal(c.state, 'follow-up');
+  c.micFrame(mic);
+  assert.equal(loudest(sent.at(-1)!), 0, 'its echo may still be on the way: zeros');
+  await sleep(200);
+  c.micFrame(mic);
+  assert.ok(loudest(sent.at(-1)!) > 10000, 'after echo_tail_ms the microphone goes out again');
+  assert.equal(c.gatedFrames, 6);
+  // Converged (halfDuplex false): a reply no longer silences the microphone.
+  half = false;
+  h().onAudio(Buffer.alloc(4800));
+  c.micFrame(mic);
+  assert.ok(loudest(sent.at(-1)!) > 10000, 'full duplex: the (cleaned) microphone goes out during a reply');
+  c.end('test');
+});
