@@ -235,6 +235,9 @@ export class Conversation extends EventEmitter {
     }
     this.replyAudio = false;
     this.listen();
+    // The user cut the reply to speak: their words go out at once, not after echo_tail_ms of zeros (half-duplex).
+    // What may still arrive is the echo of what was heard before the cut, at most the echo path's delay.
+    this.replyHeardUntil = -Infinity;
   }
 
   private chime(): void {

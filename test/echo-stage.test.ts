@@ -117,6 +117,14 @@ test('half-duplex: during a reply and echo_tail_ms after it was heard, zeros of 
   c.micFrame(mic);
   assert.ok(loudest(sent.at(-1)!) > 10000, 'after echo_tail_ms the microphone goes out again');
   assert.equal(c.gatedFrames, 6);
+  // A press (or the wake word) cuts a reply: what the user says next goes out at once.
+  h().onAudio(Buffer.alloc(4800));
+  c.micFrame(mic);
+  assert.equal(loudest(sent.at(-1)!), 0);
+  c.press('ctl');
+  assert.equal(c.state, 'listening');
+  c.micFrame(mic);
+  assert.ok(loudest(sent.at(-1)!) > 10000, 'after a barge-in by press the microphone goes out at once, not after echo_tail_ms');
   // Converged (halfDuplex false): a reply no longer silences the microphone.
   half = false;
   h().onAudio(Buffer.alloc(4800));
