@@ -32,6 +32,7 @@ runtime=(
   g++                 # node-gyp
   ca-certificates     # npm reaches the registry over TLS
   procps              # /bin/kill: the unit's ExecReload on systemd < 253 (bookworm)
+  libspeexdsp1        # SpeexDSP: the echo canceller's engine (src/audio/aec/, loaded through koffi: no -dev package needed)
   gpiod               # libgpiod's tools (gpioset, gpiomon, gpioinfo): the character-device GPIO backend (gpio.backend)
 )
 demo=(

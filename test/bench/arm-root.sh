@@ -26,7 +26,7 @@ root=$cache/$arch-root
 # What scripts/install.sh installs on a Pi (Debian's nodejs and npm, node-gyp
 # building against libnode-dev's headers, the addons' -dev packages), so
 # that npm ci in the test needs no apt download.
-PKGS="nodejs npm node-gyp libnode-dev alsa-utils libasound2-dev libasound2-plugins libsystemd-dev python3 make g++ ca-certificates procps"
+PKGS="nodejs npm node-gyp libnode-dev alsa-utils libasound2-dev libasound2-plugins libsystemd-dev libspeexdsp1 python3 make g++ ca-certificates procps"
 STAMP="v1 trixie $arch minbase | $PKGS"
 
 log() { echo "arm-root($arch): $*" >&2; }

@@ -1,0 +1,259 @@
+// The echo canceller between capture and everything that listens to the
+// mic: the player's reference (24 kHz, what left the speaker and when) is
+// resampled to 16 kHz onto a sample-numbered timeline (monotonic ms x 16),
+// the bulk delay between it and the mic is estimated (./delay.ts), and
+// SpeexDSP's adaptive filter + residual echo suppressor (./speex.ts) run on
+// 10 ms frames with the reference shifted by that delay. The filter is kept
+// for the canceller's life (a new conversation in the same room starts
+// converged); a delay change moves the reference, not the filter, so after a
+// jump the filter fits again as soon as the delay is found.
+import type { Logger } from '../../log.js';
+import { DelayEstimator, SampleRing } from './delay.js';
+import { EchoUnavailableError, SpeexEcho, SpeexResampler, speexdsp } from './speex.js';
+
+export { EchoUnavailableError };
+
+export interface EchoStats { engine: string; delayMs: number | null; erleDb: number | null; converged: boolean; framesProcessed: number; delayJumps: number }
+
+export interface EchoOptions {
+  engine?: 'auto' | 'speex' | 'webrtc';
+  /** Length of the adaptive filter (the room's echo tail after the direct path), ms. Default 200. */
+  tailMs?: number;
+  log?: Logger;
+  /** A known, fixed echo delay (ms): no estimation. For hardware with a fixed path, and for tests (0 = none). */
+  fixedDelayMs?: number;
+  /** Longest echo delay searched, ms (default 1200). */
+  maxDelayMs?: number;
+}
+
+const RATE = 16000;
+const REF_RATE = 24000;
+const FRAME = 160; // 10 ms: speex's frame
+const SPM = RATE / 1000; // samples per ms
+/** The filter starts this long before the estimated direct path: room for the estimate's error and drift. */
+const MARGIN_MS = 24;
+/** A delay estimate this far from the one in use moves the reference (smaller drift the filter absorbs). */
+const MOVE_MS = 10;
+/** An estimate is taken when its peak stands this many times over the correlation's rms, twice in a row. */
+const MIN_CONFIDENCE = 6;
+/** A mic frame this far from where the count says it belongs restarts the count (capture restarted, overrun). */
+const MIC_RESYNC_MS = 150;
+/** A reference chunk this far from where the last one ended starts a new stretch (the player re-anchored). */
+const REF_RESYNC_MS = 2;
+const CONVERGED_DB = 15;
+/** The cleaned mic lags the mic by this many samples (50 ms): one speex frame plus 40 ms of waiting for the reference. */
+const LATENCY = FRAME + 40 * SPM;
+
+export class EchoCanceller {
+  readonly engine: string;
+  private readonly log?: Logger;
+  private readonly aec: SpeexEcho;
+  private readonly fixedDelay: number | null;
+  private readonly est: DelayEstimator | null;
+  private readonly ref = new SampleRing(1 << 17); // 16 kHz reference, ~8 s
+  private readonly up: SpeexResampler; // 24 -> 16 kHz
+  private readonly refDown: SpeexResampler; // 16 -> 2 kHz (estimator)
+  private readonly micDown: SpeexResampler; // 16 -> 2 kHz (estimator)
+  private refNext: number | null = null; // 16 kHz index where the next contiguous reference sample goes
+  private refNextMs: number | null = null; // where the next contiguous reference chunk starts (its atMs)
+  private refDownNext = 0;
+  private micNext: number | null = null; // 16 kHz index of the next mic sample
+  private micDownNext = 0;
+  private inQ = new Int16Array(FRAME);
+  private inAt = 0; // 16 kHz index of inQ[0]
+  private pending: { at: number; x: Int16Array; used: number }[] = []; // mic not yet run through speex
+  private pendingN = 0;
+  private outQ: Int16Array;
+  private outStart = 0; private outEnd = 0;
+  private readonly refFrame = new Int16Array(FRAME);
+  private readonly outFrame = new Int16Array(FRAME);
+  private delaySamples: number | null = null;
+  private candidate: number | null = null;
+  private micPow = 0; private outPow = 0; private powFrames = 0;
+  private convergedFor = 0;
+  private _stats: EchoStats;
+  private closed = false;
+
+  private constructor(opts: EchoOptions) {
+    this.log = opts.log;
+    const tailMs = opts.tailMs ?? 200;
+    if (!(tailMs >= 20 && tailMs <= 1000)) throw new RangeError(`tailMs ${tailMs} out of range (20..1000)`);
+    this.aec = new SpeexEcho(FRAME, Math.round(((tailMs + MARGIN_MS) * SPM) / FRAME) * FRAME, RATE);
+    this.engine = 'speex';
+    this.fixedDelay = opts.fixedDelayMs === undefined ? null : Math.round(opts.fixedDelayMs * SPM);
+    this.delaySamples = this.fixedDelay;
+    this.est = this.fixedDelay === null ? new DelayEstimator(opts.maxDelayMs ?? 1200) : null;
+    this.up = new SpeexResampler(REF_RATE, RATE, 10); // the reference must match what the speaker made: best quality
+    this.refDown = new SpeexResampler(RATE, 2000, 3);
+    this.micDown = new SpeexResampler(RATE, 2000, 3);
+    this.outQ = new Int16Array(1 << 17);
+    // A fixed latency: frames of any length in, 10 ms frames to speex, run as late as the
+    // output allows so the player's reference (handed over ~10-30 ms after it was heard)
+    // is there even for the shortest echo paths.
+    this.outEnd = LATENCY;
+    this._stats = { engine: this.engine, delayMs: this.fixedDelay === null ? null : opts.fixedDelayMs!, erleDb: null, converged: false, framesProcessed: 0, delayJumps: 0 };
+  }
+
+  /** Throws EchoUnavailableError (naming the library and the package) when no engine can run. */
+  static open(opts: EchoOptions = {}): EchoCanceller {
+    const engine = opts.engine ?? 'auto';
+    if (engine === 'webrtc') throw new EchoUnavailableError('the WebRTC echo engine is not built into this version; use engine "speex" or "auto" (SpeexDSP, Debian package libspeexdsp1)');
+    speexdsp(); // throws with the package name when libspeexdsp is missing
+    const c = new EchoCanceller(opts);
+    opts.log?.info({ engine: c.engine, tailMs: opts.tailMs ?? 200, fixedDelayMs: opts.fixedDelayMs }, 'echo canceller ready');
+    return c;
+  }
+
+  get stats(): EchoStats { return { ...this._stats }; }
+
+  pushReference(chunk: { atMs: number; pcm: Buffer }): void {
+    if (this.closed) return;
+    const n24 = chunk.pcm.length >> 1;
+    if (n24 === 0) return;
+    if (this.refNextMs === null || Math.abs(chunk.atMs - this.refNextMs) > REF_RESYNC_MS) {
+      // A new stretch after silence (or a re-anchored player): gaps are silence.
+      this.flushReference();
+      this.up.reset();
+      this.refDown.reset();
+      this.refNext = Math.round(chunk.atMs * SPM);
+      this.refDownNext = Math.floor(this.refNext / 8);
+    }
+    this.refNextMs = chunk.atMs + (n24 * 1000) / REF_RATE;
+    this.writeReference(this.up.process(samples(chunk.pcm)));
+  }
+
+  /** The resamplers hold the last few samples of a stretch back (their filters' length): push them out with silence. */
+  private flushReference(): void {
+    if (this.refNext === null) return;
+    this.writeReference(this.up.process(new Int16Array(REF_RATE / 100)));
+  }
+
+  private writeReference(x: Int16Array): void {
+    if (this.refNext === null) return;
+    this.ref.write(this.refNext, x);
+    this.refNext += x.length;
+    if (this.est) {
+      const d = this.refDown.process(x);
+      this.est.pushRef(this.refDownNext, d);
+      this.refDownNext += d.length;
+    }
+  }
+
+  processMic(frame: Buffer, atMs: number): Buffer {
+    const n = frame.length >> 1;
+    const out = Buffer.alloc(n * 2);
+    if (this.closed || n === 0) return out;
+    const at = Math.round(atMs * SPM);
+    if (this.micNext === null || Math.abs(at - this.micNext) > MIC_RESYNC_MS * SPM) {
+      if (this.micNext !== null) this.log?.debug({ offMs: Math.round((at - this.micNext) / SPM) }, 'echo canceller: mic timestamps jumped; recounting');
+      this.micNext = at;
+      this.micDown.reset();
+      this.micDownNext = Math.floor(at / 8);
+    }
+    const x = samples(frame);
+    if (this.est) {
+      const d = this.micDown.process(x);
+      this.est.pushMic(this.micDownNext, d);
+      this.micDownNext += d.length;
+      const e = this.est.update();
+      if (e) this.onEstimate(e.lagMs, e.confidence);
+    }
+    this.pending.push({ at: this.micNext, x: Int16Array.from(x), used: 0 });
+    this.pendingN += n;
+    this.micNext += n;
+    // Run speex on whole frames, only as many as this call's output needs (see LATENCY).
+    while (this.outEnd - this.outStart < n) {
+      if (this.pendingN < FRAME) throw new Error('echo canceller: internal latency accounting broke');
+      let k = 0;
+      while (k < FRAME) {
+        const p = this.pending[0];
+        if (k === 0) this.inAt = p.at + p.used;
+        const take = Math.min(FRAME - k, p.x.length - p.used);
+        this.inQ.set(p.x.subarray(p.used, p.used + take), k);
+        k += take; p.used += take;
+        if (p.used === p.x.length) this.pending.shift();
+      }
+      this.pendingN -= FRAME;
+      this.runFrame();
+    }
+    for (let i = 0; i < n; i++) out.writeInt16LE(this.outQ[(this.outStart + i) & (this.outQ.length - 1)], 2 * i);
+    this.outStart += n;
+    return out;
+  }
+
+  /** How far the cleaned audio lags the mic, ms (fixed). */
+  get latencyMs(): number { return LATENCY / SPM; }
+
+  private runFrame(): void {
+    const d = this.delaySamples === null ? 0 : Math.max(0, this.delaySamples - MARGIN_MS * SPM);
+    this.ref.read(this.inAt - d, this.refFrame);
+    this.aec.process(this.inQ, this.refFrame, this.outFrame);
+    const mask = this.outQ.length - 1;
+    if (this.outEnd - this.outStart + FRAME > this.outQ.length) throw new Error('echo canceller: output queue overflow');
+    for (let i = 0; i < FRAME; i++) this.outQ[(this.outEnd + i) & mask] = this.outFrame[i];
+    this.outEnd += FRAME;
+    this._stats.framesProcessed++;
+    this.track();
+  }
+
+  /** ERLE while the reference plays: mic power over output power, smoothed over ~200 ms. */
+  private track(): void {
+    let pr = 0, pm = 0, po = 0;
+    for (let i = 0; i < FRAME; i++) { pr += this.refFrame[i] ** 2; pm += this.inQ[i] ** 2; po += this.outFrame[i] ** 2; }
+    if (pr / FRAME < 100 ** 2) return; // reference below -50 dBFS: nothing to cancel
+    const a = 0.95;
+    this.micPow = a * this.micPow + (1 - a) * pm;
+    this.outPow = a * this.outPow + (1 - a) * po;
+    this.powFrames++;
+    if (this.powFrames < 10) return;
+    const erle = 10 * Math.log10((this.micPow + 1) / (this.outPow + 1));
+    this._stats.erleDb = Math.round(erle * 10) / 10;
+    const located = this.delaySamples !== null;
+    if (located && erle >= CONVERGED_DB) { if (++this.convergedFor >= 20) this._stats.converged = true; } else this.convergedFor = 0;
+  }
+
+  private onEstimate(lagMs: number, confidence: number): void {
+    if (confidence < MIN_CONFIDENCE || (this.est?.learnt ?? 0) < 3) { this.candidate = null; return; }
+    const lag = Math.round(lagMs * SPM);
+    const cur = this.delaySamples;
+    if (cur !== null && Math.abs(lag - cur) <= MOVE_MS * SPM) { this.candidate = null; return; }
+    // A new delay must be seen twice in a row (within MOVE_MS) before the reference moves.
+    if (this.candidate === null || Math.abs(lag - this.candidate) > MOVE_MS * SPM) { this.candidate = lag; return; }
+    this.candidate = null;
+    if (cur !== null) this._stats.delayJumps++;
+    this.log?.info({ delayMs: Math.round(lag / SPM), fromMs: cur === null ? null : Math.round(cur / SPM), confidence: Math.round(confidence * 10) / 10 }, cur === null ? 'echo delay found' : 'echo delay moved');
+    this.delaySamples = lag;
+    this._stats.delayMs = lag / SPM;
+    this._stats.converged = false;
+    this.convergedFor = 0;
+  }
+
+  reset(): void {
+    if (this.fixedDelay === null) {
+      this.delaySamples = null;
+      this._stats.delayMs = null;
+      this.est?.reset();
+    }
+    this.candidate = null;
+    this._stats.converged = false;
+    this.convergedFor = 0;
+    this.micNext = null;
+    this.refNext = null;
+    this.refNextMs = null;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.aec.destroy();
+    this.up.destroy(); this.refDown.destroy(); this.micDown.destroy();
+  }
+}
+
+/** The s16le samples of a buffer as an Int16Array (copied when unaligned). */
+function samples(b: Buffer): Int16Array {
+  const n = b.length >> 1;
+  if (b.byteOffset % 2 === 0) return new Int16Array(b.buffer, b.byteOffset, n);
+  const c = Buffer.from(b.subarray(0, n * 2));
+  return new Int16Array(c.buffer, c.byteOffset, n);
+}
