@@ -229,6 +229,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
   try {
     // Between the microphone and everything that reads it; on and unavailable is a config error (exit 78, no restart loop).
     echo = openEcho(config, file, log);
+    echo.tailMs = config.audio.echo_tail_ms;
     endpoint = new Endpoint(log, () => echo.interruptible());
     await endpoint.configure(config);
     wake = makeWakeWord(config);
@@ -246,6 +247,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
   const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds, echo: { halfDuplex: () => echo.halfDuplex() } }, log);
   // The reference: every sample the speaker played, when it was heard.
   player.timeline.on('played', (c) => echo.reference(c));
+  player.timeline.on('wrote', (c) => echo.scheduled(c, PLAYBACK_RATE));
 
   // ---- events from the adapters
   let micProblem: string | null = null;
@@ -311,7 +313,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     counters: conversation.counters,
     timing: conversation.timing,
     wake: wake?.status() ?? { engine: 'none', armed: false, keywords: [], reason: 'no wake word configured (wake.engine: none)', detections: 0 },
-    echo: { ...echo.status(), summary: echo.describe(), gatedFrames: conversation.gatedFrames },
+    echo: { ...echo.status(), summary: echo.describe(), cleaningNow: echo.cleaning(monotonicMs()), gatedFrames: conversation.gatedFrames },
     config: { file, conversation: config.conversation, audio: config.audio, wake: { ...config.wake } },
     uptimeS: Math.round((monotonicMs() - started) / 1000),
     memoryMiB: (({ rss, heapUsed, external }) => ({ rss: mib(rss), heapUsed: mib(heapUsed), external: mib(external) }))(process.memoryUsage()),
@@ -374,6 +376,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     config = { ...next, hardware: config.hardware, gpio: config.gpio, control: config.control, state: config.state };
     if (mixerChanged) void applyMixer(config, log);
     if (nextEcho !== echo) { echo.close(); echo = nextEcho; } // the next session's activityHandling follows it
+    echo.tailMs = config.audio.echo_tail_ms;
     log.level = config.log.level;
     conversation.configure(conversationOptions(config));
     if (rewake) {

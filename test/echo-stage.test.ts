@@ -55,10 +55,19 @@ test('echo stage: the reference goes to the canceller as played; every mic chunk
   const stage = EchoStage.open('auto', 'voice', log, f.open);
   stage.reference({ sample: 0, atMs: 1000, pcm: Buffer.alloc(960) });
   assert.deepEqual(f.refs.map((r) => [r.atMs, r.pcm.length]), [[1000, 960]]);
-  const out = stage.process(Buffer.alloc(640), 5000, 16000); // 20 ms that arrived at 5000
+  const mic = Buffer.alloc(640, 3);
+  assert.equal(stage.process(mic, 5000, 16000)[0], 3, 'nothing audible written to the speaker: the microphone as it is');
+  assert.equal(stampedAt, 4980, 'the canceller still saw it, its first sample stamped 20 ms before it arrived');
+  stage.tailMs = 500;
+  stage.scheduled({ sample: 0, atMs: 5100, pcm: Buffer.alloc(4800) }, 24000);
+  assert.equal(stage.process(mic, 5020, 16000)[0], 3, 'silence written: no echo can come');
+  const loudRef = Buffer.alloc(4800); loudRef.writeInt16LE(1000, 100);
+  stage.scheduled({ sample: 2400, atMs: 5200, pcm: loudRef }, 24000); // heard 5200-5300
+  const out = stage.process(mic, 5040, 16000);
   assert.equal(out.length, 640);
-  assert.equal(out[0], 7, 'what the canceller returned is what the readers get');
-  assert.equal(stampedAt, 4980, 'its first sample was captured 20 ms before it arrived');
+  assert.equal(out[0], 7, 'an echo may come: what the canceller returned is what the readers get');
+  assert.equal(stage.process(mic, 5800, 16000)[0], 7, 'until echo_tail_ms after the last audible sample is heard');
+  assert.equal(stage.process(mic, 5801, 16000)[0], 3, 'then the microphone again');
   const raw = Buffer.alloc(640, 3);
   assert.equal(EchoStage.open('auto', 'voice', log, none).process(raw, 5000, 16000), raw, 'no engine: the raw audio');
 });

@@ -18,6 +18,15 @@
 // be voice-interrupted (no engine, or barge_in: press). A running canceller
 // that has not converged yet also gets zeros sent during replies, but its
 // session may be interrupted, so voice barge-in works once it converges.
+//
+// The canceller sees every frame (its filter and its count of time go on),
+// but its output is used only while an echo can be in the microphone: from
+// when audible reference is written to the speaker until echo_tail_ms after
+// it is heard. At other times (the question, the room between replies) the
+// microphone passes untouched, delayed by the canceller's own latency so the
+// stream stays continuous when the two are swapped: the canceller's residual
+// suppression and filters leave their mark on speech even with nothing to
+// cancel (seen here: a spoken question correlated 0.95-0.975 with itself).
 import { EchoCanceller, EchoUnavailableError, type EchoStats } from './aec/index.js';
 import type { PlayedChunk } from './timeline.js';
 import type { Logger } from '../log.js';
@@ -53,12 +62,21 @@ export class EchoRequiredError extends Error {
 type Opener = typeof EchoCanceller.open;
 
 export class EchoStage {
+  private echoUntil = -Infinity; // monotonic ms: until then an echo of what was written can reach the mic
+  private held: Buffer; // the raw microphone, delayed by the canceller's latency
+  /** How long after a sample is heard its echo may still arrive (audio.echo_tail_ms). */
+  tailMs = 1000;
+
   private constructor(
     readonly mode: EchoMode,
     readonly bargeIn: BargeIn,
     private readonly canceller: EchoCanceller | null,
     private readonly reason: string | null,
-  ) {}
+  ) {
+    // The agreed interface has no latency; the SpeexDSP canceller reports it (its output lags the mic by that much).
+    const latencyMs = (canceller as { latencyMs?: number } | null)?.latencyMs ?? 0;
+    this.held = Buffer.alloc(Math.round(latencyMs * 16) * 2);
+  }
 
   /** Throws EchoRequiredError when mode is on and no engine can run. */
   static open(mode: EchoMode, bargeIn: BargeIn, log: Logger, open: Opener = EchoCanceller.open.bind(EchoCanceller)): EchoStage {
@@ -78,6 +96,12 @@ export class EchoStage {
     }
   }
 
+  /** A stretch written to the speaker (the timeline's 'wrote' event), first heard at c.atMs: if it is not silence, an echo may come. */
+  scheduled(c: PlayedChunk, rate: number): void {
+    if (!this.canceller || c.pcm.every((b) => b === 0)) return;
+    this.echoUntil = Math.max(this.echoUntil, c.atMs + ((c.pcm.length >> 1) * 1000) / rate + this.tailMs);
+  }
+
   /** A stretch of what the speaker played (the timeline's 'played' event). */
   reference(c: PlayedChunk): void {
     this.canceller?.pushReference({ atMs: c.atMs, pcm: c.pcm });
@@ -87,7 +111,19 @@ export class EchoStage {
   process(frame: Buffer, arrivedMs: number, rate: number): Buffer {
     if (!this.canceller) return frame;
     // The chunk's first sample was captured about its own length before it arrived (the engine estimates the rest of the delay).
-    return this.canceller.processMic(frame, arrivedMs - ((frame.length >> 1) * 1000) / rate);
+    const cleaned = this.canceller.processMic(frame, arrivedMs - ((frame.length >> 1) * 1000) / rate);
+    const raw = this.delayed(frame);
+    return arrivedMs <= this.echoUntil ? cleaned : raw;
+  }
+
+  /** Whether the canceller's output is in use now (an echo may be in the microphone). */
+  cleaning(nowMs: number): boolean { return this.canceller !== null && nowMs <= this.echoUntil; }
+
+  private delayed(frame: Buffer): Buffer {
+    if (this.held.length === 0) return frame;
+    const all = Buffer.concat([this.held, frame]);
+    this.held = Buffer.from(all.subarray(frame.length));
+    return all.subarray(0, frame.length);
   }
 
   /** Replies must not be heard by the server now: no engine, barge_in: press, or an engine not converged. Never with echo_cancel off. */
