@@ -42,7 +42,7 @@ test('echo stage: which mode cancels, which falls back to half-duplex, which ses
   assert.deepEqual([learning.status().state, learning.halfDuplex(), learning.interruptible()], ['cancelling', true, true], 'an engine not converged yet: zeros during replies, an interruptible session');
   f.c.stats.converged = true;
   assert.equal(learning.halfDuplex(), false, 'converged: the cleaned audio goes out during replies');
-  assert.match(learning.describe(), /^fake, delay 123 ms, converged: full duplex$/);
+  assert.match(learning.describe(), /^fake, delay 123 ms, converged \(echo reduced 31 dB\): full duplex$/);
   const press = EchoStage.open('on', 'press', log, fakeCanceller({ converged: true }).open);
   assert.deepEqual([press.halfDuplex(), press.interruptible()], [true, false], 'barge_in press: half-duplex and NO_INTERRUPTION even when converged');
   assert.throws(() => EchoStage.open('on', 'voice', log, none), (e: Error) => e instanceof EchoRequiredError && /audio\.echo_cancel is on/.test(e.message) && /no engine here/.test(e.message));

@@ -12,7 +12,8 @@
 // LS_ECHO_CANCEL=off|on|auto overrides audio.echo_cancel for every test here,
 // to show which bounds the wrong design fails; the control test at the end
 // runs the room with echo cancellation off every time, so a broken echo
-// path cannot make the other tests pass by hearing nothing.
+// path cannot make the other tests pass by hearing nothing. LS_ECHO_DUMP=PREFIX
+// writes what the speaker played in each one-question room to PREFIX-<ms>.raw.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -107,6 +108,7 @@ async function oneQuestion(latencyMs: number, db: number): Promise<void> {
     const played = await sink.stop();
     const st = await daemon.ctl('status');
     const ncc = wholeCorrelation(played, answer);
+    if (process.env.LS_ECHO_DUMP) (await import('node:fs')).writeFileSync(`${process.env.LS_ECHO_DUMP}-${latencyMs}.raw`, played);
     console.log(`# ${latencyMs} ms at ${db} dB, echo_cancel ${ECHO} (${st.echo.summary}): ${run.replies()} replies, ${run.interrupts().length} interrupted, ${s.utterances.length} utterances, reply on the speaker ncc ${ncc.toFixed(3)}, ${st.echo.gatedFrames} frames sent as silence, ended: ${ended?.reason ?? 'not within 30 s'}`);
     assert.equal(run.interrupts().length, 0, 'the server never interrupted the reply (it did not hear its echo as speech)');
     assert.equal(s.utterances.length, 1, 'the server heard one utterance: the question');

@@ -155,7 +155,7 @@ export class EchoStage {
     switch (s.state) {
       case 'off': return `off (audio.echo_cancel: off): ${s.bargeIn === 'press' ? 'half-duplex (audio.barge_in: press)' : 'full duplex, the hardware cancels'}`;
       case 'unavailable': return `unavailable (${s.reason}): half-duplex`;
-      case 'cancelling': return `${s.engine}, delay ${s.delayMs === null ? 'not estimated yet' : `${Math.round(s.delayMs)} ms`}, ${s.converged ? 'converged' : 'not converged'}: ${duplex}`;
+      case 'cancelling': return `${s.engine}, delay ${s.delayMs === null ? 'not estimated yet' : `${Math.round(s.delayMs)} ms`}, ${s.converged ? 'converged' : 'not converged'}${s.erleDb === null ? '' : ` (echo reduced ${s.erleDb} dB)`}: ${duplex}`;
     }
   }
 
