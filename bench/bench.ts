@@ -18,6 +18,7 @@ import { resample, silence, tone } from '../src/audio/pcm.js';
 import { CostWindow, fmt, summarize, type Summary } from './stats.js';
 import { WakeWord } from '../src/wake/engine.js';
 import { toneEngine } from '../src/wake/tone.js';
+import { echoFigures, echoRows } from './echo.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '../..');
@@ -346,6 +347,10 @@ async function main(): Promise<void> {
     const wakePathPerMin = (cpu1.user + cpu1.system) / 1e6 / wakeAudioMin;
     ww.release();
 
+    // The echo canceller (issue 11) on the deterministic echo room, in this process.
+    progress('echo canceller: deterministic echo room');
+    const echo = echoFigures({ audioMin: QUICK ? 0.5 : 2 });
+
     // ---- the naive client ---------------------------------------------------------
     const naive: Record<string, any> = {};
     for (const style of ['interval', 'official'] as const) {
@@ -485,7 +490,7 @@ async function main(): Promise<void> {
         bargeInInterruptedMs: dI.bargeIn, bargeInPressMs: dP, replyStartMs: dI.replyStart, missingTones: dI.missing,
         delivery: dD, delayBetweenRepliesMs: summarize(idleDelays),
         pressToFirstSentMs: p2sFirst, pressToEmulatorFirstAudioMs: p2sEmu, lostSpeechMs: lostS, lostSpeechPerTrial: lost, pressTrials, speechNeedleOnsetMs: needleOnsetMs,
-        startupMs: summarize(startupMs), startupFirstLogMs: summarize(firstLogMs), idle, active, wakeCheck, wakePathCpuPerMin: wakePathPerMin, counters: dStatus.counters, activeCounters: stActive.counters,
+        startupMs: summarize(startupMs), startupFirstLogMs: summarize(firstLogMs), idle, active, wakeCheck, wakePathCpuPerMin: wakePathPerMin, echo, counters: dStatus.counters, activeCounters: stActive.counters,
       },
       naive: naiveFig,
       durationS: Math.round((Date.now() - t00) / 1000),
@@ -538,6 +543,7 @@ async function main(): Promise<void> {
       `node only: ${fmt((idle.wake.cpuPerMin ?? NaN) - (idle.base.cpuPerMin ?? NaN), 2)}. STAND-IN engine (Goertzel per 512-sample frame at Porcupine's 31.25 frames/s), NOT Porcupine's DSP`]);
     rows.push(['wake-word path, in-process timing (CPU s/min)', wakePathPerMin, 'arecord alone', idle.arecordAlone.cpuPerMin,
       `process.cpuUsage over ${wakeAudioMin} min of 20 ms chunks: re-framing + stand-in engine; same caveat`]);
+    for (const r of echoRows({ ...echo, passThroughDb: Math.round(echo.passThroughDb * 10) / 10 }, idle.arecordAlone.cpuPerMin)) rows.push(r);
     rows.push(['idle RSS MiB: daemon node', idle.daemon.rssMiB, 'bare node', idle.bareNode.rssMiB,
       `naive ${fmt(nv?.idle.naive.rssMiB, 1)} / ${fmt(no?.idle.naive.rssMiB, 1)}`]);
     rows.push(['idle RSS MiB: fresh daemon, no wake word, node', idle.base.rssMiB, 'bare node', idle.bareNode.rssMiB]);
@@ -546,7 +552,7 @@ async function main(): Promise<void> {
     rows.push(['active CPU s/min: daemon total', cpuTotal(active, 'daemon', 'daemonArecord'), 'daemon idle total', idleTotal]);
     rows.push(['active RSS MiB: daemon node', active.daemon.rssMiB, 'bare node', idle.bareNode.rssMiB]);
 
-    const digits = (label: string) => (label.includes('CPU') || label.includes('(%)') ? 2 : label.includes('RSS') ? 1 : 0);
+    const digits = (label: string) => (label.includes('CPU') || label.includes('(%)') ? 2 : label.includes('RSS') || label.startsWith('echo reduction') ? 1 : 0);
     const out: string[] = [];
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     out.push(`live-speaker bench — ${results.startedAt}, node ${process.version}, ${TRIALS} trials per latency figure, emulator replies at ${REPLY_SPEED}x real time; load average at start ${results.loadStart}, at end ${load}`);

@@ -13,6 +13,13 @@ import { EchoUnavailableError, SpeexEcho, SpeexResampler, speexdsp } from './spe
 
 export { EchoUnavailableError };
 
+/**
+ * engine: 'speex'. delayMs: the echo path delay in use (estimated, or fixedDelayMs), null until
+ * found. erleDb: mic over cleaned power while the reference plays, smoothed over ~200 ms (double
+ * talk lowers it). converged: the delay is known and erleDb has held >= 15 dB for 200 ms; it
+ * stays true through double talk and silence, and turns false on reset() and when the delay moves.
+ * delayJumps: times the delay in use moved (by more than 10 ms) after it was first found.
+ */
 export interface EchoStats { engine: string; delayMs: number | null; erleDb: number | null; converged: boolean; framesProcessed: number; delayJumps: number }
 
 export interface EchoOptions {
@@ -104,8 +111,10 @@ export class EchoCanceller {
     return c;
   }
 
+  /** A snapshot; `converged` false is the integrator's cue for half duplex. */
   get stats(): EchoStats { return { ...this._stats }; }
 
+  /** What left the speaker: 24 kHz s16le mono, first sample heard at atMs (monotonic ms); gaps between chunks are silence. */
   pushReference(chunk: { atMs: number; pcm: Buffer }): void {
     if (this.closed) return;
     const n24 = chunk.pcm.length >> 1;
@@ -139,6 +148,11 @@ export class EchoCanceller {
     }
   }
 
+  /**
+   * A 16 kHz s16le mono mic frame (any length), its first sample captured at about atMs (the
+   * count of samples is trusted over the stamps; a stamp 150 ms off the count restarts it).
+   * Returns as many cleaned samples, in order, `latencyMs` (50 ms) behind the mic.
+   */
   processMic(frame: Buffer, atMs: number): Buffer {
     const n = frame.length >> 1;
     const out = Buffer.alloc(n * 2);
@@ -228,6 +242,7 @@ export class EchoCanceller {
     this.convergedFor = 0;
   }
 
+  /** Forget the delay (it is searched for afresh) and the streams' positions; the filter is kept. */
   reset(): void {
     if (this.fixedDelay === null) {
       this.delaySamples = null;

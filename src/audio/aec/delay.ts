@@ -105,9 +105,9 @@ export class DelayEstimator {
     // Silent reference (nothing to find) or a silent mic (nothing heard): skip.
     const rmsX = Math.sqrt(ex / (L + maxLag)), rmsY = Math.sqrt(ey / L);
     if (rmsX < 30 || rmsY < 3) return null;
-    this.fft.realTransform(this.X, Array.from(xs));
+    this.fft.realTransform(this.X, xs);
     this.fft.completeSpectrum(this.X);
-    this.fft.realTransform(this.Y, Array.from(ys));
+    this.fft.realTransform(this.Y, ys);
     this.fft.completeSpectrum(this.Y);
     const X = this.X, Y = this.Y, sxy = this.sxy, sxx = this.sxx, syy = this.syy, leak = this.leak;
     for (let k = 0; k < N; k++) {

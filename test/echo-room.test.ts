@@ -1,0 +1,119 @@
+// The echo canceller (src/audio/aec/) in the deterministic echo room
+// (test/bench/echo-room.ts): the reply the player played, through a small
+// soft-clipping speaker and a reverberant room (RT60 0.4 s, as much
+// reverberant energy as direct), delayed 20-500 ms, plus noise and the
+// user's voice, fed as the daemon feeds it. Issue 11's targets: echo
+// reduced by >= 30 dB after 1 s of reply and >= 20 dB within the first
+// 300 ms with the filter kept from the last conversation; the user's voice
+// over the reply keeps >= -6 dB of its level; the delay is found and found
+// again after it jumps. Each echo bound is checked out of reach of a
+// pass-through, and where the delay matters, of the same canceller without
+// delay estimation. Pure computation: SpeexDSP, espeak-ng and sox, no sound card.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EchoCanceller, EchoUnavailableError } from '../src/audio/aec/index.js';
+import { REF_RATE, MIC_RATE, REPLY1, REPLY2, USER, buildRoom, db, passThrough, reductionDb, rms, runRoom, speech, twoReplies, type Room } from './bench/echo-room.js';
+
+const r1 = () => speech(REPLY1, 'en-us', REF_RATE);
+const r2 = () => speech(REPLY2, 'en-us', REF_RATE);
+const ms = (x: Float64Array, rate: number) => (x.length * 1000) / rate;
+
+function run(room: Room, opts: Parameters<typeof EchoCanceller.open>[0] = {}): { out: Float64Array; c: EchoCanceller } {
+  const c = EchoCanceller.open(opts);
+  try { return { out: runRoom(room, c, { latencyMs: c.latencyMs }), c }; } finally { c.close(); }
+}
+
+const f1 = (x: number) => x.toFixed(1);
+
+for (const delayMs of [20, 250, 500]) {
+  test(`echo room, ${delayMs} ms echo path: the delay is found, and with the filter kept from the last conversation the next reply's echo is down >= 20 dB over its first 300 ms and >= 30 dB after 1 s`, (t) => {
+    const { room, e1, e2, l1, l2 } = twoReplies(delayMs);
+    const { out, c } = run(room);
+    const st = c.stats;
+    const cold = { from1s: reductionDb(room, out, e1 + 1000, e1 + l1), from3s: reductionDb(room, out, e1 + 3000, e1 + l1) };
+    const warm = { first300: reductionDb(room, out, e2, e2 + 300), from1s: reductionDb(room, out, e2 + 1000, e2 + l2) };
+    t.diagnostic(`delay ${delayMs} ms: estimated ${st.delayMs} ms, jumps ${st.delayJumps}, erle(stats) ${st.erleDb} dB, converged ${st.converged}; ` +
+      `first reply (cold): ${f1(cold.from1s)} dB from 1 s, ${f1(cold.from3s)} dB from 3 s; next reply (kept): ${f1(warm.first300)} dB over 0-300 ms, ${f1(warm.from1s)} dB from 1 s`);
+    assert.ok(st.delayMs !== null && Math.abs(st.delayMs - delayMs) <= 5, `delay estimated ${st.delayMs} ms, true ${delayMs} ms`);
+    assert.equal(st.delayJumps, 0, 'a steady echo path gives no delay jumps');
+    assert.ok(st.converged, 'stats.converged after two replies');
+    assert.ok(warm.first300 >= 20, `next reply, first 300 ms: ${f1(warm.first300)} dB < 20 dB`);
+    assert.ok(warm.from1s >= 30, `next reply, after 1 s: ${f1(warm.from1s)} dB < 30 dB`);
+    // The first reply ever (nothing learnt yet; no target in the issue): the filter converges within seconds.
+    assert.ok(cold.from3s >= 20, `first reply, after 3 s: ${f1(cold.from3s)} dB < 20 dB`);
+
+    // The bounds are out of reach of doing nothing...
+    const pass = runRoom(room, passThrough);
+    assert.ok(reductionDb(room, pass, e2, e2 + 300) < 20 && reductionDb(room, pass, e2 + 1000, e2 + l2) < 30, 'a pass-through meets the bounds: they prove nothing');
+    // ... and, where the echo path is longer than the filter, of the canceller without delay estimation.
+    if (delayMs >= 250) {
+      const { out: fixed } = run(room, { fixedDelayMs: 0 });
+      const a = reductionDb(room, fixed, e2, e2 + 300), b = reductionDb(room, fixed, e2 + 1000, e2 + l2);
+      t.diagnostic(`without delay estimation: ${f1(a)} dB over 0-300 ms, ${f1(b)} dB from 1 s`);
+      assert.ok(a < 20 && b < 30, `without delay estimation the bounds are met too (${f1(a)}, ${f1(b)} dB): they do not test the estimator`);
+    }
+  });
+}
+
+test('echo room: the user talking over a loud reply keeps >= -6 dB of their level, and the echo stays cancelled around them', (t) => {
+  const user = { atInReply2Ms: 2000, levelDbfs: -26 }; // 6 dB under the echo: a loud reply
+  const withUser = twoReplies(250, { user });
+  const without = twoReplies(250);
+  const { out: o1 } = run(withUser.room);
+  const { out: o0 } = run(without.room);
+  // What of the user reached the output: the difference the user made to it.
+  const a = Math.round(((withUser.e2 + user.atInReply2Ms) * MIC_RATE) / 1000);
+  const b = a + speech(USER, 'en+f3', MIC_RATE).length;
+  const diff = o1.map((v, i) => v - o0[i]);
+  const level = db(rms(diff, a, b) / rms(withUser.room.user, a, b));
+  const echoAfter = reductionDb(withUser.room, o1, (b * 1000) / MIC_RATE + 500, withUser.e2 + withUser.l2);
+  t.diagnostic(`user level through the canceller: ${f1(level)} dB; echo after the user stopped: ${f1(echoAfter)} dB down`);
+  assert.ok(level >= -6, `the user's voice lost ${f1(-level)} dB (> 6)`);
+  assert.ok(echoAfter >= 20, `echo after the double talk only ${f1(echoAfter)} dB down`);
+});
+
+test('echo room: after the echo delay jumps mid-reply (120 -> 450 ms), the canceller finds the new delay and the echo is >= 20 dB down again 3 s later', (t) => {
+  const ref = r1();
+  const cut = 5 * REF_RATE; // the path changes 5 s into the reply
+  const partA = ref.subarray(0, cut), partB = ref.subarray(cut);
+  const at = 500, jumpAt = at + 5000;
+  const warm = r2(); // an earlier reply (same room, 120 ms), so the filter is converged when the jump comes
+  const room = buildRoom({
+    durationMs: at + ms(ref, REF_RATE) + 1000,
+    replies: [{ ref: partA, atMs: at, delayMs: 120 }, { ref: partB, atMs: jumpAt, delayMs: 450 }],
+  });
+  const c = EchoCanceller.open({});
+  // The earlier reply happened before this room's t=0: play it first, through its own room run.
+  const pre = buildRoom({ durationMs: ms(warm, REF_RATE) + 1000, replies: [{ ref: warm, atMs: 200, delayMs: 120 }] });
+  runRoom(pre, c, { t0Ms: 100_000, latencyMs: c.latencyMs });
+  const out = runRoom(room, c, { t0Ms: 100_000 + ms(warm, REF_RATE) + 3000, latencyMs: c.latencyMs });
+  const st = c.stats;
+  c.close();
+  const end = jumpAt + 450 + ms(partB, REF_RATE);
+  const before = reductionDb(room, out, at + 120 + 1000, jumpAt + 120);
+  const after = reductionDb(room, out, jumpAt + 450 + 3000, end);
+  const steps: string[] = [];
+  for (let s = jumpAt + 450; s + 500 <= end; s += 500) steps.push(f1(reductionDb(room, out, s, s + 500)));
+  t.diagnostic(`before the jump ${f1(before)} dB; per 0.5 s after it: ${steps.join(' ')}; from 3 s after: ${f1(after)} dB; delay ${st.delayMs} ms, jumps ${st.delayJumps}`);
+  assert.ok(st.delayJumps >= 1, 'the jump was seen');
+  assert.ok(st.delayMs !== null && Math.abs(st.delayMs - 450) <= 10, `delay after the jump ${st.delayMs} ms, true 450`);
+  assert.ok(before >= 30, `before the jump ${f1(before)} dB`);
+  assert.ok(after >= 20, `3 s after the jump only ${f1(after)} dB`);
+  // A canceller that keeps the old delay (no re-estimation) does not recover: 450 ms is past its filter.
+  const c2 = EchoCanceller.open({ fixedDelayMs: 120 });
+  runRoom(pre, c2, { t0Ms: 100_000, latencyMs: c2.latencyMs });
+  const stuck = runRoom(room, c2, { t0Ms: 100_000 + ms(warm, REF_RATE) + 3000, latencyMs: c2.latencyMs });
+  c2.close();
+  const stuckAfter = reductionDb(room, stuck, jumpAt + 450 + 3000, end);
+  t.diagnostic(`with the delay fixed at the old 120 ms: ${f1(stuckAfter)} dB from 3 s after the jump`);
+  assert.ok(stuckAfter < 20, `without re-estimation the canceller recovers too (${f1(stuckAfter)} dB): the bound does not test it`);
+});
+
+test('EchoCanceller.open: an engine that cannot run is refused with EchoUnavailableError naming what is missing', () => {
+  assert.throws(() => EchoCanceller.open({ engine: 'webrtc' }), (e: Error) => e instanceof EchoUnavailableError && /speex/i.test(e.message));
+  const c = EchoCanceller.open({ engine: 'auto' });
+  assert.equal(c.stats.engine, 'speex');
+  const frame = Buffer.alloc(640);
+  assert.equal(c.processMic(frame, 1000).length, 640, 'same length out');
+  c.close();
+});
