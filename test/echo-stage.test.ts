@@ -41,8 +41,20 @@ test('echo stage: which mode cancels, which falls back to half-duplex, which ses
   const learning = EchoStage.open('auto', 'voice', log, f.open);
   assert.deepEqual([learning.status().state, learning.halfDuplex(), learning.interruptible()], ['cancelling', true, true], 'an engine not converged yet: zeros during replies, an interruptible session');
   f.c.stats.converged = true;
-  assert.equal(learning.halfDuplex(), false, 'converged: the cleaned audio goes out during replies');
+  f.c.stats.erleDb = 20;
+  assert.equal(learning.halfDuplex(), true, 'converged, but what is left of a loud echo could pass for speech: still half-duplex');
+  assert.match(learning.describe(), /half-duplex until the echo is 30 dB down$/);
+  f.c.stats.erleDb = 31;
+  assert.equal(learning.halfDuplex(), false, 'converged and the echo 30 dB down: the cleaned audio goes out during replies');
+  f.c.stats.erleDb = 2; // the user talks over the reply: the measured reduction drops
+  assert.equal(learning.halfDuplex(), false, 'and stays out while the canceller stays converged (double talk must get through)');
+  f.c.stats.erleDb = 31;
   assert.match(learning.describe(), /^fake, delay 123 ms, converged \(echo reduced 31 dB\): full duplex$/);
+  f.c.stats.converged = false;
+  assert.equal(learning.halfDuplex(), true, 'no longer converged (a delay jump): half-duplex again');
+  f.c.stats.converged = true;
+  f.c.stats.erleDb = 20;
+  assert.equal(learning.halfDuplex(), true, 'until the echo is 30 dB down again');
   const press = EchoStage.open('on', 'press', log, fakeCanceller({ converged: true }).open);
   assert.deepEqual([press.halfDuplex(), press.interruptible()], [true, false], 'barge_in press: half-duplex and NO_INTERRUPTION even when converged');
   assert.throws(() => EchoStage.open('on', 'voice', log, none), (e: Error) => e instanceof EchoRequiredError && /audio\.echo_cancel is on/.test(e.message) && /no engine here/.test(e.message));

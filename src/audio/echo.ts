@@ -47,7 +47,7 @@ export interface EchoStatus {
   delayJumps: number;
   /** Why there is no engine (unavailable), else null. */
   reason: string | null;
-  /** Right now, replies are answered with silence to the server (see halfDuplex()). */
+  /** Right now, replies are answered with silence to the server (see halfDuplex() and FULL_DUPLEX_ERLE_DB). */
   halfDuplex: boolean;
 }
 
@@ -61,7 +61,19 @@ export class EchoRequiredError extends Error {
 
 type Opener = typeof EchoCanceller.open;
 
+/**
+ * Full duplex needs more than the canceller's own `converged` (its filter has
+ * learnt the room, 15 dB): what it leaves of a loud reply must not pass for
+ * speech. With the echo at full level (0 dB) and 15-25 dB taken off, the
+ * emulator's VAD heard the rest and the reply interrupted itself (seen here
+ * at 30 and 300 ms paths). So once converged, replies stay half-duplex until
+ * the echo has been seen this far down (the issue's target after 1 s); that
+ * holds until the canceller is no longer converged (a delay jump).
+ */
+export const FULL_DUPLEX_ERLE_DB = 30;
+
 export class EchoStage {
+  private earned = false; // converged and the echo seen FULL_DUPLEX_ERLE_DB down since
   private echoUntil = -Infinity; // monotonic ms: until then an echo of what was written can reach the mic
   private held: Buffer; // the raw microphone, delayed by the canceller's latency
   /** How long after a sample is heard its echo may still arrive (audio.echo_tail_ms). */
@@ -129,7 +141,11 @@ export class EchoStage {
   /** Replies must not be heard by the server now: no engine, barge_in: press, or an engine not converged. Never with echo_cancel off. */
   halfDuplex(): boolean {
     if (this.mode === 'off') return this.bargeIn === 'press';
-    return this.bargeIn === 'press' || !this.canceller || !this.canceller.stats.converged;
+    if (!this.canceller) return true;
+    const s = this.canceller.stats;
+    if (!s.converged) this.earned = false;
+    else if (!this.earned && s.erleDb !== null && s.erleDb >= FULL_DUPLEX_ERLE_DB) this.earned = true;
+    return this.bargeIn === 'press' || !this.earned;
   }
 
   /** A new session may be voice-interrupted (activityHandling START_OF_ACTIVITY_INTERRUPTS), else NO_INTERRUPTION. */
@@ -151,7 +167,8 @@ export class EchoStage {
   /** One line for the status and doctor. */
   describe(): string {
     const s = this.status();
-    const duplex = s.bargeIn === 'press' ? 'half-duplex (audio.barge_in: press)' : s.halfDuplex ? 'half-duplex until it converges' : 'full duplex';
+    const duplex = s.bargeIn === 'press' ? 'half-duplex (audio.barge_in: press)'
+      : !s.halfDuplex ? 'full duplex' : s.converged ? `half-duplex until the echo is ${FULL_DUPLEX_ERLE_DB} dB down` : 'half-duplex until it converges';
     switch (s.state) {
       case 'off': return `off (audio.echo_cancel: off): ${s.bargeIn === 'press' ? 'half-duplex (audio.barge_in: press)' : 'full duplex, the hardware cancels'}`;
       case 'unavailable': return `unavailable (${s.reason}): half-duplex`;
