@@ -16,7 +16,7 @@
 // sample was heard) the server gets zeros, paced like the microphone; the
 // session is opened with activityHandling NO_INTERRUPTION when it can never
 // be voice-interrupted (no engine, or barge_in: press). A running canceller
-// that has not converged yet also gets zeros sent during replies, but its
+// that has not converged (and taken the echo FULL_DUPLEX_ERLE_DB down) also gets zeros sent during replies, but its
 // session may be interrupted, so voice barge-in works once it converges.
 //
 // The canceller sees every frame (its filter and its count of time go on),
