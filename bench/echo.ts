@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EchoCanceller } from '../src/audio/aec/index.js';
-import { convergenceMs, passThrough, reductionDb, runRoom, twoReplies, type Canceller } from '../test/bench/echo-room.js';
+import { convergenceMs, db, passThrough, reductionDb, rms, runRoom, twoReplies, type Canceller } from '../test/bench/echo-room.js';
 import { CostWindow, fmt } from './stats.js';
 
 export interface EchoFigures {
@@ -26,6 +26,10 @@ export interface EchoFigures {
   coldDelayFoundMs: number | null; coldConvergedMs: number | null; keptConvergedMs: number | null;
   /** Canceller CPU seconds per minute of conversation audio (both replies and the gaps), measured around its calls only. */
   cpuPerMin: number; audioMin: number;
+  /** What is left of the echo in the kept reply, against the emulator's VAD (-45 dBFS, 60 ms): the loudest 20 ms (dBFS) and the 60 ms runs of 20 ms frames above -45. */
+  keptResidualPeakDbfs: number; keptVadTrips: number;
+  /** The same with nothing played (between conversations: the mic passes through), CPU s per minute. */
+  idleCpuPerMin: number;
 }
 
 export function echoFigures(opts: { delayMs?: number; audioMin?: number } = {}): EchoFigures {
@@ -56,8 +60,25 @@ export function echoFigures(opts: { delayMs?: number; audioMin?: number } = {}):
   us = 0;
   let audioMs = 0;
   for (let k = 1; audioMs < audioMin * 60_000; k++) { runRoom(room, timed, { t0Ms: k * (lenMs + 1000) }); audioMs += lenMs; }
+  // Idle: 1 minute of the room's noise in 20 ms frames, nothing played (after the replies, so the
+  // delay and the filter are learnt, as between two conversations).
+  const noise = Buffer.alloc(640);
+  for (let i = 0; i < 320; i++) noise.writeInt16LE(Math.round(room.noise[i] * 32768), 2 * i);
+  let t = (audioMs + 10 * lenMs) * 2;
+  for (let i = 0; i < 500; i++, t += 20) c.processMic(noise, t); // warm-up
+  const i0 = process.cpuUsage();
+  for (let i = 0; i < 3000; i++, t += 20) c.processMic(noise, t);
+  const i1 = process.cpuUsage(i0);
   c.close();
+  let peak = -200, runMs = 0, trips = 0;
+  for (let t = e2; t + 20 <= e2 + l2; t += 20) {
+    const d = db(rms(out, Math.round(t * 16), Math.round((t + 20) * 16)) + 1e-9);
+    peak = Math.max(peak, d);
+    if (d > -45) { runMs += 20; if (runMs === 60) trips++; } else runMs = 0;
+  }
   return {
+    keptResidualPeakDbfs: peak, keptVadTrips: trips,
+    idleCpuPerMin: (i1.user + i1.system) / 1e6,
     engine: st.engine, delayMs, estimatedDelayMs: st.delayMs,
     coldFrom1sDb: reductionDb(room, out, e1 + 1000, e1 + l1), coldFrom3sDb: reductionDb(room, out, e1 + 3000, e1 + l1),
     keptFirst300Db: reductionDb(room, out, e2, e2 + 300), keptFrom1sDb: reductionDb(room, out, e2 + 1000, e2 + l2),
@@ -76,9 +97,11 @@ export function echoRows(f: EchoFigures, captureFloorPerMin: number | null): [st
     ['echo reduction dB: next reply, after 1 s (kept)', f.keptFrom1sDb, 'pass-through', f.passThroughDb, 'target >= 30'],
     ['echo reduction dB: same, speaker pushed (drive 1.5)', f.hardKeptFrom1sDb, 'pass-through', f.passThroughDb, 'peaks 3.2 dB compressed: harmonics a linear filter cannot model'],
     ['echo reduction dB: first reply ever, after 1 s', f.coldFrom1sDb, 'pass-through', f.passThroughDb, `after 3 s: ${fmt(f.coldFrom3sDb, 1)}`],
+    ['echo residual: 60 ms runs over -45 dBFS, next reply', f.keptVadTrips, 'none', 0, `what the emulator's VAD would hear of the echo (-20 dBFS at the mic); loudest 20 ms ${fmt(f.keptResidualPeakDbfs, 1)} dBFS`],
     ['echo convergence ms: first reply ever (>= 20 dB)', f.coldConvergedMs, 'delay found', f.coldDelayFoundMs, 'end of the first 300 ms window >= 20 dB down, from the echo onset'],
     ['echo convergence ms: next reply (kept)', f.keptConvergedMs, 'first window', 300, 'the delay and the filter are kept: 300 = converged from its first 300 ms'],
     [`echo canceller CPU s per min of conversation (${f.engine})`, f.cpuPerMin, 'arecord alone', captureFloorPerMin, `process.cpuUsage around its calls, ${fmt(f.audioMin, 1)} min of the room's audio`],
+    ['echo canceller CPU s per min, nothing played', f.idleCpuPerMin, 'arecord alone', captureFloorPerMin, '1 min of 20 ms noise frames between conversations: the mic passes through, delay estimator idle'],
   ];
 }
 

@@ -258,6 +258,30 @@ for (const a of ARCHES) {
       }
     });
 
+    test(`the ${a.deb} echo canceller's engine runs there: koffi's prebuilt binary for ${a.deb} loads libspeexdsp1 and Speex cancels a frame`, { timeout: 300_000 }, async () => {
+      assert.equal(npmCi.code, 0, 'npm ci failed (see the first test)');
+      // koffi ships its native module per platform in an optional package: the one for this architecture, hard-float on armhf.
+      const plat = join(app, 'node_modules', '@koromix', `koffi-linux-${a.node}`);
+      const dirs = existsSync(plat) ? readdirSync(plat).filter((d) => d.startsWith('linux_')) : [];
+      assert.ok(dirs.length === 1, `@koromix/koffi-linux-${a.node} installed with its linux_* binary (${dirs.join(', ') || 'none'})`);
+      const h = elfHeader(join(plat, dirs[0], 'koffi.node'));
+      assert.equal(h.machine, a.machine, `koffi.node e_machine ${h.machine}, want ${a.machine}`);
+      if (a.deb === 'armhf') assert.ok(h.flags & 0x400, `koffi.node: hard-float ABI (e_flags 0x${h.flags.toString(16)})`);
+      // The same calls src/audio/aec/speex.ts makes, on the root's own libspeexdsp1 (from scripts/deps.sh's runtime list).
+      const script = [
+        "const k = require('koffi'); const l = k.load('libspeexdsp.so.1'); k.opaque('SpeexEchoState');",
+        "const init = l.func('SpeexEchoState *speex_echo_state_init(int, int)');",
+        "const run = l.func('void speex_echo_cancellation(SpeexEchoState *, const int16_t *, const int16_t *, _Out_ int16_t *)');",
+        'const st = init(160, 1600); const ref = new Int16Array(160).map((_, i) => Math.round(8000 * Math.sin(i / 3)));',
+        'const out = new Int16Array(160); run(st, ref, ref, out);',
+        "console.log('speex ran on ' + process.arch + ', ' + out.length + ' samples out');",
+      ].join(' ');
+      const r = await sh('bash', [join(BENCH, 'in-root.sh'), root, run, app, '--', 'bash', '-c', `cd ${app} && node -e "${script}" 2>&1`],
+        { timeoutMs: 240_000, env: { PATH: process.env.PATH } });
+      assert.equal(r.code, 0, `loading libspeexdsp through koffi failed under qemu:\n${r.out}\n${r.err}`);
+      assert.match(r.out, new RegExp(`speex ran on ${a.node}, 160 samples out`));
+    });
+
     test(`the ${a.deb} speaker addon plays a known signal into the simulated sound card, every sample in order`, { timeout: 180_000 }, async () => {
       assert.equal(npmCi.code, 0, 'npm ci failed (see the test above)');
       const cardDir = join(run, 'card');

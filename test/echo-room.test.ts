@@ -1,7 +1,7 @@
 // The echo canceller (src/audio/aec/) in the deterministic echo room
 // (test/bench/echo-room.ts): the reply the player played, through a small
 // soft-clipping speaker and a reverberant room (RT60 0.4 s, as much
-// reverberant energy as direct), delayed 20-500 ms, plus noise and the
+// reverberant energy as direct), delayed 20-950 ms, plus noise and the
 // user's voice, fed as the daemon feeds it. Issue 11's targets: echo
 // reduced by >= 30 dB after 1 s of reply and >= 20 dB within the first
 // 300 ms with the filter kept from the last conversation; the user's voice
@@ -25,7 +25,7 @@ function run(room: Room, opts: Parameters<typeof EchoCanceller.open>[0] = {}): {
 
 const f1 = (x: number) => x.toFixed(1);
 
-for (const delayMs of [20, 250, 500]) {
+for (const delayMs of [20, 250, 500, 950]) { // 950: the far end of what the simulated card's loopback measured (test-bench.md section 6)
   test(`echo room, ${delayMs} ms echo path: the delay is found, and with the filter kept from the last conversation the next reply's echo is down >= 20 dB over its first 300 ms and >= 30 dB after 1 s`, (t) => {
     const { room, e1, e2, l1, l2 } = twoReplies(delayMs);
     const { out, c } = run(room);
@@ -96,7 +96,7 @@ test('echo room: after the echo delay jumps mid-reply (120 -> 450 ms), the cance
   for (let s = jumpAt + 450; s + 500 <= end; s += 500) steps.push(f1(reductionDb(room, out, s, s + 500)));
   t.diagnostic(`before the jump ${f1(before)} dB; per 0.5 s after it: ${steps.join(' ')}; from 3 s after: ${f1(after)} dB; delay ${st.delayMs} ms, jumps ${st.delayJumps}`);
   assert.ok(st.delayJumps >= 1, 'the jump was seen');
-  assert.ok(st.delayMs !== null && Math.abs(st.delayMs - 450) <= 10, `delay after the jump ${st.delayMs} ms, true 450`);
+  assert.ok(st.delayMs !== null && Math.abs(st.delayMs - 450) <= 5, `delay after the jump ${st.delayMs} ms, true 450`);
   assert.ok(before >= 30, `before the jump ${f1(before)} dB`);
   assert.ok(after >= 20, `3 s after the jump only ${f1(after)} dB`);
   // A canceller that keeps the old delay (no re-estimation) does not recover: 450 ms is past its filter.
@@ -116,4 +116,27 @@ test('EchoCanceller.open: an engine that cannot run is refused with EchoUnavaila
   const frame = Buffer.alloc(640);
   assert.equal(c.processMic(frame, 1000).length, 640, 'same length out');
   c.close();
+});
+
+test('EchoCanceller: with nothing played the mic comes out untouched, latencyMs (50 ms) later, whatever the frame sizes', () => {
+  const c = EchoCanceller.open({});
+  const n = 16000; // 1 s of a seeded noise-like signal
+  const x = Buffer.alloc(n * 2);
+  let s = 7;
+  for (let i = 0; i < n; i++) { s = (s * 1103515245 + 12345) >>> 0; x.writeInt16LE(((s >>> 16) & 0x7fff) - 16384, 2 * i); }
+  const parts: Buffer[] = [];
+  let pos = 0, k = 0;
+  while (pos < n) {
+    const len = Math.min(n - pos, [37, 320, 1600, 513, 160, 800][k++ % 6]);
+    const y = c.processMic(x.subarray(2 * pos, 2 * (pos + len)), 5000 + pos / 16);
+    assert.equal(y.length, 2 * len);
+    parts.push(y);
+    pos += len;
+  }
+  c.close();
+  const y = Buffer.concat(parts);
+  const lat = c.latencyMs * 16;
+  assert.equal(c.latencyMs, 50);
+  assert.ok(y.subarray(0, 2 * lat).equals(Buffer.alloc(2 * lat)), 'the first 50 ms out are silence');
+  assert.ok(y.subarray(2 * lat).equals(x.subarray(0, 2 * (n - lat))), 'then the mic, sample for sample');
 });

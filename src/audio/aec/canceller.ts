@@ -43,11 +43,15 @@ const MARGIN_MS = 24;
 const MOVE_MS = 10;
 /** An estimate is taken when its peak stands this many times over the correlation's rms, twice in a row. */
 const MIN_CONFIDENCE = 6;
+/** After a move, a steady estimate this far from it (but within MOVE_MS) is followed once. */
+const SETTLE_MS = 3;
 /** A mic frame this far from where the count says it belongs restarts the count (capture restarted, overrun). */
 const MIC_RESYNC_MS = 150;
 /** A reference chunk this far from where the last one ended starts a new stretch (the player re-anchored). */
 const REF_RESYNC_MS = 2;
 const CONVERGED_DB = 15;
+/** A reference sample above this (-72 dBFS) is sound the mic may hear. */
+const SOUND = 8;
 /** The cleaned mic lags the mic by this many samples (50 ms): one speex frame plus 40 ms of waiting for the reference. */
 const LATENCY = FRAME + 40 * SPM;
 
@@ -55,6 +59,8 @@ export class EchoCanceller {
   readonly engine: string;
   private readonly log?: Logger;
   private readonly aec: SpeexEcho;
+  private readonly filterLength: number; // samples
+  private lastSound = -Infinity; // 16 kHz index just past the last reference sample above SOUND
   private readonly fixedDelay: number | null;
   private readonly est: DelayEstimator | null;
   private readonly ref = new SampleRing(1 << 17); // 16 kHz reference, ~8 s
@@ -76,6 +82,8 @@ export class EchoCanceller {
   private readonly outFrame = new Int16Array(FRAME);
   private delaySamples: number | null = null;
   private candidate: number | null = null;
+  private settleLeft = 0; // estimates left in which a small correction follows a move
+  private settle: { lag: number; n: number } | null = null;
   private micPow = 0; private outPow = 0; private powFrames = 0;
   private convergedFor = 0;
   private _stats: EchoStats;
@@ -85,7 +93,8 @@ export class EchoCanceller {
     this.log = opts.log;
     const tailMs = opts.tailMs ?? 200;
     if (!(tailMs >= 20 && tailMs <= 1000)) throw new RangeError(`tailMs ${tailMs} out of range (20..1000)`);
-    this.aec = new SpeexEcho(FRAME, Math.round(((tailMs + MARGIN_MS) * SPM) / FRAME) * FRAME, RATE);
+    this.filterLength = Math.round(((tailMs + MARGIN_MS) * SPM) / FRAME) * FRAME;
+    this.aec = new SpeexEcho(FRAME, this.filterLength, RATE);
     this.engine = 'speex';
     this.fixedDelay = opts.fixedDelayMs === undefined ? null : Math.round(opts.fixedDelayMs * SPM);
     this.delaySamples = this.fixedDelay;
@@ -139,6 +148,7 @@ export class EchoCanceller {
 
   private writeReference(x: Int16Array): void {
     if (this.refNext === null) return;
+    for (let i = x.length - 1; i >= 0; i--) if (x[i] > SOUND || x[i] < -SOUND) { this.lastSound = Math.max(this.lastSound, this.refNext + i + 1); break; }
     this.ref.write(this.refNext, x);
     this.refNext += x.length;
     if (this.est) {
@@ -200,14 +210,20 @@ export class EchoCanceller {
 
   private runFrame(): void {
     const d = this.delaySamples === null ? 0 : Math.max(0, this.delaySamples - MARGIN_MS * SPM);
-    this.ref.read(this.inAt - d, this.refFrame);
-    this.aec.process(this.inQ, this.refFrame, this.outFrame);
+    // Nothing the speaker said reaches this frame through the filter's window: no echo to
+    // cancel, and the mic passes as it is (most of the day, between conversations, costs nothing).
+    const quiet = this.inAt - d - this.filterLength > this.lastSound;
+    if (!quiet) {
+      this.ref.read(this.inAt - d, this.refFrame);
+      this.aec.process(this.inQ, this.refFrame, this.outFrame);
+    }
+    const y = quiet ? this.inQ : this.outFrame;
     const mask = this.outQ.length - 1;
     if (this.outEnd - this.outStart + FRAME > this.outQ.length) throw new Error('echo canceller: output queue overflow');
-    for (let i = 0; i < FRAME; i++) this.outQ[(this.outEnd + i) & mask] = this.outFrame[i];
+    for (let i = 0; i < FRAME; i++) this.outQ[(this.outEnd + i) & mask] = y[i];
     this.outEnd += FRAME;
     this._stats.framesProcessed++;
-    this.track();
+    if (!quiet) this.track();
   }
 
   /** ERLE while the reference plays: mic power over output power, smoothed over ~200 ms. */
@@ -230,12 +246,31 @@ export class EchoCanceller {
     if (confidence < MIN_CONFIDENCE || (this.est?.learnt ?? 0) < 3) { this.candidate = null; return; }
     const lag = Math.round(lagMs * SPM);
     const cur = this.delaySamples;
-    if (cur !== null && Math.abs(lag - cur) <= MOVE_MS * SPM) { this.candidate = null; return; }
+    if (cur !== null && Math.abs(lag - cur) <= MOVE_MS * SPM) {
+      this.candidate = null;
+      // Settling: right after a move the estimate may still be a few ms off (the old path's
+      // correlation fading out); the filter fits best where it was before, at the same offset
+      // from the direct path, so a steady estimate >= SETTLE_MS off is followed once.
+      if (this.settleLeft > 0) {
+        this.settleLeft--;
+        if (Math.abs(lag - cur) >= SETTLE_MS * SPM && this.settle !== null && Math.abs(lag - this.settle.lag) <= SPM) {
+          if (++this.settle.n >= 4) { this.moveTo(lag, confidence, 'echo delay settled'); this.settleLeft = 0; }
+        } else this.settle = Math.abs(lag - cur) >= SETTLE_MS * SPM ? { lag, n: 1 } : null;
+      }
+      return;
+    }
     // A new delay must be seen twice in a row (within MOVE_MS) before the reference moves.
     if (this.candidate === null || Math.abs(lag - this.candidate) > MOVE_MS * SPM) { this.candidate = lag; return; }
     this.candidate = null;
     if (cur !== null) this._stats.delayJumps++;
-    this.log?.info({ delayMs: Math.round(lag / SPM), fromMs: cur === null ? null : Math.round(cur / SPM), confidence: Math.round(confidence * 10) / 10 }, cur === null ? 'echo delay found' : 'echo delay moved');
+    this.moveTo(lag, confidence, cur === null ? 'echo delay found' : 'echo delay moved');
+    this.settleLeft = 16; // ~2 s of estimates
+    this.settle = null;
+  }
+
+  private moveTo(lag: number, confidence: number, msg: string): void {
+    const cur = this.delaySamples;
+    this.log?.info({ delayMs: Math.round(lag / SPM), fromMs: cur === null ? null : Math.round(cur / SPM), confidence: Math.round(confidence * 10) / 10 }, msg);
     this.delaySamples = lag;
     this._stats.delayMs = lag / SPM;
     this._stats.converged = false;

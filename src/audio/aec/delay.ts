@@ -53,7 +53,7 @@ export class DelayEstimator {
   private readonly X: number[]; private readonly Y: number[]; private readonly r: number[];
   private readonly tmp: number[];
 
-  constructor(maxLagMs: number, readonly leak = 0.85, blockMs = 256, hopMs = 128) {
+  constructor(maxLagMs: number, readonly leak = 0.75, blockMs = 256, hopMs = 128) {
     this.L = Math.round((blockMs * this.rate) / 1000);
     this.hop = Math.round((hopMs * this.rate) / 1000);
     this.maxLag = Math.round((maxLagMs * this.rate) / 1000);
