@@ -14,6 +14,7 @@ import { openEcho } from '../src/daemon.js';
 import { realtimeInputConfig } from '../src/live/gemini.js';
 import { createLogger } from '../src/log.js';
 import { tone } from '../src/audio/pcm.js';
+import { monotonicMs } from '../src/clock.js';
 import { FAKE_OPTIONS } from './bench/fake-conversation.js';
 
 const log = createLogger('silent');
@@ -41,6 +42,12 @@ test('echo stage: which mode cancels, which falls back to half-duplex, which ses
   const learning = EchoStage.open('auto', 'voice', log, f.open);
   assert.deepEqual([learning.status().state, learning.halfDuplex(), learning.interruptible()], ['cancelling', true, true], 'an engine not converged yet: zeros during replies, an interruptible session');
   f.c.stats.converged = true;
+  f.c.stats.erleDb = 31;
+  const loud = Buffer.alloc(480, 1);
+  const t0 = monotonicMs();
+  learning.scheduled({ sample: 0, atMs: t0 - 500, pcm: loud }, 24000); // a reply heard for half a second
+  assert.equal(learning.halfDuplex(), true, 'not yet a second of this stream heard: its figure may be the last stream\'s');
+  learning.scheduled({ sample: 0, atMs: t0 - 2000, pcm: loud }, 24000); // (a restart: this stream started 2 s ago)
   f.c.stats.erleDb = 20;
   assert.equal(learning.halfDuplex(), true, 'converged, but what is left of a loud echo could pass for speech: still half-duplex');
   assert.match(learning.describe(), /half-duplex until the echo is 30 dB down$/);
@@ -50,6 +57,12 @@ test('echo stage: which mode cancels, which falls back to half-duplex, which ses
   assert.equal(learning.halfDuplex(), false, 'and stays out while the canceller stays converged (double talk must get through)');
   f.c.stats.erleDb = 31;
   assert.match(learning.describe(), /^fake, delay 123 ms, converged \(echo reduced 31 dB\): full duplex$/);
+  learning.scheduled({ sample: 240, atMs: t0 - 1990, pcm: Buffer.alloc(480) }, 24000); // 10 ms on
+  assert.equal(learning.halfDuplex(), false, 'the stream goes on: full duplex holds');
+  learning.scheduled({ sample: 480, atMs: t0 - 300, pcm: loud }, 24000);
+  assert.equal(learning.halfDuplex(), true, 'the device restarted (its delay may differ): half-duplex until a second of it is heard with the echo 30 dB down');
+  learning.scheduled({ sample: 0, atMs: t0 - 1500, pcm: loud }, 24000);
+  assert.equal(learning.halfDuplex(), false);
   f.c.stats.converged = false;
   assert.equal(learning.halfDuplex(), true, 'no longer converged (a delay jump): half-duplex again');
   f.c.stats.converged = true;

@@ -30,6 +30,7 @@
 import { EchoCanceller, EchoUnavailableError, type EchoStats } from './aec/index.js';
 import type { PlayedChunk } from './timeline.js';
 import type { Logger } from '../log.js';
+import { monotonicMs } from '../clock.js';
 
 export type EchoMode = 'auto' | 'on' | 'off';
 export type BargeIn = 'voice' | 'press';
@@ -68,13 +69,18 @@ type Opener = typeof EchoCanceller.open;
  * emulator's VAD heard the rest and the reply interrupted itself (seen here
  * at 30 and 300 ms paths). So once converged, replies stay half-duplex until
  * the echo has been seen this far down (the issue's target after 1 s); that
- * holds until the canceller is no longer converged (a delay jump).
+ * holds until the canceller is no longer converged (a delay jump), or the
+ * playback device restarts (a new conversation, a barge-in), after which the
+ * delay may have changed before the canceller has noticed (seen here: the
+ * second conversation's reply interrupted itself every 1.4 s).
  */
 export const FULL_DUPLEX_ERLE_DB = 30;
 
 export class EchoStage {
   private earned = false; // converged and the echo seen FULL_DUPLEX_ERLE_DB down since
-  private echoUntil = -Infinity; // monotonic ms: until then an echo of what was written can reach the mic
+  private echoUntil = -Infinity;
+  private nextAt: number | null = null; // when the sample after the last one written will be heard
+  private audibleFrom: number | null = null; // when this device stream's first audible sample is heard // monotonic ms: until then an echo of what was written can reach the mic
   private held: Buffer; // the raw microphone, delayed by the canceller's latency
   /** How long after a sample is heard its echo may still arrive (audio.echo_tail_ms). */
   tailMs = 1000;
@@ -110,7 +116,12 @@ export class EchoStage {
 
   /** A stretch written to the speaker (the timeline's 'wrote' event), first heard at c.atMs: if it is not silence, an echo may come. */
   scheduled(c: PlayedChunk, rate: number): void {
+    // The device (re)started (a new conversation's stream, a barge-in's drop): its delay may differ, and the
+    // canceller only says so once it has found the new one. Full duplex is earned again on this stream.
+    if (this.nextAt !== null && Math.abs(c.atMs - this.nextAt) > 2) { this.earned = false; this.audibleFrom = null; }
+    this.nextAt = c.atMs + ((c.pcm.length >> 1) * 1000) / rate;
     if (!this.canceller || c.pcm.every((b) => b === 0)) return;
+    this.audibleFrom ??= c.atMs;
     this.echoUntil = Math.max(this.echoUntil, c.atMs + ((c.pcm.length >> 1) * 1000) / rate + this.tailMs);
   }
 
@@ -144,7 +155,8 @@ export class EchoStage {
     if (!this.canceller) return true;
     const s = this.canceller.stats;
     if (!s.converged) this.earned = false;
-    else if (!this.earned && s.erleDb !== null && s.erleDb >= FULL_DUPLEX_ERLE_DB) this.earned = true;
+    // Measured on this stream: after a second of it heard (the canceller's figure is smoothed, and may be the last stream's).
+    else if (!this.earned && s.erleDb !== null && s.erleDb >= FULL_DUPLEX_ERLE_DB && this.audibleFrom !== null && monotonicMs() >= this.audibleFrom + 1000) this.earned = true;
     return this.bargeIn === 'press' || !this.earned;
   }
 
