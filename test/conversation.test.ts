@@ -97,10 +97,9 @@ test('pre-roll: words spoken right at the press reach the server intact, even wi
 });
 
 test('barge-in by the server: `interrupted` stops the reply at once and the new turn is heard', async () => {
-  // This room has no echo path (the speaker is not heard by the mic), as with hardware that cancels its own
-  // echo: audio.echo_cancel off. With a canceller the daemon stays half-duplex until it has converged on an
-  // echo, and here there is none to converge on; talking over a reply with an echo is test/echo.test.ts.
-  const { emu, daemon, done } = await setup({ reply: toneReplies(8000), replySpeed: 4 }, { audio: { echo_cancel: 'off' } });
+  // This room has no echo path (the speaker is not heard by the mic), with the default audio.echo_cancel
+  // (auto): the canceller has nothing to converge on, and full duplex is earned by the quiet room itself.
+  const { emu, daemon, done } = await setup({ reply: toneReplies(8000), replySpeed: 4 });
   const sink = card.recordSpeaker();
   try {
     await daemon.ctl('press');

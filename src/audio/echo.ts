@@ -75,9 +75,20 @@ type Opener = typeof EchoCanceller.open;
  * second conversation's reply interrupted itself every 1.4 s).
  */
 export const FULL_DUPLEX_ERLE_DB = 30;
+/**
+ * A room with no echo to cancel (a speaker the microphone does not hear, a
+ * headset): the canceller never converges, as there is nothing to converge
+ * on, but the cleaned microphone stays far below what the speaker plays.
+ * Full duplex is earned on such a stream once that has held for
+ * QUIET_ROOM_MS of its audible audio (the canceller's figure is smoothed over
+ * ~200 ms), while no echo path has been found.
+ */
+export const QUIET_ROOM_DB = 40;
+const QUIET_ROOM_MS = 400;
 
 export class EchoStage {
-  private earned = false; // converged and the echo seen FULL_DUPLEX_ERLE_DB down since
+  private earned = false; // converged and the echo seen FULL_DUPLEX_ERLE_DB down since, or a room with no echo (QUIET_ROOM_DB)
+  private earnedBy: 'erle' | 'quiet' | null = null;
   private echoUntil = -Infinity;
   private nextAt: number | null = null; // when the sample after the last one written will be heard
   private audibleFrom: number | null = null; // when this device stream's first audible sample is heard // monotonic ms: until then an echo of what was written can reach the mic
@@ -118,7 +129,7 @@ export class EchoStage {
   scheduled(c: PlayedChunk, rate: number): void {
     // The device (re)started (a new conversation's stream, a barge-in's drop): its delay may differ, and the
     // canceller only says so once it has found the new one. Full duplex is earned again on this stream.
-    if (this.nextAt !== null && Math.abs(c.atMs - this.nextAt) > 2) { this.earned = false; this.audibleFrom = null; }
+    if (this.nextAt !== null && Math.abs(c.atMs - this.nextAt) > 2) { this.earned = false; this.earnedBy = null; this.audibleFrom = null; }
     this.nextAt = c.atMs + ((c.pcm.length >> 1) * 1000) / rate;
     if (!this.canceller || c.pcm.every((b) => b === 0)) return;
     this.audibleFrom ??= c.atMs;
@@ -154,9 +165,12 @@ export class EchoStage {
     if (this.mode === 'off') return this.bargeIn === 'press';
     if (!this.canceller) return true;
     const s = this.canceller.stats;
-    if (!s.converged) this.earned = false;
+    const now = monotonicMs();
+    if (this.earnedBy === 'erle' && !s.converged) { this.earned = false; this.earnedBy = null; }
     // Measured on this stream: after a second of it heard (the canceller's figure is smoothed, and may be the last stream's).
-    else if (!this.earned && s.erleDb !== null && s.erleDb >= FULL_DUPLEX_ERLE_DB && this.audibleFrom !== null && monotonicMs() >= this.audibleFrom + 1000) this.earned = true;
+    if (!this.earned && s.converged && s.erleDb !== null && s.erleDb >= FULL_DUPLEX_ERLE_DB && this.audibleFrom !== null && now >= this.audibleFrom + 1000) { this.earned = true; this.earnedBy = 'erle'; }
+    // No echo at all: nothing located, and the microphone far below the reply.
+    if (!this.earned && !s.converged && s.delayMs === null && (s.residualDb ?? 0) >= QUIET_ROOM_DB && this.audibleFrom !== null && now >= this.audibleFrom + QUIET_ROOM_MS) { this.earned = true; this.earnedBy = 'quiet'; }
     return this.bargeIn === 'press' || !this.earned;
   }
 

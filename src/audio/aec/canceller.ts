@@ -19,8 +19,10 @@ export { EchoUnavailableError };
  * talk lowers it). converged: the delay is known and erleDb has held >= 15 dB for 200 ms; it
  * stays true through double talk and silence, and turns false on reset() and when the delay moves.
  * delayJumps: times the delay in use moved (by more than 10 ms) after it was first found.
+ * residualDb: the reference over the cleaned power while the reference plays, smoothed the same way:
+ * how far below what the speaker plays the microphone's cleaned signal is (an echo-free room: high at once).
  */
-export interface EchoStats { engine: string; delayMs: number | null; erleDb: number | null; converged: boolean; framesProcessed: number; delayJumps: number }
+export interface EchoStats { engine: string; delayMs: number | null; erleDb: number | null; converged: boolean; framesProcessed: number; delayJumps: number; residualDb?: number | null }
 
 export interface EchoOptions {
   engine?: 'auto' | 'speex' | 'webrtc';
@@ -84,7 +86,7 @@ export class EchoCanceller {
   private candidate: number | null = null;
   private settleLeft = 0; // estimates left in which a small correction follows a move
   private settle: { lag: number; n: number } | null = null;
-  private micPow = 0; private outPow = 0; private powFrames = 0;
+  private micPow = 0; private outPow = 0; private refPow = 0; private powFrames = 0;
   private convergedFor = 0;
   private _stats: EchoStats;
   private closed = false;
@@ -234,10 +236,12 @@ export class EchoCanceller {
     const a = 0.95;
     this.micPow = a * this.micPow + (1 - a) * pm;
     this.outPow = a * this.outPow + (1 - a) * po;
+    this.refPow = a * this.refPow + (1 - a) * pr;
     this.powFrames++;
     if (this.powFrames < 10) return;
     const erle = 10 * Math.log10((this.micPow + 1) / (this.outPow + 1));
     this._stats.erleDb = Math.round(erle * 10) / 10;
+    this._stats.residualDb = Math.round(10 * Math.log10((this.refPow + 1) / (this.outPow + 1)) * 10) / 10;
     const located = this.delaySamples !== null;
     if (located && erle >= CONVERGED_DB) { if (++this.convergedFor >= 20) this._stats.converged = true; } else this.convergedFor = 0;
   }
