@@ -462,6 +462,10 @@ export class Conversation extends EventEmitter {
     this.replyAudio = false;
     this.turnBytes = 0;
     if (this.state === 'speaking' || this.state === 'thinking') this.listen();
+    // The server heard the user start a new turn: the rest of their words must go out at once, not be replaced by
+    // echo_tail_ms of zeros (half-duplex may be back on for the new playback stream the flush starts). Seen here: the
+    // turn cut to 320 ms of a 1.6 s sentence, answered before the user had finished.
+    this.replyHeardUntil = -Infinity;
     if (this.goAwayDue) { this.attempts = 0; this.resume('goAway'); }
   }
 

@@ -159,6 +159,16 @@ test('half-duplex: during a reply and echo_tail_ms after it was heard, zeros of 
   assert.equal(c.state, 'listening');
   c.micFrame(mic);
   assert.ok(loudest(sent.at(-1)!) > 10000, 'after a barge-in by press the microphone goes out at once, not after echo_tail_ms');
+  // The server interrupts a reply (it heard the user start a new turn): the rest of their words go out at once too.
+  h().onTurnComplete(); // (the end of the turn the press cut)
+  h().onAudio(Buffer.alloc(4800));
+  assert.equal(c.state, 'speaking');
+  c.micFrame(mic);
+  assert.equal(loudest(sent.at(-1)!), 0);
+  h().onInterrupted();
+  assert.equal(c.state, 'listening');
+  c.micFrame(mic);
+  assert.ok(loudest(sent.at(-1)!) > 10000, 'after the server\'s interrupted the microphone goes out at once, not after echo_tail_ms');
   // Converged (halfDuplex false): a reply no longer silences the microphone.
   half = false;
   h().onAudio(Buffer.alloc(4800));
