@@ -34,7 +34,11 @@ export interface LiveConnector { connect(handlers: LiveHandlers, opts: { resumeH
  * hear the reply's echo. While it says so, every frame sent during a reply,
  * and for echoTailMs after the reply was last heard, is zeros.
  */
-export interface EchoGate { halfDuplex(): boolean }
+export interface EchoGate {
+  halfDuplex(): boolean;
+  /** Full duplex: the frame just handed over is only what the canceller left of the reply's echo (zeros go out for it). */
+  residualEcho?(): boolean;
+}
 
 /**
  * Reply playback. `open`/`close` bracket a conversation: the device stays
@@ -136,6 +140,8 @@ export class Conversation extends EventEmitter {
   private replyHeardUntil = -Infinity; // when the speaking state was last left (monotonic): the reply's echo may come until echoTailMs after
   /** Frames replaced by zeros (half-duplex), for the status. */
   gatedFrames = 0;
+  /** Frames replaced by zeros in full duplex: only the canceller's residual of the echo (EchoGate.residualEcho). */
+  residualFrames = 0;
 
   constructor(
     private opts: ConversationOptions,
@@ -289,6 +295,7 @@ export class Conversation extends EventEmitter {
   /** Send a frame and follow the user's speech on it (timeouts, listening/thinking). */
   private stream(frame: Buffer): void {
     if (this.replyEchoGated()) { frame = Buffer.alloc(frame.length); this.gatedFrames++; } // paced silence, not nothing
+    else if (this.ports.echo?.residualEcho?.()) { frame = Buffer.alloc(frame.length); this.residualFrames++; }
     if (!this.send(frame)) return;
     const ev = this.vad.push(frame);
     if (ev === 'speech-start' && (this.state === 'listening' || this.state === 'follow-up' || this.state === 'thinking')) {

@@ -244,7 +244,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
   }
   void applyMixer(config, log);
   const live: LiveConnector = { connect: (h, o) => endpoint.connector.connect(h, o) }; // swapped on reload
-  const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds, echo: { halfDuplex: () => echo.halfDuplex() } }, log);
+  const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds, echo: { halfDuplex: () => echo.halfDuplex(), residualEcho: () => echo.residualEcho() } }, log);
   // The reference: every sample the speaker played, when it was heard.
   player.timeline.on('played', (c) => echo.reference(c));
   player.timeline.on('wrote', (c) => echo.scheduled(c, PLAYBACK_RATE));
@@ -313,7 +313,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     counters: conversation.counters,
     timing: conversation.timing,
     wake: wake?.status() ?? { engine: 'none', armed: false, keywords: [], reason: 'no wake word configured (wake.engine: none)', detections: 0 },
-    echo: { ...echo.status(), summary: echo.describe(), cleaningNow: echo.cleaning(monotonicMs()), gatedFrames: conversation.gatedFrames },
+    echo: { ...echo.status(), summary: echo.describe(), cleaningNow: echo.cleaning(monotonicMs()), gatedFrames: conversation.gatedFrames, residualFrames: conversation.residualFrames },
     config: { file, conversation: config.conversation, audio: config.audio, wake: { ...config.wake } },
     uptimeS: Math.round((monotonicMs() - started) / 1000),
     memoryMiB: (({ rss, heapUsed, external }) => ({ rss: mib(rss), heapUsed: mib(heapUsed), external: mib(external) }))(process.memoryUsage()),

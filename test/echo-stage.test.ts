@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EchoStage, EchoRequiredError } from '../src/audio/echo.js';
+import { EchoStage, EchoRequiredError, FULL_DUPLEX_ERLE_DB, QUIET_ROOM_DB, RESIDUAL_GATE_DB } from '../src/audio/echo.js';
 import { EchoCanceller, EchoUnavailableError, type EchoStats } from '../src/audio/aec/index.js';
 import { Conversation, type Indicator, type LiveHandlers } from '../src/conversation.js';
 import { parseConfig } from '../src/config.js';
@@ -48,11 +48,11 @@ test('echo stage: which mode cancels, which falls back to half-duplex, which ses
   learning.scheduled({ sample: 0, atMs: t0 - 500, pcm: loud }, 24000); // a reply heard for half a second
   assert.equal(learning.halfDuplex(), true, 'not yet a second of this stream heard: its figure may be the last stream\'s');
   learning.scheduled({ sample: 0, atMs: t0 - 2000, pcm: loud }, 24000); // (a restart: this stream started 2 s ago)
-  f.c.stats.erleDb = 20;
+  f.c.stats.erleDb = FULL_DUPLEX_ERLE_DB - 3;
   assert.equal(learning.halfDuplex(), true, 'converged, but what is left of a loud echo could pass for speech: still half-duplex');
-  assert.match(learning.describe(), /half-duplex until the echo is 30 dB down$/);
+  assert.match(learning.describe(), new RegExp(`half-duplex until the echo is ${FULL_DUPLEX_ERLE_DB} dB down$`));
   f.c.stats.erleDb = 31;
-  assert.equal(learning.halfDuplex(), false, 'converged and the echo 30 dB down: the cleaned audio goes out during replies');
+  assert.equal(learning.halfDuplex(), false, 'converged and the echo FULL_DUPLEX_ERLE_DB down: the cleaned audio goes out during replies');
   f.c.stats.erleDb = 2; // the user talks over the reply: the measured reduction drops
   assert.equal(learning.halfDuplex(), false, 'and stays out while the canceller stays converged (double talk must get through)');
   f.c.stats.erleDb = 31;
@@ -60,14 +60,14 @@ test('echo stage: which mode cancels, which falls back to half-duplex, which ses
   learning.scheduled({ sample: 240, atMs: t0 - 1990, pcm: Buffer.alloc(480) }, 24000); // 10 ms on
   assert.equal(learning.halfDuplex(), false, 'the stream goes on: full duplex holds');
   learning.scheduled({ sample: 480, atMs: t0 - 300, pcm: loud }, 24000);
-  assert.equal(learning.halfDuplex(), true, 'the device restarted (its delay may differ): half-duplex until a second of it is heard with the echo 30 dB down');
+  assert.equal(learning.halfDuplex(), true, 'the device restarted (its delay may differ): half-duplex until a second of it is heard with the echo FULL_DUPLEX_ERLE_DB down');
   learning.scheduled({ sample: 0, atMs: t0 - 1500, pcm: loud }, 24000);
   assert.equal(learning.halfDuplex(), false);
   f.c.stats.converged = false;
   assert.equal(learning.halfDuplex(), true, 'no longer converged (a delay jump): half-duplex again');
   f.c.stats.converged = true;
-  f.c.stats.erleDb = 20;
-  assert.equal(learning.halfDuplex(), true, 'until the echo is 30 dB down again');
+  f.c.stats.erleDb = FULL_DUPLEX_ERLE_DB - 3;
+  assert.equal(learning.halfDuplex(), true, 'until the echo is FULL_DUPLEX_ERLE_DB down again');
   const press = EchoStage.open('on', 'press', log, fakeCanceller({ converged: true }).open);
   assert.deepEqual([press.halfDuplex(), press.interruptible()], [true, false], 'barge_in press: half-duplex and NO_INTERRUPTION even when converged');
   assert.throws(() => EchoStage.open('on', 'voice', log, none), (e: Error) => e instanceof EchoRequiredError && /audio\.echo_cancel is on/.test(e.message) && /no engine here/.test(e.message));
@@ -97,6 +97,53 @@ test('echo stage: the reference goes to the canceller as played; every mic chunk
   assert.equal(EchoStage.open('auto', 'voice', log, none).process(raw, 5000, 16000), raw, 'no engine: the raw audio');
 });
 
+test('echo stage: a room with no echo (nothing located, the cleaned mic far under the reply) earns full duplex on its own', () => {
+  const f = fakeCanceller({ converged: false, delayMs: null, erleDb: 0, residualDb: QUIET_ROOM_DB + 5 });
+  const stage = EchoStage.open('auto', 'voice', log, f.open);
+  const t0 = monotonicMs();
+  const loud = Buffer.alloc(480, 1);
+  stage.scheduled({ sample: 0, atMs: t0 - 100, pcm: loud }, 24000);
+  assert.equal(stage.halfDuplex(), true, 'not yet QUIET_ROOM_MS of the reply heard');
+  stage.scheduled({ sample: 0, atMs: t0 - 1000, pcm: loud }, 24000); // (a restart: this stream started 1 s ago)
+  f.c.stats.residualDb = QUIET_ROOM_DB - 5;
+  assert.equal(stage.halfDuplex(), true, 'the cleaned mic not far enough under the reply: something is heard');
+  f.c.stats.residualDb = QUIET_ROOM_DB + 5;
+  f.c.stats.delayMs = 300 as unknown as null;
+  assert.equal(stage.halfDuplex(), true, 'an echo path was located: the canceller has to earn it');
+  f.c.stats.delayMs = null;
+  assert.equal(stage.halfDuplex(), false, 'no echo located, the cleaned mic far under the reply: full duplex');
+  stage.scheduled({ sample: 0, atMs: t0 - 100, pcm: loud }, 24000);
+  assert.equal(stage.halfDuplex(), true, 'earned again on each playback stream');
+});
+
+test('echo stage: the residual gate marks cleaned chunks far under the raw microphone while an echo may come (full duplex sends zeros for them)', () => {
+  const f = fakeCanceller({ converged: true });
+  let gain = 1;
+  f.c.processMic = (frame: Buffer) => { const o = Buffer.alloc(frame.length); for (let i = 0; i < frame.length; i += 2) o.writeInt16LE(Math.round(frame.readInt16LE(i) * gain), i); return o; };
+  const stage = EchoStage.open('auto', 'voice', log, f.open);
+  const mic = tone(300, 20, 16000, 0.3); // -13.5 dBFS in the raw microphone
+  stage.process(mic, 4000, 16000);
+  assert.equal(stage.residualEcho(), false, 'nothing played: no gate');
+  const loudRef = Buffer.alloc(4800); loudRef.writeInt16LE(1000, 100);
+  stage.scheduled({ sample: 0, atMs: 4100, pcm: loudRef }, 24000); // an echo may come until 5200
+  gain = 10 ** (-(RESIDUAL_GATE_DB + 10) / 20); // the canceller took what the mic heard 22 dB down: its residual
+  stage.process(mic, 4120, 16000);
+  assert.equal(stage.residualEcho(), true, 'what the canceller left of the echo is marked');
+  gain = 10 ** (-(RESIDUAL_GATE_DB - 6) / 20); // someone talks over the reply: the cleaned audio is near the microphone's level
+  stage.process(mic, 4140, 16000);
+  assert.equal(stage.residualEcho(), false, 'speech over the reply passes');
+  gain = 10 ** (-(RESIDUAL_GATE_DB + 10) / 20);
+  stage.process(Buffer.alloc(640), 4160, 16000); // the raw microphone falls silent: its envelope decays slowly
+  assert.equal(stage.residualEcho(), false, 'a cleaned chunk under -60 dBFS is nothing the server could hear: not counted');
+  stage.process(mic, 5300, 16000);
+  assert.equal(stage.residualEcho(), false, 'after echo_tail_ms the microphone passes as it is');
+  assert.equal(stage.residualChunks, 1);
+  const press = EchoStage.open('auto', 'press', log, f.open);
+  press.scheduled({ sample: 0, atMs: 4100, pcm: loudRef }, 24000);
+  press.process(mic, 4120, 16000);
+  assert.equal(press.residualEcho(), false, 'barge_in press: half-duplex sends zeros anyway');
+});
+
 test('audio.echo_cancel: on with no engine is a config error naming the key and the file', () => {
   const config = parseConfig({ audio: { echo_cancel: 'on' } }, '/etc/live-speaker/config.yaml', []);
   assert.throws(() => openEcho(config, '/etc/live-speaker/config.yaml', log, none), (e: Error) =>
@@ -115,6 +162,7 @@ test('live.vad and the echo mode in the setup: sensitivities, prefix padding, si
   });
 });
 
+let residual = false;
 function gated(halfDuplex: () => boolean, echoTailMs: number) {
   const sent: Buffer[] = [];
   let h: LiveHandlers | null = null;
@@ -124,7 +172,7 @@ function gated(halfDuplex: () => boolean, echoTailMs: number) {
     live: { connect: (handlers) => { h = handlers; return { sendAudio: (b) => sent.push(b), close: () => undefined }; } },
     player: { open: () => undefined, close: () => undefined, play: () => undefined, flush: () => undefined, finish: (done) => { drained = done; } },
     mic: { start: () => undefined, stop: () => undefined },
-    indicator, echo: { halfDuplex },
+    indicator, echo: { halfDuplex, residualEcho: () => residual },
   }, log);
   return { c, sent, h: () => h!, drain: () => drained!() };
 }
@@ -174,5 +222,12 @@ test('half-duplex: during a reply and echo_tail_ms after it was heard, zeros of 
   h().onAudio(Buffer.alloc(4800));
   c.micFrame(mic);
   assert.ok(loudest(sent.at(-1)!) > 10000, 'full duplex: the (cleaned) microphone goes out during a reply');
+  residual = true;
+  c.micFrame(mic);
+  assert.deepEqual([sent.at(-1)!.length, loudest(sent.at(-1)!)], [640, 0], 'full duplex: a frame that is only the echo\'s residual goes out as zeros');
+  assert.deepEqual([c.gatedFrames, c.residualFrames], [8, 1]);
+  residual = false;
+  c.micFrame(mic);
+  assert.ok(loudest(sent.at(-1)!) > 10000);
   c.end('test');
 });

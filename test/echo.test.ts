@@ -109,7 +109,7 @@ async function oneQuestion(latencyMs: number, db: number): Promise<void> {
     const st = await daemon.ctl('status');
     const ncc = wholeCorrelation(played, answer);
     if (process.env.LS_ECHO_DUMP) (await import('node:fs')).writeFileSync(`${process.env.LS_ECHO_DUMP}-${latencyMs}.raw`, played);
-    console.log(`# ${latencyMs} ms at ${db} dB, echo_cancel ${ECHO} (${st.echo.summary}): ${run.replies()} replies, ${run.interrupts().length} interrupted, ${s.utterances.length} utterances, reply on the speaker ncc ${ncc.toFixed(3)}, ${st.echo.gatedFrames} frames sent as silence, playback underruns ${st.playback.underruns} stalls ${st.playback.stalls}, bargeIns ${st.counters.bargeIns}, ended: ${ended?.reason ?? 'not within 30 s'}`);
+    console.log(`# ${latencyMs} ms at ${db} dB, echo_cancel ${ECHO} (${st.echo.summary}): ${run.replies()} replies, ${run.interrupts().length} interrupted, ${s.utterances.length} utterances, reply on the speaker ncc ${ncc.toFixed(3)}, ${st.echo.gatedFrames} frames sent as silence (half-duplex), ${st.echo.residualFrames} as residual echo (full duplex), playback underruns ${st.playback.underruns} stalls ${st.playback.stalls}, bargeIns ${st.counters.bargeIns}, ended: ${ended?.reason ?? 'not within 30 s'}`);
     assert.equal(run.interrupts().length, 0, 'the server never interrupted the reply (it did not hear its echo as speech)');
     assert.equal(s.utterances.length, 1, 'the server heard one utterance: the question');
     assert.equal(run.replies(), 1, 'exactly one reply');
@@ -151,7 +151,7 @@ test('echo 0 dB, 120 ms path: the user talking over the reply gets `interrupted`
     const spokeAt = startedAt + onsetMs(talkOver);
     const before = run.interrupts().filter((t) => t < startedAt).length; // before a sample of the user's could be in the room
     const st = await daemon.ctl('status');
-    console.log(`# talk-over, echo_cancel ${ECHO} (${st.echo.summary}): interrupted ${cutLine ? `${cutAt - spokeAt} ms after the user started speaking` : 'never'}; ${before} interruptions before; the server's interruptions at ${run.interrupts().map((t) => t - spokeAt).join(', ')} ms; ${st.echo.gatedFrames - gatedBefore} frames sent as silence from 3 s into the reply`);
+    console.log(`# talk-over, echo_cancel ${ECHO} (${st.echo.summary}): interrupted ${cutLine ? `${cutAt - spokeAt} ms after the user started speaking` : 'never'}; ${before} interruptions before; the server's interruptions at ${run.interrupts().map((t) => t - spokeAt).join(', ')} ms; ${st.echo.gatedFrames - gatedBefore} frames sent as silence from 3 s into the reply (half-duplex), ${st.echo.residualFrames} as residual echo (full duplex)`);
     assert.ok(cutLine, 'the reply was cut');
     assert.equal(before, 0, 'no interruption before the user spoke (the echo alone did not interrupt)');
     assert.ok(cutAt - spokeAt <= INTERRUPT_WITHIN_MS, `interrupted ${cutAt - spokeAt} ms after the user started speaking (bound ${INTERRUPT_WITHIN_MS})`);
