@@ -88,7 +88,8 @@ export const FULL_DUPLEX_ERLE_DB = 20;
  * on, but the cleaned microphone stays far below what the speaker plays.
  * Full duplex is earned on such a stream once that has held for
  * QUIET_ROOM_MS of its audible audio (the canceller's figure is smoothed over
- * ~200 ms), while no echo path has been found.
+ * ~200 ms). Whether a delay was located does not matter: an echo 40 dB under
+ * what plays, after cleaning, is no echo to the server either.
  */
 export const QUIET_ROOM_DB = 40;
 const QUIET_ROOM_MS = 400;
@@ -211,8 +212,9 @@ export class EchoStage {
     if (this.earnedBy === 'erle' && !s.converged) { this.earned = false; this.earnedBy = null; }
     // Measured on this stream: after a second of it heard (the canceller's figure is smoothed, and may be the last stream's).
     if (!this.earned && s.converged && s.erleDb !== null && s.erleDb >= FULL_DUPLEX_ERLE_DB && this.audibleFrom !== null && now >= this.audibleFrom + 1000) { this.earned = true; this.earnedBy = 'erle'; }
-    // No echo at all: nothing located, and the microphone far below the reply.
-    if (!this.earned && !s.converged && s.delayMs === null && (s.residualDb ?? 0) >= QUIET_ROOM_DB && this.audibleFrom !== null && now >= this.audibleFrom + QUIET_ROOM_MS) { this.earned = true; this.earnedBy = 'quiet'; }
+    // No echo to speak of: the cleaned microphone far below the reply (whatever delay the estimator may have taken
+    // from the user's voice against a reply: seen here, 619 ms in a room with no echo path, and never forgotten).
+    if (!this.earned && !s.converged && (s.residualDb ?? 0) >= QUIET_ROOM_DB && this.audibleFrom !== null && now >= this.audibleFrom + QUIET_ROOM_MS) { this.earned = true; this.earnedBy = 'quiet'; }
     return this.bargeIn === 'press' || !this.earned;
   }
 
