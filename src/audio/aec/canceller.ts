@@ -263,6 +263,10 @@ export class EchoCanceller {
       }
       return;
     }
+    // Once the echo of the last audible reference (at the delay in use) is over, what the mic hears is the room
+    // (after a barge-in: the user), and a far lag is that against an older stretch of reply: seen here, the delay
+    // moved from ~135 to ~1100 ms while the user talked on after the cut, and the next reply had to find it again.
+    if (cur !== null && this.micNext !== null && this.micNext - cur > this.lastSound + this.filterLength) { this.candidate = null; return; }
     // A new delay must be seen twice in a row (within MOVE_MS) before the reference moves.
     if (this.candidate === null || Math.abs(lag - this.candidate) > MOVE_MS * SPM) { this.candidate = lag; return; }
     this.candidate = null;
