@@ -9,17 +9,22 @@
 # With a real sound card it runs the daemon in the foreground: press the
 # button, or run `node dist/src/main.js ctl press --socket ...` (printed).
 #
-# Usage: bash scripts/demo.sh [--simulated] [--keep] [--say "your question"]
+# --tool (simulated, no key): then a tool call: a 1400 Hz tone stands for
+# "set a timer" to the parrot, which calls set_timer for 5 s; the timer
+# rings on the speaker and a press stops it.
+#
+# Usage: bash scripts/demo.sh [--simulated] [--keep] [--tool] [--say "your question"]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-simulated=auto keep=no question="Hello speaker, what is the weather like in Lisbon today?"
+tool=no simulated=auto keep=no question="Hello speaker, what is the weather like in Lisbon today?"
 while [ $# -gt 0 ]; do
   case "$1" in
     --simulated) simulated=yes ;;
     --keep) keep=yes ;;
+    --tool) tool=yes ;;
     --say) question=$2; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "demo: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -108,6 +113,23 @@ if ! grep -q '"to":"speaking"' "$run/daemon.log" || ! awk -v s="$secs" 'BEGIN { 
   tail -n 20 "$run/daemon.log"
   say "the speaker said nothing: something is wrong (the daemon's log is above and in $run/daemon.log)"
   [ "$keep" = yes ] || exit 1
+fi
+# ---- a tool call (parrot mode): a steady 1400 Hz tone stands for "set a timer for 5 seconds"
+if [ "$tool" = yes ] && [ -z "${GEMINI_API_KEY:-}${GOOGLE_API_KEY:-}" ]; then
+  sox -n -r 16000 -c 1 -b 16 -e signed-integer -t raw "$run/tone.raw" synth 1.2 sine 1400 vol 0.3
+  say "pressing again and playing a 1400 Hz tone: the parrot takes it for \"set a timer\" and calls set_timer"
+  ctl press >/dev/null
+  pacat --device=room --raw --rate=16000 --channels=1 --format=s16le "$run/tone.raw"
+  for _ in $(seq 200); do grep -q '"msg":"timer ringing"' "$run/daemon.log" && break; sleep 0.1; done
+  node -e 'for (const x of require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter((x) => x.startsWith("{")).map((x) => JSON.parse(x)))
+    if (/^tool |^timer |^timer ringing/.test(x.msg)) console.log("  " + x.msg + " " + JSON.stringify(x.args ?? x.label ?? x.tool ?? ""))' "$run/daemon.log"
+  if grep -q '"msg":"timer ringing"' "$run/daemon.log"; then
+    sleep 3
+    say "the timer rings (see ctl status: timers); pressing to stop it"
+    ctl press >/dev/null
+  else
+    say "the timer did not ring: see $run/daemon.log"; [ "$keep" = yes ] || exit 1
+  fi
 fi
 if [ "$keep" = yes ]; then
   say "--keep: the daemon keeps running; try: node dist/src/main.js ctl press --socket $run/control.sock   (Ctrl-C stops)"

@@ -7,6 +7,8 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { MAX_VOLUME } from './state.js';
 import { HARDWARE_PROFILES, applyProfile, readSoundCards } from './hardware.js';
+import { DEFAULT_LIVE_MODEL } from './live/models.js';
+import { BUILTIN_TOOL_NAMES } from './tools/names.js';
 
 const pin = z.number().int().min(0).max(63);
 const led = z.strictObject({
@@ -15,11 +17,46 @@ const led = z.strictObject({
 });
 const colour = z.string().regex(/^#[0-9a-fA-F]{6}$/, 'a colour like "#00a0ff"');
 
+// ---- tools (issue 12): user commands the model may call; README "What you can ask it"
+interface JsonProp { type: 'string' | 'number' | 'integer' | 'boolean' | 'array' | 'object'; description?: string; enum?: string[]; items?: JsonProp; properties?: Record<string, JsonProp>; required?: string[] }
+const jsonProp: z.ZodType<JsonProp> = z.lazy(() => z.strictObject({
+  type: z.enum(['string', 'number', 'integer', 'boolean', 'array', 'object']),
+  description: z.string().optional(),
+  enum: z.array(z.string()).min(1).optional(),
+  items: jsonProp.optional(),
+  properties: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a parameter name (letters, digits, _)'), jsonProp).optional(),
+  required: z.array(z.string()).optional(),
+}));
+const toolCommand = z.strictObject({
+  name: z.string().regex(/^[a-z_][a-z0-9_]{0,63}$/, 'a function name: lower-case letters, digits and _, at most 64')
+    .refine((n) => !(BUILTIN_TOOL_NAMES as readonly string[]).includes(n), 'the name of a built-in tool'),
+  description: z.string().min(1),
+  parameters: z.strictObject({
+    type: z.literal('object'),
+    properties: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a parameter name (letters, digits, _)'), jsonProp).default({}),
+    required: z.array(z.string()).default([]),
+  }).default({ type: 'object', properties: {}, required: [] }),
+  argv: z.array(z.string().min(1)).min(1),
+  timeout_s: z.number().positive().max(600).default(10),
+  max_output_bytes: z.number().int().min(64).max(1_000_000).default(4000),
+  non_blocking: z.boolean().default(false),
+}).superRefine((c, ctx) => {
+  const props = Object.keys(c.parameters.properties);
+  for (const r of c.parameters.required) if (!props.includes(r)) ctx.addIssue({ code: 'custom', path: ['parameters', 'required'], message: `'${r}' is not in parameters.properties` });
+  c.argv.forEach((a, i) => {
+    const whole = /^\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(a);
+    if (whole) { if (!props.includes(whole[1])) ctx.addIssue({ code: 'custom', path: ['argv', i], message: `'{${whole[1]}}' names no parameter (have: ${props.join(', ') || 'none'})` }); }
+    else if (/\{[A-Za-z_][A-Za-z0-9_]*\}/.test(a)) ctx.addIssue({ code: 'custom', path: ['argv', i], message: 'a placeholder must be a whole argv element ("{city}"), not part of one' });
+  });
+  if (i0(c.argv[0])) ctx.addIssue({ code: 'custom', path: ['argv', 0], message: 'the program itself cannot be a placeholder' });
+});
+const i0 = (a: string) => /^\{.*\}$/.test(a);
+
 export const ConfigSchema = z.strictObject({
   // A voice HAT: sets the sound card, button, LEDs and mixer beneath this file (src/hardware.ts); any key here still wins.
   hardware: z.enum(Object.keys(HARDWARE_PROFILES) as [string, ...string[]]).default('custom'),
   live: z.strictObject({
-    model: z.string().min(1).default('gemini-2.5-flash-native-audio-preview-09-2025'),
+    model: z.string().min(1).default(DEFAULT_LIVE_MODEL), // src/live/models.ts: the current stable native-audio Live model
     voice: z.string().min(1).default('Kore'),
     language: z.string().min(2).default('en-US'),
     system_instruction: z.string().default(
@@ -34,13 +71,16 @@ export const ConfigSchema = z.strictObject({
       prefix_padding_ms: z.number().int().min(0).max(2000).nullable().default(null), // null: not sent
       silence_duration_ms: z.number().int().min(100).max(5000).nullable().default(null), // null: audio.end_of_speech_ms
     }).prefault({}),
+    // issue 12: Google Search grounding (news, weather); a place for the context line (null = none).
+    google_search: z.boolean().default(false),
+    location: z.string().max(100).nullable().default(null),
   }).prefault({}),
   audio: z.strictObject({
     capture_device: z.string().min(1).default('default'),
     playback_device: z.string().min(1).default('default'),
     capture_period_ms: z.number().int().min(5).max(200).default(20),
     preroll_ms: z.number().int().min(0).max(5000).default(300),
-    playback_lead_ms: z.number().int().min(40).max(400).default(200), // under the addon's 0.5 s ALSA buffer: writes never block
+    playback_lead_ms: z.number().int().min(100).max(400).default(200), // under the addon's 0.5 s ALSA buffer: writes never block; at least 100: audio is only written behind 50 ms queued (playback.ts GUARD_MS) and the idle queue is 120 ms
     output_latency_ms: z.number().min(0).max(500).default(0),
     volume: z.number().int().min(0).max(MAX_VOLUME).default(100),
     vad_threshold_dbfs: z.number().min(-100).max(0).default(-45),
@@ -126,10 +166,19 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   log: z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+    // What was heard and said, in the journal and `ctl watch`: off for privacy unless asked for.
+    transcripts: z.boolean().default(false),
   }).prefault({}),
   state: z.strictObject({
     // null: $STATE_DIRECTORY (systemd's StateDirectory=), else /var/lib/live-speaker
     dir: z.string().min(1).nullable().default(null),
+  }).prefault({}),
+  // ---- tools (issue 12)
+  tools: z.strictObject({
+    timer_ring_max_s: z.number().int().min(5).max(3600).default(600),
+    commands: z.array(toolCommand).default([]).superRefine((cs, ctx) => {
+      cs.forEach((c, i) => { if (cs.findIndex((d) => d.name === c.name) !== i) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `'${c.name}' is used twice` }); });
+    }),
   }).prefault({}),
 });
 

@@ -4,14 +4,17 @@
 import { createServer, createConnection, type Server } from 'node:net';
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { socketSender } from './observe.js';
 
 /** `volume`: `value` is a percent, `up` or `down`. */
 export type ControlRequest = { cmd: 'press' | 'mute' | 'unmute' | 'status' } | { cmd: 'volume'; value: string };
 export type ControlHandler = (req: ControlRequest) => unknown;
+/** `watch` (issue 12): the connection stays open and gets event lines; `send` false = drop it. Returns the unsubscribe. */
+export type WatchHandler = (send: (line: string) => boolean, end: () => void) => () => void;
 
 const COMMANDS = new Set(['press', 'mute', 'unmute', 'status', 'volume']);
 
-export async function startControlServer(path: string, mode: number, handle: ControlHandler): Promise<Server> {
+export async function startControlServer(path: string, mode: number, handle: ControlHandler, watch?: WatchHandler): Promise<Server> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
   if (existsSync(path)) {
     // A socket left by a daemon that died: reuse the path only if nobody answers on it.
@@ -26,7 +29,9 @@ export async function startControlServer(path: string, mode: number, handle: Con
     let buf = '';
     sock.setEncoding('utf8');
     sock.on('error', () => { /* client went away */ });
+    let watching = false;
     sock.on('data', (d: string) => {
+      if (watching) return; // a watcher only listens
       buf += d;
       if (buf.length > 4096) { sock.destroy(); return; }
       let nl: number;
@@ -35,8 +40,15 @@ export async function startControlServer(path: string, mode: number, handle: Con
         buf = buf.slice(nl + 1);
         let answer: unknown;
         try {
-          const req = JSON.parse(line) as ControlRequest;
-          if (!COMMANDS.has(req?.cmd)) throw new Error(`unknown command '${String(req?.cmd)}' (known: ${[...COMMANDS].join(', ')})`);
+          const req = JSON.parse(line) as ControlRequest | { cmd: 'watch' };
+          // ---- watch (issue 12): same socket, same permissions; many at once; one that goes away is dropped.
+          if (req?.cmd === 'watch' && watch) {
+            watching = true;
+            sock.write(JSON.stringify({ ok: true, result: { watching: true } }) + '\n');
+            sock.once('close', watch(socketSender(sock), () => sock.end()));
+            return;
+          }
+          if (!COMMANDS.has(req?.cmd) || req.cmd === 'watch') throw new Error(`unknown command '${String(req?.cmd)}' (known: ${[...COMMANDS].join(', ')})`);
           answer = { ok: true, result: handle(req) };
         } catch (e) {
           answer = { ok: false, error: (e as Error).message };

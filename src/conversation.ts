@@ -8,6 +8,7 @@ import { PrerollBuffer } from './audio/preroll.js';
 import { ChimeNotch } from './audio/sounds.js';
 import type { Logger } from './log.js';
 import { monotonicMs } from './clock.js';
+import type { ToolCall, ToolResponse } from './tools/types.js';
 
 export type State = 'idle' | 'connecting' | 'listening' | 'thinking' | 'speaking' | 'follow-up' | 'muted' | 'error';
 
@@ -26,8 +27,20 @@ export interface LiveHandlers {
   onClose(info: CloseInfo): void; // any end the conversation did not ask for
   onResumeHandle(handle: string): void; // the newest handle this session can be resumed with
   onGoAway(timeLeftMs: number): void; // the server will close this connection soon
+  // ---- observability (issue 12): re-emitted as 'usage' and 'transcript' events for src/observe.ts
+  onUsage?(usage: UsageCounts): void; // the server's usageMetadata, as sent
+  onTurnText?(text: TurnText): void; // one turn's transcripts, assembled (only when transcription was asked for)
+  // ---- tools (issue 12)
+  onToolCall?(calls: ToolCall[]): void; // the model calls functions (several at once in parallel)
+  onToolCancel?(ids: string[]): void; // toolCallCancellation: drop those calls' answers
 }
-export interface LiveLink { sendAudio(pcm16k: Buffer): void; close(): void }
+/** Token counts as the server reports them (usageMetadata). */
+export interface UsageCounts { promptTokenCount?: number; responseTokenCount?: number; totalTokenCount?: number; cachedContentTokenCount?: number; toolUsePromptTokenCount?: number; thoughtsTokenCount?: number }
+/** What the user said and what the model said in one turn (transcripts). */
+export interface TurnText { heard: string; said: string; interrupted?: boolean }
+export interface LiveLink { sendAudio(pcm16k: Buffer): void; close(): void; sendToolResponse?(responses: ToolResponse[]): void }
+/** Runs the model's function calls (src/tools/registry.ts). */
+export interface ToolPort { call(calls: ToolCall[], respond: (r: ToolResponse[]) => void): void; cancel(ids: string[]): void; cancelAll(): void }
 export interface LiveConnector { connect(handlers: LiveHandlers, opts: { resumeHandle: string | null }): LiveLink }
 /**
  * Half-duplex (src/audio/echo.ts): whether, right now, the server must not
@@ -137,6 +150,20 @@ export class Conversation extends EventEmitter {
   private goAwayDue = false; // resume at the next quiet moment
   private resumeTimer: NodeJS.Timeout | null = null;
   private lastEnded: { at: number; handle: string | null } | null = null;
+  /** end_conversation was called: end once the goodbye has been heard (tools, issue 12). */
+  private ending = false;
+  /** In follow-up after a reply that was heard to its end (not after a turn with no audio). */
+  private followUpAfterReply = false;
+  /** Calls the model waits for: while any runs, no "no reply" timeout. */
+  private toolsPending = new Set<string>();
+  /** Answers that came while the session was being resumed: sent on the new link once it is open. */
+  private toolAnswersHeld: ToolResponse[] = [];
+  /** A no-speech or follow-up timeout put off while tools run: armed afresh once they have all answered. */
+  private deferredTimer: { ms: number; endReason: string } | null = null;
+  private stateTimerSpec: { ms: number; endReason: string | null } | null = null;
+  private convGen = 0; // answers from the tools of an ended conversation are dropped
+  /** A press or the wake word goes here first; true = taken (a ringing timer is stopped by it). */
+  pressHook: ((trigger: string) => boolean) | null = null;
   private replyHeardUntil = -Infinity; // when the speaking state was last left (monotonic): the reply's echo may come until echoTailMs after
   /** Frames replaced by zeros (half-duplex), for the status. */
   gatedFrames = 0;
@@ -145,7 +172,7 @@ export class Conversation extends EventEmitter {
 
   constructor(
     private opts: ConversationOptions,
-    private readonly ports: { live: LiveConnector; player: Player; mic: Mic; indicator: Indicator; echo?: EchoGate },
+    private readonly ports: { live: LiveConnector; player: Player; mic: Mic; indicator: Indicator; echo?: EchoGate; tools?: ToolPort },
     private readonly log: Logger,
   ) {
     super();
@@ -178,6 +205,7 @@ export class Conversation extends EventEmitter {
   /** A short press (button, `ctl press`, SIGUSR1) or a wake word. */
   press(trigger: Trigger = 'button'): void {
     this.log.info({ trigger, state: this.state }, 'press');
+    if (this.pressHook?.(trigger)) return;
     switch (this.state) {
       case 'muted':
         this.log.info('muted: press ignored (long press or `live-speaker ctl unmute` to unmute)');
@@ -207,6 +235,7 @@ export class Conversation extends EventEmitter {
    */
   wake(keyword: string): void {
     this.log.info({ trigger: 'wake', keyword, state: this.state }, 'wake word');
+    if (this.pressHook?.('wake')) return;
     switch (this.state) {
       case 'idle':
       case 'error':
@@ -232,6 +261,7 @@ export class Conversation extends EventEmitter {
    */
   private bargeIn(): void {
     this.counters.bargeIns++;
+    this.ending = false; // the user has more to say
     this.ports.player.flush();
     // A turn in flight (its audio so far was played): drop the rest until the server ends it.
     // One not begun (thinking) may never come: drop it until then, or until the user's next question is complete.
@@ -304,7 +334,7 @@ export class Conversation extends EventEmitter {
     } else if (ev === 'speech-end' && this.state === 'listening') {
       if (this.discardUntilQuestion) this.discardTurn = false; // a new question is complete: what comes next answers it
       this.setState('thinking');
-      this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server');
+      if (this.toolsPending.size === 0) this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server'); // else: when the tools have answered
     }
   }
 
@@ -336,6 +366,7 @@ export class Conversation extends EventEmitter {
     for (const f of this.preroll.drain(Math.floor((this.opts.rate * prerollMs) / 1000) * 2)) this.held.push(f);
     this.discardTurn = false;
     this.replyAudio = false;
+    this.ending = false;
     this.attempts = 0;
     this.everOpened = false;
     this.linkOpenedAt = 0;
@@ -362,6 +393,11 @@ export class Conversation extends EventEmitter {
       onClose: mine((info: CloseInfo) => this.dropped(info)),
       onResumeHandle: mine((h: string) => { this.handle = h; }),
       onGoAway: mine((ms: number) => this.goAway(ms)),
+      // Token counts are billed whenever they come: one after the end (or from a link left by a resume) still counts in the totals.
+      onUsage: (u: UsageCounts) => this.emit('usage', u),
+      onTurnText: mine((t: TurnText) => this.emit('transcript', t)),
+      onToolCall: mine((calls: ToolCall[]) => this.toolCall(calls)),
+      onToolCancel: mine((ids: string[]) => { this.ports.tools?.cancel(ids); for (const id of ids) this.toolsPending.delete(id); this.toolAnswersHeld = this.toolAnswersHeld.filter((r) => !ids.includes(r.id)); this.toolsSettled(); }),
     }, { resumeHandle: this.handle });
   }
 
@@ -386,6 +422,7 @@ export class Conversation extends EventEmitter {
     this.attempts++;
     this.log.warn({ reason: why, attempt: this.attempts, handle: this.handle ? 'yes' : 'none', inMs: Math.round(delay) }, 'Live session lost; resuming');
     this.linkGen++; // whatever the old link still says is ignored
+    // Tools still running keep running: their answers are held and sent on the resumed session once it is open (opened()).
     const old = this.link;
     this.link = null;
     this.linkOpenedAt = 0;
@@ -407,7 +444,7 @@ export class Conversation extends EventEmitter {
   /** The server will close soon: move to a new connection at the next quiet moment (not mid-reply). */
   private goAway(timeLeftMs: number): void {
     this.log.info({ timeLeftMs }, 'goAway from the Live API');
-    if (this.state === 'speaking' || this.state === 'thinking') {
+    if (this.state === 'speaking' || this.state === 'thinking' || this.toolsPending.size > 0) {
       this.goAwayDue = true;
       this.armResumeDeadline(timeLeftMs);
       return;
@@ -433,6 +470,12 @@ export class Conversation extends EventEmitter {
     if (this.fault) { this.fault = null; this.ports.indicator.fault?.(false); }
     this.setState('listening'); // LED first, then audio
     this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no speech'); // before the held audio: speech in it clears it
+    if (this.toolAnswersHeld.length) {
+      const r = this.toolAnswersHeld;
+      this.toolAnswersHeld = [];
+      this.log.info({ ids: r.map((x) => x.id) }, 'tool answers sent on the resumed session');
+      this.link?.sendToolResponse?.(r);
+    }
     for (const f of this.held.drain()) this.stream(f);
   }
 
@@ -462,8 +505,52 @@ export class Conversation extends EventEmitter {
     this.ports.player.play(pcm);
   }
 
+  // ---- tools (issue 12) ------------------------------------------------------
+
+  /** The model calls functions: run them; each answer goes back on the link it came from, if that is still the current one. */
+  private toolCall(calls: ToolCall[]): void {
+    const tools = this.ports.tools;
+    const conv = this.convGen;
+    // To the current link if its session is up; while resuming, held until the new one is (the model still waits for them).
+    const send = (r: ToolResponse[]) => {
+      if (conv !== this.convGen || !this.link) return;
+      if (this.linkOpenedAt > 0 && this.link !== WAITING_LINK) this.link.sendToolResponse?.(r);
+      else this.toolAnswersHeld.push(...r);
+    };
+    if (!tools) { send(calls.map((c) => ({ id: c.id, name: c.name, response: { error: `unknown tool '${c.name}': this device has no tools` } }))); return; }
+    // The model waits for the answers: no "no reply" timeout while a tool runs; re-armed once every call is answered or cancelled.
+    for (const c of calls) this.toolsPending.add(c.id);
+    // A timeout that would end the conversation (no speech, follow-up window, no reply) waits for the tools.
+    const spec = this.stateTimerSpec;
+    if (this.stateTimer && spec?.endReason) this.armStateTimer(spec.ms, spec.endReason);
+    tools.call(calls, (r) => {
+      if (conv !== this.convGen) return;
+      send(r);
+      for (const x of r) this.toolsPending.delete(x.id);
+      this.toolsSettled();
+    });
+  }
+
+  private toolsSettled(): void {
+    if (this.toolsPending.size > 0) return;
+    const d = this.deferredTimer;
+    if (d) this.armStateTimer(d.ms, d.endReason);
+    else if (this.state === 'thinking') this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server');
+  }
+
+  /** end_conversation: the goodbye being (or about to be) spoken plays to its last sample, then the conversation ends. */
+  endAfterReply(): void {
+    if (!this.link) return;
+    // The goodbye already played to its end (the call came after it): end now rather than hold the mic open for the window.
+    if (this.state === 'follow-up' && this.followUpAfterReply) { this.end('goodbye (end_conversation)'); return; }
+    this.ending = true;
+    // Never at once: the goodbye may still come (after the answer). A turn that ends with no audio keeps waiting; the follow-up window bounds that.
+    this.log.info({ state: this.state }, 'end_conversation: ending once the goodbye has been heard');
+  }
+
   private interrupted(): void {
     this.counters.interrupted++;
+    this.ending = false; // the user spoke over the goodbye: they have more to say
     this.ports.player.flush();
     this.discardTurn = false; // the server has ended that turn itself
     this.replyAudio = false;
@@ -481,7 +568,7 @@ export class Conversation extends EventEmitter {
     if (this.discardTurn) { this.discardTurn = false; return; } // the end of a reply we cut: keep listening
     const hadAudio = this.replyAudio;
     this.replyAudio = false;
-    if (!hadAudio) this.followUp();
+    if (!hadAudio) this.followUp(false);
     else {
       this.ports.player.finish(() => { if (this.state === 'speaking') this.followUp(); });
       // Never stuck in 'speaking': if the player does not report the end in time, move on anyway.
@@ -505,9 +592,11 @@ export class Conversation extends EventEmitter {
     this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no speech');
   }
 
-  private followUp(): void {
+  private followUp(heardReply = true): void {
+    if (this.ending && heardReply) { this.end('goodbye (end_conversation)'); return; } // the goodbye's last sample has been heard
     if (this.opts.followUpMs <= 0) { this.end('reply done'); return; }
     this.vad.reset();
+    this.followUpAfterReply = heardReply;
     this.setState('follow-up');
     this.armStateTimer(this.opts.followUpMs, 'follow-up window over');
   }
@@ -541,6 +630,11 @@ export class Conversation extends EventEmitter {
     if (this.maxTimer) { clearTimeout(this.maxTimer); this.maxTimer = null; }
     const link = this.link;
     this.link = null;
+    this.ending = false;
+    this.toolsPending.clear();
+    this.toolAnswersHeld = [];
+    this.convGen++;
+    this.ports.tools?.cancelAll();
     this.held.clear();
     this.discardTurn = false;
     this.replyAudio = false;
@@ -575,6 +669,9 @@ export class Conversation extends EventEmitter {
 
   private armStateTimer(ms: number, endReason: string | null): void {
     this.clearStateTimer();
+    // While a tool runs (a non_blocking command may outlast the follow-up window) nothing ends the conversation under it.
+    if (endReason !== null && this.toolsPending.size > 0) { this.deferredTimer = { ms, endReason }; return; }
+    this.stateTimerSpec = { ms, endReason };
     this.stateTimer = setTimeout(() => {
       this.stateTimer = null;
       if (endReason === null) { if (this.state === 'error') this.setState('idle'); return; }
@@ -583,6 +680,7 @@ export class Conversation extends EventEmitter {
   }
 
   private clearStateTimer(): void {
+    this.deferredTimer = null;
     if (this.stateTimer) { clearTimeout(this.stateTimer); this.stateTimer = null; }
   }
 }

@@ -18,7 +18,7 @@ import { GpioUnavailable, type GpioBackend, type OutputLine } from './gpio/gpio.
 import { openGpioBackend } from './gpio/open.js';
 import { Ring, parseColour, type RingColours } from './leds/ring.js';
 import { bitbangTransport, spiTransport, type Apa102Transport } from './leds/apa102.js';
-import { Indicators, type DeviceIndicator } from './leds/indicators.js';
+import { Indicators, MissingLight, type DeviceIndicator } from './leds/indicators.js';
 import { applyMixer } from './mixer.js';
 import { startControlServer, type ControlRequest } from './control.js';
 import { LiveEmulator } from './emulator/emulator.js';
@@ -29,6 +29,8 @@ import { porcupineFactory } from './wake/porcupine.js';
 import { toneEngine } from './wake/tone.js';
 import { monotonicMs } from './clock.js';
 import { EchoRequiredError, EchoStage } from './audio/echo.js';
+import { Observer } from './observe.js';
+import { setupTools } from './tools/setup.js';
 
 export const EXIT_CONFIG = 78; // EX_CONFIG: listed in RestartPreventExitStatus=, so no restart loop
 export const CAPTURE_RATE = 16000;
@@ -74,10 +76,12 @@ class Endpoint {
   connector!: LiveConnector;
   description = '';
   private emulator: LiveEmulator | null = null;
+  /** The function declarations each new session gets (tools, issue 12). */
+  functions: () => import('@google/genai').FunctionDeclaration[] = () => [];
 
   constructor(private readonly log: Logger, private readonly interruptible: () => boolean) {}
 
-  async configure(config: Config): Promise<void> {
+  async configure(config: Config, configFile: string | null = null): Promise<void> {
     const { key, source } = readApiKey(config);
     let baseUrl = config.live.base_url;
     if (baseUrl) {
@@ -93,7 +97,8 @@ class Endpoint {
       this.log.warn('no API key (set GEMINI_API_KEY or live.api_key_file): using the built-in Live API emulator in parrot mode, which says your own words back');
     }
     if (baseUrl !== this.emulator?.url && this.emulator) { await this.emulator.close(); this.emulator = null; }
-    this.connector = new GeminiConnector({ apiKey: key ?? 'no-key', baseUrl, live: config.live, silenceMs: config.audio.end_of_speech_ms, interruptible: this.interruptible }, this.log);
+    this.connector = new GeminiConnector({ apiKey: key ?? 'no-key', baseUrl, live: config.live, silenceMs: config.audio.end_of_speech_ms,
+      interruptible: this.interruptible, configFile, transcripts: config.log.transcripts, functions: () => this.functions() }, this.log);
   }
 
   async close(): Promise<void> { await this.emulator?.close(); }
@@ -127,19 +132,29 @@ async function openHardware(config: Config, log: Logger): Promise<Hardware> {
     }
   }
   const parts: DeviceIndicator[] = [];
-  const ring = config.gpio.enabled ? await openRing(config, gpio, log) : null;
+  const opened = config.gpio.enabled ? await openRing(config, gpio, log) : null;
+  const ring = opened instanceof Ring ? opened : null;
   if (Object.keys(lines).length > 0 || !ring) parts.push(new Leds(lines, (role, on) => log.debug({ led: role, on }, 'led')));
   if (ring) parts.push(ring);
+  // A ring that is configured on a Pi (GPIO works) but cannot be driven is a privacy light that is not
+  // there: nothing may be streamed while it stands (the SPI interface still off before the reboot
+  // install.sh asks for, spi-device not built). Without GPIO at all (not a Pi) the daemon runs, saying so.
+  let missing = false;
+  if (typeof opened === 'string' && gpio) {
+    parts.push(new MissingLight(`the LED ring cannot be driven (${opened})`));
+    log.error(`the LED ring (the privacy light) cannot be driven (${opened}): no microphone audio will be sent until it can`);
+    missing = true;
+  }
   const indicator = parts.length === 1 ? parts[0] : new Indicators(parts);
   return {
     state: ring ? `${state}; ring: ${ring.snapshot().ring}` : state,
-    indicator, privacyLight: !!lines.listening || !!ring, button,
+    indicator, privacyLight: !!lines.listening || !!ring || missing, button,
     release: () => { indicator.release(); button?.release(); gpio?.release?.(); },
   };
 }
 
-/** The APA102 ring, or null (said once) when none is configured or it cannot be driven. */
-async function openRing(config: Config, gpio: GpioBackend | null, log: Logger): Promise<Ring | null> {
+/** The APA102 ring; null when none is configured; why, when it cannot be driven (said once). */
+async function openRing(config: Config, gpio: GpioBackend | null, log: Logger): Promise<Ring | string | null> {
   const r = config.gpio.ring;
   if (!r) return null;
   let transport: Apa102Transport | null = null;
@@ -157,7 +172,7 @@ async function openRing(config: Config, gpio: GpioBackend | null, log: Logger): 
   } catch (e) {
     power?.release();
     log.warn(`no LED ring: ${(e as Error).message}`);
-    return null;
+    return (e as Error).message;
   }
   const colours = Object.fromEntries(Object.entries(r.colours).map(([k, v]) => [k, parseColour(v)])) as RingColours;
   return new Ring(transport, { count: r.count, brightness: r.brightness, colours, power, onError: (m) => log.error(m) });
@@ -231,7 +246,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     echo = openEcho(config, file, log);
     echo.tailMs = config.audio.echo_tail_ms;
     endpoint = new Endpoint(log, () => echo.interruptible());
-    await endpoint.configure(config);
+    await endpoint.configure(config, file);
     wake = makeWakeWord(config);
     gpio = await openHardware(config, log);
   } catch (e) {
@@ -244,10 +259,18 @@ export async function runDaemon(configPath?: string): Promise<void> {
   }
   void applyMixer(config, log);
   const live: LiveConnector = { connect: (h, o) => endpoint.connector.connect(h, o) }; // swapped on reload
-  const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds, echo: { halfDuplex: () => echo.halfDuplex(), residualEcho: () => echo.residualEcho() } }, log);
+  // ---- tools (issue 12): function calls, timers, volume by voice
+  const tools = setupTools({ config: () => config, stateDir: stateDir(config), player, leds, store, log, conversation: () => conversation });
+  endpoint.functions = () => tools.dispatcher.declarations();
+  const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds, echo: { halfDuplex: () => echo.halfDuplex(), residualEcho: () => echo.residualEcho() }, tools: tools.dispatcher }, log);
   // The reference: every sample the speaker played, when it was heard.
   player.timeline.on('played', (c) => echo.reference(c));
   player.timeline.on('wrote', (c) => echo.scheduled(c, PLAYBACK_RATE));
+  // Transcripts (log.transcripts), token usage and `ctl watch` (src/observe.ts).
+  const observer = new Observer(conversation, log, () => config.log.transcripts);
+  // Function calls reach `ctl watch` as the conversation's 'tool' / 'tool-cancelled' events.
+  tools.dispatcher.on('tool', (e: object) => conversation.emit('tool', e));
+  tools.dispatcher.on('tool-cancelled', (e: object) => conversation.emit('tool-cancelled', e));
 
   // ---- events from the adapters
   let micProblem: string | null = null;
@@ -311,6 +334,9 @@ export async function runDaemon(configPath?: string): Promise<void> {
     lastError: conversation.lastError,
     fault: conversation.fault,
     counters: conversation.counters,
+    usage: observer.usage, // tokens since start, summed from the server's usageMetadata
+    transcripts: config.log.transcripts,
+    watchers: observer.watcherCount, // `ctl watch` clients connected now
     timing: conversation.timing,
     wake: wake?.status() ?? { engine: 'none', armed: false, keywords: [], reason: 'no wake word configured (wake.engine: none)', detections: 0 },
     echo: { ...echo.status(), summary: echo.describe(), cleaningNow: echo.cleaning(monotonicMs()), gatedFrames: conversation.gatedFrames, residualFrames: conversation.residualFrames },
@@ -322,6 +348,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     captureOverruns: mic.overruns,
     volume: player.volume,
     playback: player.status(),
+    timers: { list: tools.timers.list(), ringing: tools.timers.isRinging }, // tools (issue 12)
   });
   try {
     control = await startControlServer(config.control.socket, parseInt(config.control.mode, 8), (req: ControlRequest) => {
@@ -339,7 +366,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
         case 'status': break;
       }
       return status();
-    });
+    }, (send, end) => observer.watch(send, end));
   } catch (e) {
     log.fatal({ error: (e as Error).message }, 'cannot start the control socket');
     process.exit(1);
@@ -370,7 +397,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     const nextWake = rewake ? makeWakeWord(next) : wake; // reads the AccessKey: may throw
     const reecho = next.audio.echo_cancel !== config.audio.echo_cancel || next.audio.barge_in !== config.audio.barge_in;
     const nextEcho = reecho ? openEcho(next, configPath ?? file, log) : echo; // on and unavailable: throws, the reload is refused
-    await endpoint.configure(next); // reads the API key: may throw
+    await endpoint.configure(next, file); // reads the API key: may throw
     const previousVolume = config.audio.volume;
     const mixerChanged = JSON.stringify(next.mixer) !== JSON.stringify(config.mixer);
     config = { ...next, hardware: config.hardware, gpio: config.gpio, control: config.control, state: config.state };
@@ -379,6 +406,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     echo.tailMs = config.audio.echo_tail_ms;
     log.level = config.log.level;
     conversation.configure(conversationOptions(config));
+    tools.dispatcher.configure(config.tools.commands); // the next session declares them
     if (rewake) {
       // A reload is the user's action that may have fixed the cause: try again now.
       wake?.release();
@@ -399,9 +427,11 @@ export async function runDaemon(configPath?: string): Promise<void> {
     notify.stopping();
     log.info({ signal }, 'stopping');
     conversation.shutdown();
+    tools.stop();
     wake?.release();
     echo.close();
     gpio.release();
+    observer.closeWatchers(); // open watches would keep the socket server from closing
     await new Promise<void>((res) => control.close(() => res()));
     try { unlinkSync(config.control.socket); } catch { /* gone */ }
     await endpoint.close();
@@ -448,10 +478,14 @@ export async function runDaemon(configPath?: string): Promise<void> {
   // and say at once if the speaker cannot be opened (each conversation tries again).
   loadSpeakerAddon()
     .then(() => checkPlaybackDevice(config.audio.playback_device, PLAYBACK_RATE))
-    .then((problem) => { if (problem) log.warn({ error: problem }, 'playback not available yet; will retry at the first reply'); },
+    .then((problem) => {
+      if (problem) log.warn({ error: problem }, 'playback not available yet; will retry at the first reply');
+      else log.debug({ device: config.audio.playback_device }, 'playback device checked: the speaker addon is loaded and the device opens');
+    },
       (e: Error) => log.warn({ error: e.message }, 'playback not available yet; will retry at the first reply'));
   // Alive = the event loop runs this check, and capture either flows or is known to be down and being retried.
   notify.startWatchdog(() => conversation.state === 'muted' || micProblem !== null || monotonicMs() - lastFrameAt < STUCK_CAPTURE_MS);
+  tools.start(conversation); // saved timers: one that fell due while the daemon was down rings once now
   log.info({ endpoint: endpoint.description, gpio: gpio.state, socket: config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
   notify.ready(withEcho(statusLine(conversation.state, endpoint.description, micProblem, null, wake)));
 }

@@ -14,6 +14,7 @@ import { monotonicMs } from './clock.js';
 import { deviceHolders } from './audio/devices.js';
 import { EchoStage, EchoRequiredError } from './audio/echo.js';
 import { pino } from 'pino';
+import { checkModel } from './doctor-model.js';
 
 export const CAPTURE_RATE = 16000;
 export const PLAYBACK_RATE = 24000;
@@ -138,11 +139,11 @@ function checkPrivacyLight(config: Config, gpio: Check, ring: Check | null): Che
   const name = 'privacy light';
   const led = config.gpio.enabled ? config.gpio.leds.listening : null;
   if (ring && !led) {
-    if (ring.verdict === 'fail') return { name, verdict: 'fail', detail: `missing: the LED ring cannot be driven (${ring.detail}); the daemon will not stream while it is not lit`, fix: ring.fix };
+    if (ring.verdict === 'fail') return { name, verdict: 'fail', detail: `missing: the LED ring cannot be driven (${ring.detail}); where GPIO works the daemon sends no microphone audio until it can (with no GPIO at all it runs without it, saying so)`, fix: ring.fix };
     return { name, verdict: 'ok', detail: 'the LED ring shows the listening colour; the last frame written is checked before audio is sent' };
   }
   if (!led) return { name, verdict: 'info', detail: 'missing: no listening LED is configured (gpio.leds.listening), so nothing on the device shows when the microphone streams', fix: 'wire an LED and set gpio.leds.listening.pin' };
-  if (gpio.verdict === 'fail') return { name, verdict: 'fail', detail: `missing: the listening LED on BCM ${led.pin} cannot be driven (${gpio.detail}); the daemon will not stream while it is not lit`, fix: gpio.fix };
+  if (gpio.verdict === 'fail') return { name, verdict: 'fail', detail: `missing: the listening LED on BCM ${led.pin} cannot be driven (${gpio.detail}); without GPIO the daemon runs without it (its log says so), so nothing shows when the microphone streams`, fix: gpio.fix };
   return { name, verdict: 'ok', detail: `listening LED on BCM ${led.pin}; its line is read back before audio is sent` };
 }
 
@@ -306,7 +307,9 @@ export async function runDoctor(configPath?: string, out: (s: string) => void = 
   checks.push(checkPrivacyLight(config, gpioChecks[0], ringCheck));
   const { check: keyCheck, key } = checkKey(config);
   checks.push(keyCheck);
-  checks.push(await checkEndpoint(config, key));
+  const endpointCheck = await checkEndpoint(config, key);
+  checks.push(endpointCheck);
+  checks.push(await checkModel(config, file, endpointCheck.verdict === 'ok')); // issue 12: a retired or unknown live.model
   checks.push(checkWake(config));
   checks.push(checkEcho(config, running?.echo?.summary ?? null));
 

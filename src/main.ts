@@ -6,6 +6,7 @@ import { controlRequest } from './control.js';
 import { runDaemon } from './daemon.js';
 import { runEmulator } from './emulator/cli.js';
 import { runDoctor } from './doctor.js';
+import { controlWatch } from './observe.js';
 
 const program = new Command('live-speaker')
   .description('A smart speaker daemon for the Gemini Live API')
@@ -32,11 +33,11 @@ program.command('boot-config')
 
 program.command('ctl')
   .description('control the running daemon through its control socket')
-  .addArgument(new Command().createArgument('<command>', 'press | mute | unmute | status | volume').choices(['press', 'mute', 'unmute', 'status', 'volume']))
+  .addArgument(new Command().createArgument('<command>', 'press | mute | unmute | status | volume | watch').choices(['press', 'mute', 'unmute', 'status', 'volume', 'watch']))
   .argument('[value]', 'for volume: a percent (0-150), up or down')
   .option('--json', 'print the status as JSON')
   .option('--socket <path>', 'control socket (default: control.socket from the config)')
-  .action(async (cmd: 'press' | 'mute' | 'unmute' | 'status' | 'volume', value: string | undefined, opts: { json?: boolean; socket?: string }) => {
+  .action(async (cmd: 'press' | 'mute' | 'unmute' | 'status' | 'volume' | 'watch', value: string | undefined, opts: { json?: boolean; socket?: string }) => {
     if (cmd === 'volume' && value === undefined) { process.stderr.write('live-speaker ctl: volume needs a value: a percent (0-150), up or down\n'); process.exit(2); }
     let socket = opts.socket;
     if (!socket) {
@@ -46,6 +47,14 @@ program.command('ctl')
         socket = ConfigSchema.parse({}).control.socket;
         process.stderr.write(`live-speaker: ${e.message}\nlive-speaker: trying the default socket ${socket}\n`);
       }
+    }
+    if (cmd === 'watch') {
+      // JSON lines until the daemon stops (or Ctrl-C).
+      try { await controlWatch(socket, (line) => process.stdout.write(line + '\n')); } catch (e) {
+        process.stderr.write(`live-speaker ctl: ${(e as Error).message}\n`);
+        process.exit(1);
+      }
+      return;
     }
     try {
       const status = await controlRequest(socket, cmd === 'volume' ? { cmd, value: value! } : { cmd }) as Record<string, any>;
@@ -67,7 +76,8 @@ program.command('emulator')
   .description('run the loopback Live API emulator in parrot mode (point live.base_url at it)')
   .addOption(new Option('--port <n>', 'TCP port').default('8765').argParser((v) => Number(v)))
   .option('--host <addr>', 'address to listen on', '127.0.0.1')
-  .action(async (opts: { port: number; host: string }) => {
+  .option('--models <list>', 'comma-separated models it serves; any other is refused as the Live API refuses a retired one (default: any)', (v: string) => v.split(',').map((m) => m.trim()).filter(Boolean))
+  .action(async (opts: { port: number; host: string; models?: string[] }) => {
     const emu = await runEmulator(opts);
     const stop = () => { void emu.close().then(() => process.exit(0)); };
     process.on('SIGTERM', stop);
@@ -83,8 +93,11 @@ function formatStatus(s: Record<string, any>): string {
     `gpio:        ${s.gpio}`,
     `leds:        ${Object.entries(s.leds ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}`,
     `speaker:     ${s.playback ? `${s.playback.device}, ${s.playback.open ? `open (delay ${s.playback.delayMs ?? '?'} ms)` : 'closed'}, volume ${s.volume}%` : `volume ${s.volume}%`}`,
+    ...(s.fault ? [`fault:       ${s.fault} (fix it, then press or reload)`] : []),
     `last error:  ${s.lastError ? `${s.lastError.message} (${s.lastError.at})` : 'none'}`,
+    ...(s.timers ? [`timers:      ${s.timers.ringing ? 'RINGING (press to stop); ' : ''}${s.timers.list.length ? s.timers.list.map((t: any) => `${t.kind} ${t.id}${t.label ? ` "${t.label}"` : ''} at ${t.rings_at} (${t.remaining_s} s)`).join(', ') : 'none set'}`] : []),
     `counters:    ${c.conversations} conversations, ${c.turns} turns, ${c.bargeIns} barge-ins by press, ${c.interrupted} interrupted by voice, ${c.errors} errors`,
+    ...(s.usage ? [`tokens:      ${s.usage.totalTokens} total (${s.usage.promptTokens} prompt, ${s.usage.responseTokens} response) since start, as the Live API reported them`] : []),
     `uptime:      ${s.uptimeS} s (pid ${s.pid})`,
   ];
   return lines.join('\n') + '\n';

@@ -63,7 +63,8 @@ export class StateStore {
   }
 }
 
-function writeAtomic(file: string, text: string): void {
+/** Write `file` so that a crash leaves the old or the new text, never a torn one (temp file, fsync, rename, fsync the directory). */
+export function writeAtomic(file: string, text: string): void {
   const dir = join(file, '..');
   mkdirSync(dir, { recursive: true });
   const tmp = `${file}.tmp`;

@@ -8,7 +8,14 @@
 // there plays a known signal (marker tones around a seeded random body) into
 // the simulated sound card, whose PulseAudio runs on this machine with its
 // directory bind-mounted into the root, and what reaches spk.monitor must be
-// that signal, every sample, in order.
+// that signal, every sample, in order. Porcupine: for each Pi model's
+// /proc/cpuinfo (a fake one bind-mounted over the root's), the library the
+// daemon picks loads in the root's node (its init then refuses the test's
+// key); the other architecture's file is refused. Then the built daemon
+// (dist/, copied in) runs in the root and holds one whole conversation with
+// the emulator (on the host, parrot mode) on the simulated card; a separate
+// test follows its reply at the card against what the emulator sent.
+// The root has scripts/deps.sh's runtime and demo packages (arm-root.sh).
 //
 // Skipped, with the reason, without root, qemu-user-static or binfmt_misc;
 // LIVE_SPEAKER_SKIP_ARM_TEST=1 skips it, LIVE_SPEAKER_ARM_ARCHES=arm64 runs
@@ -16,11 +23,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SoundCard, findTone } from './bench/soundcard.js';
+import { SoundCard, findTone, speechMs, speechPeakRms, wholeCorrelation } from './bench/soundcard.js';
+import { DaemonProcess } from './bench/daemon.js';
+import { LiveEmulator } from '../src/emulator/emulator.js';
+import { resample } from '../src/audio/pcm.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BENCH = join(REPO, 'test', 'bench');
@@ -163,6 +173,103 @@ s.once('close', () => { console.log('played ' + pcm.length + ' bytes on ' + proc
 s.end(pcm);
 `;
 
+// --- Porcupine: each Raspberry Pi model as its kernel shows it in /proc/cpuinfo
+// (64-bit kernel format for arm64; the 32-bit one, with Hardware, for armhf),
+// put over the root's /proc/cpuinfo; the library the daemon picks for it must
+// load there. Pi 1, Zero and early Pi 2 (ARM1176, Cortex-A7) have no
+// Porcupine build, so nothing is picked for them (test/wake.test.ts).
+interface PiModel { model: string; part: string; variant: string; rev: number; revision: string; cpu: string }
+const PI_MODELS: PiModel[] = [
+  { model: 'Raspberry Pi 3 Model B Rev 1.2', part: '0xd03', variant: '0x0', rev: 4, revision: 'a02082', cpu: 'cortex-a53' },
+  { model: 'Raspberry Pi Zero 2 W Rev 1.0', part: '0xd03', variant: '0x0', rev: 4, revision: '902120', cpu: 'cortex-a53' },
+  { model: 'Raspberry Pi 4 Model B Rev 1.4', part: '0xd08', variant: '0x0', rev: 3, revision: 'd03114', cpu: 'cortex-a72' },
+  { model: 'Raspberry Pi 5 Model B Rev 1.0', part: '0xd0b', variant: '0x4', rev: 1, revision: 'd04170', cpu: 'cortex-a76' },
+];
+function cpuinfo(m: PiModel, deb: Arch['deb']): string {
+  const cores = [0, 1, 2, 3].map((i) => deb === 'arm64'
+    ? `processor\t: ${i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: ${m.variant}\nCPU part\t: ${m.part}\nCPU revision\t: ${m.rev}\n`
+    : `processor\t: ${i}\nmodel name\t: ARMv7 Processor rev ${m.rev} (v7l)\nBogoMIPS\t: 108.00\nFeatures\t: half thumb fastmult vfp edsp neon vfpv3 tls vfpv4 idiva idivt vfpd32 lpae evtstrm crc32\nCPU implementer\t: 0x41\nCPU architecture: 7\nCPU variant\t: ${m.variant}\nCPU part\t: ${m.part}\nCPU revision\t: ${m.rev}\n`);
+  return `${cores.join('\n')}\n${deb === 'armhf' ? 'Hardware\t: BCM2835\n' : ''}Revision\t: ${m.revision}\nSerial\t\t: 00000000c0ffee42\nModel\t\t: ${m.model}\n`;
+}
+// Run by the root's node, with the fake cpuinfo in place: the daemon's own
+// selection and engine factory (dist/src/wake/porcupine.js) with a key that is
+// not one, then which native files that process loaded; and, as the control
+// that a wrong-architecture file is refused, process.dlopen of argv[3].
+const PORCUPINE_MJS = `import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+const [dist, other] = process.argv.slice(2);
+const mod = join(dist, 'src', 'wake', 'porcupine.js');
+const porcupine = await import(mod);
+const require = createRequire(mod);
+const pkgDir = dirname(require.resolve('@picovoice/porcupine-node/package.json'));
+const out = { arch: process.arch, pkgDir, lib: porcupine.libraryPath(pkgDir, readFileSync('/proc/cpuinfo', 'utf8')) ?? null };
+try {
+  const engine = porcupine.porcupineFactory({ accessKey: 'not-a-picovoice-access-key', keywords: [{ name: 'jarvis', sensitivity: 0.5 }], modelPath: null })();
+  out.started = true; engine.release();
+} catch (e) { out.error = String(e.message); out.errorClass = e.errorClass ?? e.constructor.name; }
+out.loaded = Object.keys(require.cache).filter((k) => k.endsWith('.node'));
+try { process.dlopen({ exports: {} }, other); out.otherLoaded = true; } catch (e) { out.otherError = String(e.message); }
+console.log(JSON.stringify(out));
+`;
+
+/**
+ * Follow `sent` through `heard` (both 16 kHz) 100 ms at a time: each piece is
+ * looked for from where the previous one ended (up to 40 ms earlier, 500 ms
+ * later). A voiced piece (RMS >= minRms) counts as found at correlation >= 0.9,
+ * or, where a gap fell inside it, as its two 50 ms halves found one after the
+ * other at >= 0.9 each.
+ * gapMs: how much longer the voiced span took to play than it lasts.
+ */
+function followInOrder(heard: Int16Array, sent: Int16Array, minRms: number): { voiced: number; found: number; worst: number; gapMs: number } {
+  const N = 1600;
+  const rms = (x: Int16Array, o: number) => { let e = 0; for (let i = 0; i < N; i++) e += x[o + i] ** 2; return Math.sqrt(e / N); };
+  let voiced = 0, found = 0, worst = 1, first = -1, firstAt = 0, lastEnd = 0, lastSentEnd = 0;
+  let expect = -1;
+  for (let k = 0; k + N <= sent.length; k += N) {
+    if (rms(sent, k) < minRms) { if (expect >= 0) expect += N; continue; }
+    const piece = sent.subarray(k, k + N);
+    voiced++;
+    let best = -1, bestC = -1;
+    const from = expect < 0 ? 0 : Math.max(0, expect - 640);
+    const to = expect < 0 ? heard.length - N : Math.min(heard.length - N, expect + 8000);
+    for (let o = from; o <= to; o++) { const c = ncc(heard, piece, o); if (c > bestC) { bestC = c; best = o; } }
+    let end = best + N;
+    if (bestC < 0.9 && expect >= 0) {
+      // A piece with a gap inside it: its two halves, each found in order (the gap between them counts as gap).
+      const half = N / 2;
+      const find = (x: Int16Array, lo: number, hi: number) => {
+        let bo = -1, bc = -1;
+        for (let o = Math.max(0, lo); o <= Math.min(heard.length - half, hi); o++) { const c = ncc(heard, x, o); if (c > bc) { bc = c; bo = o; } }
+        return { o: bo, c: bc };
+      };
+      const h1 = find(piece.subarray(0, half), expect - 640, expect + 8000);
+      const h2 = find(piece.subarray(half), h1.o + half, h1.o + half + 8000);
+      if (Math.min(h1.c, h2.c) >= 0.9) { bestC = Math.min(h1.c, h2.c); best = h1.o; end = h2.o + half; }
+    }
+    worst = Math.min(worst, bestC);
+    if (bestC >= 0.9) {
+      found++;
+      if (first < 0) { first = best; firstAt = k; }
+      lastEnd = end; lastSentEnd = k + N;
+      expect = end;
+    } else if (expect >= 0) expect += N;
+  }
+  const gapMs = first < 0 ? 0 : Math.round((((lastEnd - first) - (lastSentEnd - firstAt)) / 16000) * 1000);
+  return { voiced, found, worst, gapMs };
+}
+
+// The question of scripts/demo.sh.
+const QUESTION = 'Hello speaker, what is the weather like in Lisbon today?';
+
+/** Kill what is left of a run's processes: those whose root is RUN/root (an emulated daemon's arecord, say). */
+function killInRoot(run: string): void {
+  const mine = join(run, 'root');
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try { if (readlinkSync(`/proc/${p}/root`) === mine) process.kill(Number(p), 'SIGKILL'); } catch { /* gone */ }
+  }
+}
+
 test('the vendored speaker tarball is speaker@0.5.5 from the registry plus vendor/speaker/arm64.patch, nothing else', { timeout: 120_000 }, async () => {
   const r = await sh('bash', [join(REPO, 'vendor', 'speaker', 'pack.sh'), '--check'], { timeoutMs: 110_000 });
   assert.equal(r.code, 0, `${r.out}\n${r.err}`);
@@ -194,6 +301,9 @@ async function prepare(a: Arch): Promise<Prepared> {
     mkdirSync(dirname(join(app, rel)), { recursive: true });
     copyFileSync(join(REPO, rel), join(app, rel));
   }
+  // The daemon as tsc built it here (plain JavaScript, the same on every
+  // architecture: install.sh's tsc step is not repeated under emulation).
+  cpSync(join(REPO, 'dist', 'src'), join(app, 'dist', 'src'), { recursive: true });
   await armRoot(a); // binfmt may have been dropped meanwhile: re-check
   t = Date.now();
   const npmCi = await sh('bash', [join(BENCH, 'in-root.sh'), root, run, app, '--',
@@ -242,7 +352,8 @@ for (const a of ARCHES) {
       assert.equal(npmCi.code, 0, `npm ci failed under qemu (${a.deb}):\n${npmCi.out.slice(-6000)}\n${npmCi.err.slice(-2000)}`);
       const built = gypPackages(join(app, 'node_modules'));
       const names = built.map((p) => relative(join(app, 'node_modules'), p)).sort();
-      for (const want of ['epoll', 'sd-notify', 'speaker']) assert.ok(names.includes(want), `${want} is among the node-gyp packages (${names.join(', ')})`);
+      // spi-device (APA102 rings) is optional in package.json, so a failed build would only be dropped: required here.
+      for (const want of ['epoll', 'sd-notify', 'speaker', 'spi-device']) assert.ok(names.includes(want), `${want} is among the node-gyp packages (${names.join(', ')})`);
       for (const p of built) {
         const rel = join(p, 'build', 'Release');
         const nodes = existsSync(rel) ? readdirSync(rel).filter((f) => f.endsWith('.node')) : [];
@@ -342,6 +453,157 @@ for (const a of ARCHES) {
       } finally {
         await card.stop();
       }
+    });
+
+    test(`Porcupine: for each Pi model's /proc/cpuinfo, the daemon picks the ${a.deb} library for its CPU and that file loads (a wrong-arch one is refused)`, { timeout: 300_000 }, async () => {
+      assert.equal(npmCi.code, 0, 'npm ci failed (see the first test)');
+      writeFileSync(join(app, 'porcupine-check.mjs'), PORCUPINE_MJS);
+      const pkgDir = join(app, 'node_modules', '@picovoice', 'porcupine-node');
+      const t = Date.now();
+      await armRoot(a);
+      // The models side by side, each in its own overlay (a run directory of its own).
+      await Promise.all(PI_MODELS.map(async (m, i) => {
+        const want = join(pkgDir, 'lib', 'raspberry-pi', `${m.cpu}${a.deb === 'arm64' ? '-aarch64' : ''}`, 'pv_porcupine.node');
+        const h = elfHeader(want);
+        assert.equal(h.machine, a.machine, `${relative(app, want)} is an ELF file for ${a.deb}`);
+        // The control: the same CPU's build for the other architecture.
+        const other = join(pkgDir, 'lib', 'raspberry-pi', `${m.cpu}${a.deb === 'arm64' ? '' : '-aarch64'}`, 'pv_porcupine.node');
+        const sub = join(run, `porcupine-${i}`);
+        mkdirSync(sub, { mode: 0o755 });
+        const fake = join(sub, 'cpuinfo');
+        writeFileSync(fake, cpuinfo(m, a.deb));
+        const r = await sh('bash', [join(BENCH, 'in-root.sh'), root, sub, app, `${fake}=/proc/cpuinfo`, '--',
+          'node', join(app, 'porcupine-check.mjs'), join(app, 'dist'), other], { timeoutMs: 120_000, env: { PATH: process.env.PATH } });
+        assert.equal(r.code, 0, `${m.model}: the check did not run:\n${r.out}\n${r.err}`);
+        const got = JSON.parse(r.out.trim().split('\n').pop()!);
+        timings[`porcupine ${m.model}`] = got.errorClass ?? (got.started ? 'started' : '?');
+        assert.equal(got.arch, a.node);
+        assert.equal(got.lib, want, `${m.model} (CPU part ${m.part}): the daemon picks ${relative(app, want)}`);
+        // Loaded: the library is in that process's module cache, which Node fills only after dlopen succeeds and the
+        // module registers. Without a key or the network, Porcupine's init then refuses the key: that is after the load.
+        assert.deepEqual(got.loaded, [want], `${m.model}: the picked library, and only it, was loaded (error: ${got.error})`);
+        // (Seen: "PorcupineInvalidArgumentError: Porcupine failed to initialize: Picovoice Error. Failed to parse AccessKey.")
+        assert.match(`${got.errorClass}: ${got.error}`, /^Porcupine\w*Error: .*AccessKey/,
+          `${m.model}: after loading, Porcupine's init fails on the key, not on the CPU or the file`);
+        assert.doesNotMatch(String(got.error), /Unsupported CPU|ELF|cannot open shared object|undefined symbol/);
+        assert.ok(!got.otherLoaded && /wrong ELF class|ELFCLASS|cannot open shared object|wrong ELF/i.test(got.otherError ?? ''),
+          `the ${relative(app, other)} build is refused on ${a.deb} (${got.otherError ?? 'it loaded'})`);
+      }));
+      timings.porcupineS = (Date.now() - t) / 1000;
+    });
+
+    // Set by the conversation test: what reached the card, what the emulator sent, how often the daemon's player ran dry.
+    let conversation: { played: Buffer; sent: Buffer; ranDry: number } | null = null;
+
+    test(`the built daemon in the ${a.deb} root holds one whole conversation on the emulator and the simulated card: the server hears the whole question, every byte of the reply goes to the speaker addon, then idle`, { timeout: 600_000 }, async () => {
+      assert.equal(npmCi.code, 0, 'npm ci failed (see the first test)');
+      // Real time under emulation needs the CPU: the other architecture's npm ci (started together) is over first.
+      await Promise.allSettled([...prepared.values()]);
+      const cardDir = join(run, 'card-conversation');
+      const daemonDir = join(run, 'daemon');
+      mkdirSync(cardDir, { mode: 0o755 });
+      mkdirSync(daemonDir, { mode: 0o755 });
+      const card = await SoundCard.start(cardDir);
+      // Parrot mode, as the demo's built-in emulator, here on the host so that what it sent is known.
+      const sent: Buffer[] = [];
+      const emu = await LiveEmulator.start({ mode: 'parrot', reply: (u) => { const r = resample(u.pcm, 16000, 24000); sent.push(r); return r; } });
+      let daemon: DaemonProcess | undefined;
+      const sink = card.recordSpeaker();
+      const room = card.recordRoom();
+      try {
+        const speech = await card.say(QUESTION);
+        await armRoot(a);
+        let t = Date.now();
+        daemon = await DaemonProcess.start({
+          dir: daemonDir,
+          env: { PATH: process.env.PATH },
+          readyTimeoutMs: 180_000,
+          // The most lead the config allows: the emulated daemon was seen late by up to 700 ms under load.
+          config: { live: { base_url: emu.url }, conversation: { follow_up_s: 2, no_speech_timeout_s: 10 }, audio: { playback_lead_ms: 400 } },
+          command: (args) => ({ cmd: 'bash', args: [join(BENCH, 'in-root.sh'), root, run, app, cardDir, daemonDir, '--',
+            'env', `PULSE_SERVER=${card.cardEnv.PULSE_SERVER}`, `ALSA_CONFIG_PATH=${card.cardEnv.ALSA_CONFIG_PATH}`,
+            // Its speaker-addon probe (a child node) took over the default 10 s here under emulation.
+            'LIVE_SPEAKER_ADDON_PROBE_TIMEOUT_MS=60000',
+            'node', join(app, 'dist', 'src', 'main.js'), ...args] }),
+        });
+        timings.daemonReadyS = (Date.now() - t) / 1000;
+        // Under emulation the start-up check of the speaker (a child node loading the addon, then opening the
+        // device) ends well after 'ready' (on a Pi, within a second or two); a press before it ended was seen
+        // to get its reply dropped silent ("playback did not report the end of the reply"): wait for it.
+        await daemon.waitLog((l) => l.msg.startsWith('playback device checked') || l.msg.startsWith('playback not available'), 120_000, 'the playback check');
+        timings.playbackCheckedS = (Date.now() - t) / 1000;
+        t = Date.now();
+        const stateReached = (s: string, ms: number) => daemon!.waitLog((l) => l.msg === 'state' && l.to === s, ms, `state ${s}`);
+        // (Everything in the root runs 5-20x slower: the control socket is given 30 s, not 5.)
+        const ack = await daemon.ctl('press', 30_000);
+        timings.pressAnsweredS = (Date.now() - t) / 1000;
+        assert.equal(ack.state, 'connecting');
+        await card.playIntoRoom(speech);
+        const [, u] = await emu.waitFor('utterance', undefined, 30_000);
+        await stateReached('speaking', 30_000);
+        await stateReached('follow-up', 60_000);
+        await stateReached('idle', 30_000);
+        timings.conversationS = (Date.now() - t) / 1000;
+        await sleep(300);
+        const played = await sink.stop();
+        const said = await room.stop();
+        assert.deepEqual(daemon.states(), ['connecting', 'listening', 'thinking', 'speaking', 'follow-up', 'idle']);
+        // The server received what was said: the whole question is in the utterance it cut.
+        const inUtterance = wholeCorrelation(u.pcm, said);
+        timings.utteranceCorrelation = Number(inUtterance.toFixed(4));
+        assert.ok(inUtterance > 0.95, `the whole question is in the utterance the server cut (corr ${inUtterance.toFixed(3)}; room vs the spoken file ${wholeCorrelation(said, speech).toFixed(3)})`);
+        assert.equal(emu.sessions.length, 1);
+        assert.equal(emu.sessions[0].utterances.length, 1, 'one question, one utterance');
+        assert.equal(sent.length, 1, 'one reply sent');
+        const status = await daemon.ctl('status', 30_000);
+        assert.equal(status.session, 'none');
+        assert.equal(status.micLive, false);
+        assert.equal(status.counters.bytesPlayed, sent[0].length, 'every byte the emulator sent went to the speaker addon');
+        const ranDry = daemon.logs.filter((l) => l.msg.startsWith('playback ran dry')).length;
+        timings.playbackRanDry = ranDry;
+        conversation = { played, sent: sent[0], ranDry };
+        assert.equal(emu.sessions[0].closed, true, 'the session is closed after the follow-up window');
+      } finally {
+        await sink.stop().catch(() => undefined);
+        await room.stop().catch(() => undefined);
+        if (daemon) {
+          // Its log, for when this fails: kept beside the roots.
+          writeFileSync(join(CACHE, `arm-test-${a.deb}-daemon.log`), `${daemon.logs.map((l) => JSON.stringify(l)).join('\n')}\n${daemon.stderr}`);
+          const code = await daemon.stop();
+          if (code !== 0) process.stderr.write(`arm test ${a.deb}: the daemon exited with ${code}; stderr:\n${daemon.stderr.slice(-3000)}\n`);
+        }
+        killInRoot(run);
+        await emu.close();
+        await card.stop();
+      }
+    });
+
+    test(`in that conversation the ${a.deb} daemon's reply reached the simulated card whole: what the emulator sent, every voiced 100 ms in order`, { timeout: 120_000 }, () => {
+      assert.ok(conversation, 'the conversation ran (see the test above)');
+      // What reached the sound card is what the emulator sent: the same samples, in order, and as many seconds of speech.
+      const { played, sent, ranDry } = conversation;
+      const heard = resample(played, 24000, 16000);
+      const reply = resample(sent, 24000, 16000);
+      const corr = wholeCorrelation(heard, reply);
+      const minRms = speechPeakRms(reply) / 10;
+      const sentMs = speechMs(reply, minRms);
+      const playedMs = speechMs(heard, minRms);
+      // Under emulation the player can fall behind for a moment (seen: one 160 ms gap 0.4 s into the reply, after
+      // which every sample followed in order), which a single-offset correlation cannot pass: the reply is
+      // followed 100 ms at a time instead, each piece found after the one before, and the gaps are added up.
+      const pieces = followInOrder(samplesOf(heard), samplesOf(reply), minRms);
+      Object.assign(timings, {
+        replyCorrelation: Number(corr.toFixed(4)), replySpeechMs: `${playedMs} played / ${sentMs} sent`,
+        replyPieces: `${pieces.found}/${pieces.voiced} voiced 100 ms pieces found in order (worst corr ${pieces.worst.toFixed(3)})`, replyGapsMs: pieces.gapMs,
+      });
+      if (pieces.found < pieces.voiced || corr <= 0.97) {
+        writeFileSync(join(CACHE, `arm-test-${a.deb}-conversation.raw`), played);
+        writeFileSync(join(CACHE, `arm-test-${a.deb}-conversation-sent.raw`), sent);
+      }
+      assert.ok(pieces.voiced >= 10, `the reply has speech to follow (${pieces.voiced} voiced pieces)`);
+      assert.equal(pieces.found, pieces.voiced, `every voiced 100 ms piece of the emulator's reply reached the card, in order (worst corr ${pieces.worst.toFixed(3)}; whole-reply corr ${corr.toFixed(3)}; the emulated daemon's player ran dry ${ranDry} times)`);
+      assert.ok(pieces.gapMs <= 1000, `gaps inside the played reply add up to ${pieces.gapMs} ms (bound 1000 under emulation)`);
+      assert.ok(Math.abs(playedMs - sentMs) <= 0.05 * sentMs, `${playedMs} ms of speech played for ${sentMs} ms sent`);
     });
   });
 }

@@ -272,7 +272,7 @@ test('a loud reply never clips: at volume 150 a full-scale reply stays under the
 });
 
 // Make a /proc-like tree for the busy-device explanation (no real sound card here).
-test('a busy device names the program that holds it (from /proc/asound), with the fix', async () => {
+test('a busy device names the program that holds it (from /proc/asound), with the fix; held by the daemon itself, it says so', async () => {
   const proc = mkdtempSync(join(tmpdir(), 'ls-proc-'));
   try {
     mkdirSync(join(proc, 'asound', 'card1', 'pcm0p', 'sub0'), { recursive: true });
@@ -284,6 +284,7 @@ test('a busy device names the program that holds it (from /proc/asound), with th
     assert.match(explainOpenFailure('hw:1,0', proc)!, /busy: held by pipewire \(pid 812\); a sound server owns the card: play through it \(audio\.playback_device: default\)/);
     rmSync(join(proc, '812'), { recursive: true }); // ProtectProc=invisible hides another user's process
     assert.match(explainOpenFailure('hw:Device', proc)!, /held by pid 812 \(name hidden from this user: `ps -p 812`\)/);
+    assert.match(explainOpenFailure('hw:1,0', proc, 812)!, /still held by this daemon's previous stream, which stalled/, 'its own pid is not "that program" to stop');
     assert.match(explainOpenFailure('hw:CARD=Other', proc)!, /no such card/);
     assert.equal(explainOpenFailure('default', proc), null, 'a virtual device: /proc cannot tell');
   } finally { rmSync(proc, { recursive: true, force: true }); }

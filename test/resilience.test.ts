@@ -132,10 +132,10 @@ test('garbage frames, wrong audio types, odd byte counts and unknown tool calls 
     s.sendRaw('this is not json {');
     s.sendRaw(Buffer.from([0xff, 0x00, 0x13]));
     s.send({ serverContent: { modelTurn: { parts: [{ inlineData: { mimeType: 'audio/mpeg', data: Buffer.alloc(100).toString('base64') } }] } } });
-    s.send({ toolCall: { functionCalls: [{ id: 'fc-1', name: 'set_volume', args: { level: 40 } }] } });
+    s.send({ toolCall: { functionCalls: [{ id: 'fc-1', name: 'open_pod_bay_doors', args: { level: 40 } }] } }); // set_volume is a real tool now (issue 12)
     const [, msg] = await emu.waitFor('message', (_s, m) => !!m.toolResponse, 5000);
     assert.deepEqual(msg.toolResponse.functionResponses[0].id, 'fc-1');
-    assert.match(msg.toolResponse.functionResponses[0].response.error, /unknown tool 'set_volume'/);
+    assert.match(msg.toolResponse.functionResponses[0].response.error, /unknown tool 'open_pod_bay_doors'/);
     s.send({ serverContent: { modelTurn: { parts: [{ inlineData: { mimeType: 'audio/pcm;rate=24000', data: Buffer.alloc(4801).toString('base64') } }] } } });
     await daemon.waitState('speaking', 3000);
     s.send({ serverContent: { turnComplete: true } });

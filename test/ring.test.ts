@@ -7,6 +7,8 @@ import { apa102Frame, bitbangTransport, endFrameBytes, pixelOf, type Apa102Trans
 import { RING_PATTERNS, Ring, parseColour, withTimer, type RingColours } from '../src/leds/ring.js';
 import { STREAMING_STATES, type State } from '../src/conversation.js';
 import { fakeConversation } from './bench/fake-conversation.js';
+import { Indicators, MissingLight } from '../src/leds/indicators.js';
+import { Leds } from '../src/leds.js';
 import type { OutputLine } from '../src/gpio/gpio.js';
 
 const COLOURS: RingColours = {
@@ -128,6 +130,19 @@ test('privacy: a ring whose SPI write fails stops the stream before any audio le
   assert.match(c.lastError!.message, /^privacy light: cannot write the LED ring \(fake SPI\): EIO/);
   c.shutdown();
   ring.release();
+});
+
+test('privacy: a ring that is configured but cannot be driven stands as a light that is never lit: nothing is streamed, and the error says why', () => {
+  // What the daemon puts beside the GPIO LEDs when gpio.ring is set and its SPI device cannot be opened.
+  const indicator = new Indicators([new Leds({}), new MissingLight('the LED ring cannot be driven (ENOENT /dev/spidev0.1)')]);
+  const { c, sent, h } = fakeConversation(indicator);
+  c.press('ctl');
+  h().onOpen();
+  c.micFrame(Buffer.alloc(640, 1));
+  assert.equal(sent.length, 0, 'no audio left');
+  assert.equal(c.state, 'error');
+  assert.match(c.lastError!.message, /^privacy light: the LED ring cannot be driven \(ENOENT \/dev\/spidev0\.1\)/);
+  c.shutdown();
 });
 
 test('apa102 bit-banged: each bit on the data line, clocked on the rising edge, MSB first; lines that are not synchronous are refused', () => {

@@ -31,6 +31,9 @@ test('config: every wrong key and type is named, with the file', () => {
     assert.match(e.message, /'gpio\.leds\.listening\.pin': /);
     return true;
   });
+  // A playback lead under 100 ms cannot work: audio is only written behind 50 ms queued, and a reply would never finish.
+  assert.throws(() => parseConfig({ audio: { playback_lead_ms: 60 } }, '/etc/live-speaker/config.yaml'), /'audio\.playback_lead_ms': .*100/);
+  assert.equal(parseConfig({ audio: { playback_lead_ms: 100 } }, null).audio.playback_lead_ms, 100);
 });
 
 test('config: the shipped config.yaml is valid and matches the schema defaults', async () => {

@@ -10,6 +10,13 @@ import { explainOpenFailure } from './devices.js';
 
 const require = createRequire(import.meta.url);
 const SPEAKER_PATH = require.resolve('speaker');
+/**
+ * How long a probe child (node loading the addon, opening a device) may take.
+ * 10 s by default; LIVE_SPEAKER_ADDON_PROBE_TIMEOUT_MS raises it where
+ * everything is slower than on any Pi: under qemu-user (test/arm.test.ts) a
+ * probe started beside the daemon's own start-up took longer than 10 s.
+ */
+const PROBE_TIMEOUT_MS = Number(process.env.LIVE_SPEAKER_ADDON_PROBE_TIMEOUT_MS) || 10000;
 
 export type SpeakerClass = typeof SpeakerType;
 /** The addon's native binding; `flush` is snd_pcm_drop + snd_pcm_prepare, without closing. */
@@ -56,7 +63,7 @@ const LOAD_IN_CHILD = `const fs=require('fs');const f=require('path').join(requi
 export function loadSpeakerAddon(): Promise<void> {
   if (Speaker) return Promise.resolve();
   loading ??= new Promise<void>((resolve, reject) => {
-    execFile(process.execPath, ['-e', LOAD_IN_CHILD], { timeout: 10000 }, (err, _out, stderr) => {
+    execFile(process.execPath, ['-e', LOAD_IN_CHILD], { timeout: PROBE_TIMEOUT_MS }, (err, _out, stderr) => {
       loading = null;
       if (err) {
         const why = stderr.split('\n').map((l) => l.trim()).filter(Boolean).slice(-1)[0] ?? `probe exited ${err.code ?? err.signal}`;
@@ -89,7 +96,7 @@ export function checkPlaybackDevice(device: string, rate: number): Promise<strin
     `const fail=(e)=>{process.stderr.write('open failed: '+e.message+'\\n');process.exit(3)};s.on('error',fail);` +
     `s.write(Buffer.alloc(${Math.round(rate / 100) * 2}),(e)=>{if(e)fail(e);s.close(true);process.exit(0)})`;
   return new Promise((resolve) => {
-    execFile(process.execPath, ['-e', script], { timeout: 10000 }, (err, _out, stderr) => {
+    execFile(process.execPath, ['-e', script], { timeout: PROBE_TIMEOUT_MS }, (err, _out, stderr) => {
       if (!err) return resolve(null);
       const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
       // alsa-lib's own verdict, rather than its configuration chatter before it.

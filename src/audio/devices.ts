@@ -62,8 +62,11 @@ const SERVERS = /^(pipewire|wireplumber|pulseaudio|jackd|jackdbus)/;
  * holds it (and what to do about it), or that the card does not exist.
  * null when /proc tells nothing (a virtual device, or no kernel sound).
  */
-export function explainOpenFailure(device: string, proc = '/proc'): string | null {
-  const holders = deviceHolders(device, proc);
+export function explainOpenFailure(device: string, proc = '/proc', self = process.pid): string | null {
+  const all = deviceHolders(device, proc);
+  const holders = all.filter((h) => h.pid !== self);
+  // Only this daemon: its own abandoned stream (a stalled write) still holds an exclusive device until that write returns.
+  if (all.length > 0 && holders.length === 0) return 'the device is busy: still held by this daemon\'s previous stream, which stalled; it is released when its last write returns';
   if (holders.length > 0) {
     const who = holders.map((h) => (h.name ? `${h.name} (pid ${h.pid})` : `pid ${h.pid} (name hidden from this user: \`ps -p ${h.pid}\`)`)).join(', ');
     const server = holders.some((h) => h.name && SERVERS.test(h.name));

@@ -50,3 +50,15 @@ export class ChimeNotch {
     return out;
   }
 }
+
+// ---- timers (issue 12): the ringing sound, generated like the others.
+/** The timer's note: B5, away from the chime's notes and from speech's strongest band. */
+export const ALARM_HZ = 988;
+/** One cycle of the ringing: three 150 ms beeps 100 ms apart, then 650 ms of silence (1.4 s), repeated until stopped. */
+export function alarmSound(rate: number, volume: number): Buffer {
+  const beep = notes([ALARM_HZ], 150, rate, volume);
+  const gap = Buffer.alloc(Math.round((rate * 100) / 1000) * 2);
+  const rest = Buffer.alloc(Math.round((rate * 650) / 1000) * 2);
+  return Buffer.concat([beep, gap, beep, gap, beep, rest]);
+}
+export const ALARM_CYCLE_MS = 1400;

@@ -5,7 +5,7 @@
  */
 import { LiveEmulator } from './emulator.js';
 
-export async function runEmulator(opts: { port: number; host: string }): Promise<LiveEmulator> {
+export async function runEmulator(opts: { port: number; host: string; models?: string[] }): Promise<LiveEmulator> {
   const emu = await LiveEmulator.start({
     port: opts.port,
     host: opts.host,
@@ -14,6 +14,8 @@ export async function runEmulator(opts: { port: number; host: string }): Promise
     // and forget sessions once they are closed.
     recordAudio: false,
     keepClosedSessions: 0,
+    // --models: refuse any other model as the service does (close 1008); default: any.
+    ...(opts.models?.length ? { knownModels: opts.models } : {}),
   });
   process.stdout.write(`Gemini Live emulator (parrot mode) listening: baseUrl ${emu.url}\n`);
   return emu;

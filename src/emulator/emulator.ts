@@ -8,7 +8,9 @@
  * setup/setupComplete, server-side VAD turn detection on the received audio,
  * streamed 24 kHz modelTurn audio chunks, generationComplete/turnComplete,
  * barge-in ("interrupted"), session resumption handles, close codes for bad
- * keys and bad first frames. Turn detection runs on sample positions, not on
+ * keys, bad first frames and unknown models, input/output transcription and
+ * usageMetadata per turn, function calls (toolCall, toolCallCancellation)
+ * and their toolResponses. Turn detection runs on sample positions, not on
  * arrival time, so tests may send audio faster than real time.
  */
 import { EventEmitter } from 'node:events';
@@ -17,7 +19,8 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import { EnergyVad, type VadOptions, type VadTransition } from '../audio/vad.js';
-import { bytesForMs, msForBytes, resample } from '../audio/pcm.js';
+import { bytesForMs, goertzelPower, msForBytes, resample } from '../audio/pcm.js';
+import { bareModel, modelRejectionReason } from '../live/models.js';
 
 /** Input rate the Live API works at (client audio at other rates is resampled to it). */
 export const INPUT_RATE = 16000;
@@ -60,7 +63,40 @@ export interface EmulatorOptions {
   recordAudio?: boolean;
   /** How many closed sessions stay in `sessions` (default Infinity); older ones are dropped. */
   keepClosedSessions?: number;
+  // ---- issue 12: models, transcription, usage
+  /**
+   * Models served (with or without "models/"). Any other is refused as the
+   * service does: close 1008 "models/X is not found for API version v1beta, or
+   * is not supported for bidiGenerateContent..." Default: any model.
+   */
+  knownModels?: string[];
+  /**
+   * What it "heard" (inputTranscription) for an utterance, sent in fragments
+   * when the setup asks for inputAudioTranscription. Parrot mode cannot
+   * recognise speech: default "(speech N.N s)"; tests script a text per turn.
+   */
+  heard?: (u: Utterance, session: EmulatedSession) => string | null;
+  /** Fault test: send transcription even when the setup did not ask for it (a client must not log what it did not ask for). */
+  transcribeUnasked?: boolean;
+  /** What it "said" (outputTranscription) for a reply, when asked for. Default "(reply N.N s)"; sendAudio's `said` wins. */
+  said?: (pcm24k: Buffer, session: EmulatedSession) => string | null;
+  /** usageMetadata sent before each completed turn's turnComplete; false = none. Default: 25 tokens per second of audio. */
+  usage?: false | ((turn: { session: EmulatedSession; inputBytes: number; replyBytes: number }) => Record<string, number>);
+  /**
+   * Parrot mode (tools, issue 12): an utterance that is mostly a pure tone of
+   * `hz` stands for a spoken request: the emulator calls the function `call`
+   * (if the session declared it) and, once it has the answer, says the
+   * utterance back as its reply. Default PARROT_TOOL_TONES; [] = none.
+   */
+  toolTones?: ToolTone[];
 }
+
+// ---- tools (issue 12)
+export interface ToolTone { hz: number; call: { name: string; args?: Record<string, unknown> } }
+/** The parrot's "keyword": a steady 1400 Hz tone sets a 5-second timer (the demo plays one). */
+export const PARROT_TOOL_TONES: ToolTone[] = [{ hz: 1400, call: { name: 'set_timer', args: { seconds: 5, label: 'demo' } } }];
+/** A function call the emulator makes (id made up when not given). */
+export interface EmulatedCall { name: string; args?: Record<string, unknown>; id?: string }
 
 export interface Utterance {
   index: number;
@@ -84,6 +120,8 @@ export interface SendAudioOptions {
    * rest of the reply comes `ms` later).
    */
   pauses?: { atMs: number; ms: number }[];
+  /** The outputTranscription text for this reply (when the setup asks for it). */
+  said?: string;
 }
 
 export interface EmulatedSession extends EventEmitter {
@@ -115,6 +153,8 @@ export interface EmulatedSession extends EventEmitter {
   resumedFrom: string | null;
   /** Last resumption handle sent, if any. */
   lastHandle: string | null;
+  /** Every usageMetadata this session sent, in order. */
+  usageSent: Record<string, number>[];
   /** Send a raw server message as a JSON text frame. */
   send(msg: object): void;
   sendRaw(data: string | Buffer): void;
@@ -129,6 +169,17 @@ export interface EmulatedSession extends EventEmitter {
   close(code?: number, reason?: string): void;
   /** Drop the TCP connection without a close frame. */
   terminate(): void;
+  // ---- tools (issue 12)
+  /** Names of the functions declared in the setup (tools[].functionDeclarations). */
+  readonly declaredTools: string[];
+  /** Every functionResponse received (toolResponse), in order. */
+  toolResponses: any[];
+  /** Send one toolCall holding these calls (several = parallel calls); returns their ids. */
+  toolCall(calls: EmulatedCall[]): string[];
+  /** Send toolCallCancellation for these ids. */
+  cancelToolCalls(ids: string[]): void;
+  /** The functionResponse for `id` (already received, or the next one); rejects after timeoutMs. */
+  toolResponse(id: string, timeoutMs?: number): Promise<any>;
 }
 
 interface ResolvedOptions {
@@ -142,7 +193,26 @@ interface ResolvedOptions {
   recordAudio: boolean;
   keepClosedSessions: number;
   setupDelayMs: number;
+  knownModels: string[] | null;
+  transcribeUnasked: boolean;
+  heard: ((u: Utterance, session: EmulatedSession) => string | null) | undefined;
+  said: ((pcm24k: Buffer, session: EmulatedSession) => string | null) | undefined;
+  usage: false | ((turn: { session: EmulatedSession; inputBytes: number; replyBytes: number }) => Record<string, number>);
+  toolTones: ToolTone[];
 }
+
+/** Text in two fragments (as the service streams transcription in pieces). */
+function fragments(text: string): string[] {
+  const cut = text.indexOf(' ', Math.floor(text.length / 2));
+  return cut > 0 ? [text.slice(0, cut), text.slice(cut)] : [text];
+}
+
+/** The default usage: 25 tokens per second of audio in (this turn) and out. */
+const defaultUsage = ({ inputBytes, replyBytes }: { inputBytes: number; replyBytes: number }) => {
+  const promptTokenCount = Math.ceil(msForBytes(inputBytes, INPUT_RATE) / 40);
+  const responseTokenCount = Math.ceil(msForBytes(replyBytes, OUTPUT_RATE) / 40);
+  return { promptTokenCount, responseTokenCount, totalTokenCount: promptTokenCount + responseTokenCount };
+};
 
 /** Rate from a mimeType like "audio/pcm;rate=16000"; null if absent. */
 function mimeRate(mimeType: unknown): number | null {
@@ -166,6 +236,10 @@ class Session extends EventEmitter implements EmulatedSession {
   closeReason = '';
   resumedFrom: string | null = null;
   lastHandle: string | null = null;
+  usageSent: Record<string, number>[] = [];
+  private usageFrom = 0; // received bytes already counted in a usage message
+  toolResponses: any[] = [];
+  private callCount = 0;
 
   private chunks: Buffer[] = [];
   private base = 0; // absolute byte offset of chunks[0]
@@ -247,6 +321,61 @@ class Session extends EventEmitter implements EmulatedSession {
     this.ws.terminate();
   }
 
+  // ---- tools (issue 12) ---------------------------------------------------
+
+  get declaredTools(): string[] {
+    const tools: any[] = Array.isArray(this.setup?.tools) ? this.setup.tools : [];
+    return tools.flatMap((t) => (Array.isArray(t?.functionDeclarations) ? t.functionDeclarations.map((d: any) => String(d?.name)) : []));
+  }
+
+  toolCall(calls: EmulatedCall[]): string[] {
+    const functionCalls = calls.map((c) => ({ id: c.id ?? `fc-${this.id}-${++this.callCount}`, name: c.name, args: c.args ?? {} }));
+    this.send({ toolCall: { functionCalls } });
+    this.opts.log('tool-call', { session: this.id, calls: functionCalls.map((c) => `${c.id} ${c.name}`) });
+    this.emit('tool-call', functionCalls);
+    this.emu.emit('tool-call', this, functionCalls);
+    return functionCalls.map((c) => c.id);
+  }
+
+  cancelToolCalls(ids: string[]): void {
+    this.send({ toolCallCancellation: { ids } });
+    this.opts.log('tool-call-cancellation', { session: this.id, ids });
+  }
+
+  toolResponse(id: string, timeoutMs = 5000): Promise<any> {
+    const seen = this.toolResponses.find((r) => r?.id === id);
+    if (seen) return Promise.resolve(seen);
+    return this.emu.waitFor('tool-response', (s, r) => s === this && r?.id === id, timeoutMs).then(([, r]) => r);
+  }
+
+  private onToolResponse(msg: any): void {
+    for (const r of Array.isArray(msg.toolResponse?.functionResponses) ? msg.toolResponse.functionResponses : []) {
+      this.toolResponses.push(r);
+      this.opts.log('tool-response', { session: this.id, id: r?.id, name: r?.name });
+      this.emit('tool-response', r);
+      this.emu.emit('tool-response', this, r);
+    }
+  }
+
+  /** Parrot mode: an utterance that is mostly one of the tool tones calls its function, and replies once answered. */
+  private parrotToolCall(u: Utterance): boolean {
+    const declared = this.declaredTools;
+    const x = u.pcm;
+    let energy = 0;
+    for (let i = 0; i + 1 < x.length; i += 2) energy += (x.readInt16LE(i) / 32767) ** 2;
+    const mean = energy / Math.max(1, x.length / 2);
+    for (const t of this.opts.toolTones) {
+      if (!declared.includes(t.call.name) || mean < 1e-5) continue;
+      // A pure tone of amplitude A has mean square A²/2 and Goertzel power about A²: most of the energy at hz.
+      if (goertzelPower(x, INPUT_RATE, t.hz) < 0.5 * 2 * mean) continue;
+      const [id] = this.toolCall([t.call]);
+      const reply = this.opts.reply ? this.opts.reply(u, this) : resample(u.pcm, INPUT_RATE, OUTPUT_RATE);
+      void this.toolResponse(id, 30_000).then(() => { if (reply) void this.sendAudio(reply); }, () => undefined);
+      return true;
+    }
+    return false;
+  }
+
   // ---- inbound ---------------------------------------------------------
 
   onFrame(data: RawData): void {
@@ -279,6 +408,7 @@ class Session extends EventEmitter implements EmulatedSession {
       this.onRealtimeInput(msg);
       return;
     }
+    if (msg.toolResponse) this.onToolResponse(msg);
     // toolResponse, clientContent, a second setup, anything else: record only.
     this.messages.push(msg);
     this.emit('message', msg);
@@ -288,6 +418,14 @@ class Session extends EventEmitter implements EmulatedSession {
   private onSetup(setup: any): void {
     this.setup = setup;
     this.model = typeof setup.model === 'string' ? setup.model : '';
+    this.emu.setups.push(setup);
+    if (this.opts.knownModels && !this.opts.knownModels.map(bareModel).includes(bareModel(this.model))) {
+      // What the service does for a retired or unknown model: accept the socket, refuse the setup.
+      this.opts.log('unknown model', { session: this.id, model: this.model });
+      this.emu.emit('model-rejected', this.model);
+      this.close(1008, modelRejectionReason(this.model));
+      return;
+    }
     const rtc = setup.realtimeInputConfig ?? {};
     const aad = rtc.automaticActivityDetection ?? {};
     this.manualActivity = aad.disabled === true;
@@ -381,13 +519,13 @@ class Session extends EventEmitter implements EmulatedSession {
     };
     this.utterances.push(u);
     this.opts.log('utterance', { session: this.id, index: u.index, ms: msForBytes(u.pcm.length, INPUT_RATE) });
-    if (this.setup?.inputAudioTranscription) {
-      this.send({
-        serverContent: { inputTranscription: { text: `(speech ${(msForBytes(u.pcm.length, INPUT_RATE) / 1000).toFixed(1)} s)` } },
-      });
+    if (this.setup?.inputAudioTranscription || this.opts.transcribeUnasked) {
+      const heard = this.opts.heard ? this.opts.heard(u, this) : `(speech ${(msForBytes(u.pcm.length, INPUT_RATE) / 1000).toFixed(1)} s)`;
+      for (const text of heard ? fragments(heard) : []) this.send({ serverContent: { inputTranscription: { text } } });
     }
     this.emit('utterance', u);
     this.emu.emit('utterance', this, u);
+    if (this.opts.mode === 'parrot' && this.opts.toolTones.length && this.parrotToolCall(u)) return;
     if (this.opts.mode === 'parrot') {
       const reply = this.opts.reply ? this.opts.reply(u, this) : resample(u.pcm, INPUT_RATE, OUTPUT_RATE);
       if (reply) void this.sendAudio(reply);
@@ -421,11 +559,11 @@ class Session extends EventEmitter implements EmulatedSession {
     this.opts.log('reply-start', { session: this.id, bytes: pcm.length });
     this.emit('reply-start', t0);
     this.emu.emit('reply-start', this, t0);
-    if (this.setup?.outputAudioTranscription) {
-      this.send({
-        serverContent: { outputTranscription: { text: `(reply ${(msForBytes(pcm.length, OUTPUT_RATE) / 1000).toFixed(1)} s)` } },
-      });
-    }
+    const said = this.setup?.outputAudioTranscription || this.opts.transcribeUnasked
+      ? opts.said ?? (this.opts.said ? this.opts.said(pcm, this) : `(reply ${(msForBytes(pcm.length, OUTPUT_RATE) / 1000).toFixed(1)} s)`)
+      : null;
+    const saidParts = said ? fragments(said) : [];
+    if (saidParts.length) this.send({ serverContent: { outputTranscription: { text: saidParts.shift() } } });
     let result: ReplyResult = 'complete';
     const pauses = [...(opts.pauses ?? [])].sort((a, b) => a.atMs - b.atMs);
     let paused = 0; // ms of network gaps so far: the pacing shifts by them
@@ -465,6 +603,14 @@ class Session extends EventEmitter implements EmulatedSession {
     if (result === 'complete' && this.closed) result = 'closed';
     if (result === 'complete' && epoch !== this.replyEpoch) result = 'interrupted';
     if (result === 'complete') {
+      for (const text of saidParts) this.send({ serverContent: { outputTranscription: { text } } });
+      if (this.opts.usage) {
+        const usage = this.opts.usage({ session: this, inputBytes: this.total - this.usageFrom, replyBytes: pcm.length });
+        this.usageFrom = this.total;
+        this.usageSent.push(usage);
+        this.send({ usageMetadata: usage });
+        this.emu.emit('usage', this, usage);
+      }
       this.send({ serverContent: { generationComplete: true } });
       this.send({ serverContent: { turnComplete: true } });
       this.sendResumptionUpdate();
@@ -518,10 +664,14 @@ class Session extends EventEmitter implements EmulatedSession {
  * 'speech-start'(s, atByte), 'utterance'(s, u), 'interrupted'(s, atMs, atByte),
  * 'reply-start'(s, atMs), 'reply-chunk'(s, atMs, bytes), 'reply-end'(s, result),
  * 'message'(s, msg) for non-audio client messages, 'close'(s, code, reason),
- * and 'rejected'(key) for refused keys. atMs values are Date.now().
+ * 'tool-call'(s, functionCalls) and 'tool-response'(s, functionResponse)
+ * (tools, issue 12), 'rejected'(key) for refused keys, 'model-rejected'(model) for a model not in
+ * knownModels, and 'usage'(s, usageMetadata) for each usage message sent. atMs values are Date.now().
  */
 export class LiveEmulator extends EventEmitter {
   sessions: EmulatedSession[] = [];
+  /** Every setup message received, in order, including those refused (unknown model). */
+  setups: any[] = [];
   connections = 0;
   /** An outage that still accepts TCP: every new WebSocket is dropped at once, before its setup (tests). */
   dropNewConnections = false;
@@ -557,6 +707,12 @@ export class LiveEmulator extends EventEmitter {
       recordAudio: options.recordAudio ?? true,
       keepClosedSessions: options.keepClosedSessions ?? Infinity,
       setupDelayMs: options.setupDelayMs ?? 0,
+      knownModels: options.knownModels ?? null,
+      transcribeUnasked: options.transcribeUnasked ?? false,
+      heard: options.heard,
+      said: options.said,
+      usage: options.usage === false ? false : options.usage ?? defaultUsage,
+      toolTones: options.toolTones ?? PARROT_TOOL_TONES,
     };
     const host = options.host ?? '127.0.0.1';
     // Plain HTTP requests get 404 like an unknown path would.

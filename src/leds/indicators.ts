@@ -24,3 +24,16 @@ export class Indicators implements DeviceIndicator {
   snapshot(): Record<string, string> { return Object.assign({}, ...this.parts.map((p) => p.snapshot())); }
   release(): void { for (const p of this.parts) p.release(); }
 }
+
+/**
+ * A privacy light that is configured but cannot be driven (an LED ring whose
+ * SPI device is missing, spi-device that did not build): it is never lit,
+ * so no audio leaves while it stands in for the light, and it says why.
+ */
+export class MissingLight implements DeviceIndicator {
+  constructor(readonly ledProblem: string) {}
+  show(): void { /* nothing to show it on */ }
+  get micLive(): boolean { return false; }
+  snapshot(): Record<string, string> { return { privacyLight: `missing: ${this.ledProblem}` }; }
+  release(): void { /* nothing held */ }
+}

@@ -3,10 +3,12 @@
 // calls. Also here: how a close is classified (permanent: do not retry on
 // your own; transient: resume), and answers to tool calls we do not know.
 // Audio out is 16 kHz s16le, audio in 24 kHz.
-import { ActivityHandling, EndSensitivity, GoogleGenAI, Modality, StartSensitivity, type LiveServerMessage, type RealtimeInputConfig, type Session } from '@google/genai';
-import type { CloseInfo, LiveConnector, LiveHandlers, LiveLink } from '../conversation.js';
+import { ActivityHandling, Behavior, EndSensitivity, GoogleGenAI, Modality, StartSensitivity, type FunctionDeclaration, type LiveServerMessage, type RealtimeInputConfig, type Session, type Tool } from '@google/genai';
+import type { CloseInfo, LiveConnector, LiveHandlers, LiveLink, TurnText } from '../conversation.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
+import { MODEL_REJECTED, asyncCallsByDefault, modelFaultSummary } from './models.js';
+import { systemInstructionWithContext } from './context.js';
 
 export interface GeminiOptions {
   apiKey: string;
@@ -15,6 +17,12 @@ export interface GeminiOptions {
   silenceMs: number;
   /** Whether a session opened now may be interrupted by the user's voice (else NO_INTERRUPTION: half-duplex, see src/audio/echo.ts). */
   interruptible?: () => boolean;
+  /** The config file, named in what the user is told to change (live.model). */
+  configFile?: string | null;
+  /** log.transcripts: ask for input/output transcription; without it none is requested, and any that comes is dropped. */
+  transcripts?: boolean;
+  /** Function declarations for the session setup (tools, issue 12); none: no tools declared. */
+  functions?: () => FunctionDeclaration[];
 }
 
 /** The setup's realtimeInputConfig: the server VAD's settings (live.vad) and whether speech interrupts a reply. */
@@ -29,6 +37,20 @@ export function realtimeInputConfig(live: Config['live'], silenceMs: number, int
     },
     activityHandling: interruptible ? ActivityHandling.START_OF_ACTIVITY_INTERRUPTS : ActivityHandling.NO_INTERRUPTION,
   };
+}
+
+/**
+ * The session's `tools` array, built in this one place: the local tools'
+ * function declarations (src/tools), and Google Search grounding when
+ * live.google_search is on.
+ */
+export function sessionTools(live: Config['live'], functions: FunctionDeclaration[] = []): Tool[] {
+  const tools: Tool[] = [];
+  // A tool that must block (the model waits for its answer) says so where the model would otherwise not wait.
+  const blocking = asyncCallsByDefault(live.model);
+  if (functions.length) tools.push({ functionDeclarations: blocking ? functions.map((f) => (f.behavior ? f : { ...f, behavior: Behavior.BLOCKING })) : functions });
+  if (live.google_search) tools.push({ googleSearch: {} });
+  return tools;
 }
 
 /**
@@ -114,12 +136,20 @@ export class GeminiConnector implements LiveConnector {
       const start = s.connect.bind(s);
       s.connect = () => { start(); if (closed) dispose(); };
     });
+    const tools = sessionTools(live, this.opts.functions?.() ?? []);
+    const transcripts = this.opts.transcripts === true;
+    const text: TurnText = { heard: '', said: '' };
     ai.live.connect({
       model: live.model,
+      // Only fields the current Live models accept: no thinkingConfig, proactivity or
+      // enableAffectiveDialog (gemini-3.8-live rejects or ignores them, per its migration notes).
       config: {
         responseModalities: [Modality.AUDIO],
         speechConfig: { voiceConfig: { prebuiltVoiceConfig: { voiceName: live.voice } }, languageCode: live.language },
-        systemInstruction: { parts: [{ text: live.system_instruction }] },
+        // The configured instruction and one line of date, time, time zone (and place): wall clock, read at each session start.
+        systemInstruction: { parts: [{ text: systemInstructionWithContext(live.system_instruction, new Date(), live.location) }] },
+        ...(tools.length ? { tools } : {}),
+        ...(transcripts ? { inputAudioTranscription: {}, outputAudioTranscription: {} } : {}),
         realtimeInputConfig: realtimeInputConfig(live, this.opts.silenceMs, this.opts.interruptible?.() ?? true),
         // Resumable sessions survive goAway and network drops; compression lifts the 15-minute audio cap.
         sessionResumption: resumeHandle ? { handle: resumeHandle } : {},
@@ -127,14 +157,22 @@ export class GeminiConnector implements LiveConnector {
       },
       callbacks: {
         onmessage: (msg: LiveServerMessage) => {
-          if (closed) return;
+          if (closed) {
+            // Closed by us (the conversation ended): a late usageMetadata still counts in the totals; nothing else matters now.
+            if (msg.usageMetadata) { try { h.onUsage?.(msg.usageMetadata); } catch (e) { process.nextTick(() => { throw e; }); } }
+            return;
+          }
           // The SDK calls this inside a promise nobody awaits: an error of ours
           // thrown here would pass for a bad frame. Throw it outside instead.
-          try { this.dispatch(msg, h, () => session); } catch (e) { process.nextTick(() => { throw e; }); }
+          try { this.dispatch(msg, h, () => session, transcripts ? text : null); } catch (e) { process.nextTick(() => { throw e; }); }
         },
         onerror: (e: { message?: string; error?: unknown }) => { lastError = e.message || String(e.error ?? 'websocket error'); },
         onclose: (e: { code?: number; reason?: string }) => {
-          end(classifyClose(e.code, e.reason || lastError));
+          const info = classifyClose(e.code, e.reason || lastError);
+          // A model the service does not serve: say which setting, in which file, to change.
+          if (MODEL_REJECTED.test(info.reason)) Object.assign(info, { permanent: true, summary: modelFaultSummary(live.model, this.opts.configFile ?? null) });
+          if (transcripts) flushText(text, h, false);
+          end(info);
         },
       },
     }).then((s) => {
@@ -149,6 +187,10 @@ export class GeminiConnector implements LiveConnector {
         if (closed || !session) return;
         session.sendRealtimeInput({ audio: { data: pcm.toString('base64'), mimeType: 'audio/pcm;rate=16000' } });
       },
+      sendToolResponse: (functionResponses) => {
+        if (closed || !session) return;
+        session.sendToolResponse({ functionResponses });
+      },
       close: () => {
         if (closed) return;
         closed = true;
@@ -158,11 +200,15 @@ export class GeminiConnector implements LiveConnector {
     };
   }
 
-  private dispatch(msg: LiveServerMessage, h: LiveHandlers, session: () => Session | null): void {
+  private dispatch(msg: LiveServerMessage, h: LiveHandlers, session: () => Session | null, text: TurnText | null): void {
+    // Token counts: top-level, possibly in a message with nothing else (newer models).
+    if (msg.usageMetadata) h.onUsage?.(msg.usageMetadata);
     const sru = msg.sessionResumptionUpdate;
     if (sru?.resumable && sru.newHandle) h.onResumeHandle(sru.newHandle);
     if (msg.goAway) h.onGoAway(parseSeconds(msg.goAway.timeLeft));
-    if (msg.toolCall?.functionCalls?.length) {
+    if (msg.toolCall?.functionCalls?.length && h.onToolCall) {
+      h.onToolCall(msg.toolCall.functionCalls.map((c) => ({ id: c.id ?? '', name: c.name ?? '', args: (c.args ?? {}) as Record<string, unknown> })));
+    } else if (msg.toolCall?.functionCalls?.length) {
       // No tools are declared, so any call is unexpected: answer each with an
       // error rather than leave the model waiting for a response forever.
       const calls = msg.toolCall.functionCalls;
@@ -171,8 +217,14 @@ export class GeminiConnector implements LiveConnector {
         functionResponses: calls.map((c) => ({ id: c.id, name: c.name, response: { error: `unknown tool '${c.name}': this device has no such function` } })),
       });
     }
+    if (msg.toolCallCancellation?.ids?.length) h.onToolCancel?.(msg.toolCallCancellation.ids);
     const sc = msg.serverContent;
     if (!sc) return;
+    // Transcription fragments (only when asked for): assembled per turn, reported at its end.
+    if (text) {
+      if (sc.inputTranscription?.text) text.heard += sc.inputTranscription.text;
+      if (sc.outputTranscription?.text) text.said += sc.outputTranscription.text;
+    }
     for (const part of sc.modelTurn?.parts ?? []) {
       const d = part.inlineData;
       if (!d?.data) continue;
@@ -184,7 +236,17 @@ export class GeminiConnector implements LiveConnector {
       const pcm = Buffer.from(d.data, 'base64');
       h.onAudio(pcm.length % 2 ? pcm.subarray(0, pcm.length - 1) : pcm);
     }
+    if (text && (sc.interrupted || sc.turnComplete)) flushText(text, h, sc.interrupted === true);
     if (sc.interrupted) h.onInterrupted();
     if (sc.turnComplete) h.onTurnComplete();
   }
+}
+
+/** Report the turn's assembled transcripts (if any) and start the next turn empty. */
+function flushText(text: TurnText, h: LiveHandlers, interrupted: boolean): void {
+  const heard = text.heard.replace(/\s+/g, ' ').trim();
+  const said = text.said.replace(/\s+/g, ' ').trim();
+  text.heard = '';
+  text.said = '';
+  if (heard || said) h.onTurnText?.({ heard, said, ...(interrupted ? { interrupted } : {}) });
 }

@@ -9,7 +9,16 @@
 # ARCH is a Debian architecture: arm64 (64-bit Raspberry Pi OS) or armhf
 # (32-bit Raspberry Pi OS). CACHE_DIR defaults to $LIVE_SPEAKER_TEST_CACHE or
 # /var/cache/live-speaker-test; the root is CACHE_DIR/ARCH-root. It is rebuilt
-# when STAMP below changes; concurrent callers wait on a lock. Needs root,
+# when STAMP below changes; concurrent callers wait on a lock.
+#
+# On top of it, every package of scripts/deps.sh's runtime and demo groups
+# (the same list install.sh and demo.sh install; a package added there
+# follows here) that the root lacks is installed once into a layer cached
+# beside it, CACHE_DIR/ARCH-pkgs-HASH, keyed by that list: then what is
+# printed is an overlay lowerdir, "LAYER:ROOT", which test/bench/in-root.sh
+# mounts as it mounts a plain root. The root itself is never modified (other
+# runs may have it mounted), and a list change costs one emulated apt-get
+# install of the new packages, not a new debootstrap. Needs root,
 # debootstrap, qemu-user-static and binfmt-support (registers the qemu
 # interpreter itself), and the Debian mirror named in this machine's apt
 # sources. Everything in the root runs emulated: expect 10-20 minutes cold.
@@ -26,7 +35,7 @@ root=$cache/$arch-root
 # What scripts/install.sh installs on a Pi (Debian's nodejs and npm, node-gyp
 # building against libnode-dev's headers, the addons' -dev packages), so
 # that npm ci in the test needs no apt download.
-PKGS="nodejs npm node-gyp libnode-dev alsa-utils libasound2-dev libasound2-plugins libsystemd-dev libspeexdsp1 python3 make g++ ca-certificates procps"
+PKGS="nodejs npm node-gyp libnode-dev alsa-utils libasound2-dev libasound2-plugins libsystemd-dev python3 make g++ ca-certificates procps"
 STAMP="v1 trixie $arch minbase | $PKGS"
 
 log() { echo "arm-root($arch): $*" >&2; }
@@ -56,9 +65,62 @@ mkdir -p "$cache"
 exec 9>"$cache/.lock-$arch"
 flock -w 3600 9 || { log "could not lock $cache/.lock-$arch"; exit 1; }
 
+deps=$(dirname "${BASH_SOURCE[0]}")/../../scripts/deps.sh
+# scripts/deps.sh's runtime and demo packages that ROOT's dpkg database does
+# not have installed (read here, natively: no emulation needed to check).
+missing_in() {
+  local want
+  want=$(bash "$deps" --list demo | sort -u) || { log "scripts/deps.sh --list demo failed"; return 1; }
+  awk '/^Package:/ { p = $2 } /^Status:/ && $4 == "installed" { print p }' "$1/var/lib/dpkg/status" | sort -u \
+    | comm -23 <(printf '%s\n' $want) -
+}
+# The layer with the missing packages (built here once, under the lock), or
+# the root alone when nothing is missing; prints the lowerdir.
+print_root() {
+  local missing key layer new
+  missing=$(missing_in "$root" | tr '\n' ' ' | sed 's/ $//')
+  if [ -z "$missing" ]; then echo "$root"; return 0; fi
+  key=$(printf '%s\n%s\n' "$STAMP" "$missing" | sha256sum | cut -c1-12)
+  layer=$cache/$arch-pkgs-$key
+  if [ -f "$layer/.stamp" ]; then echo "$layer/upper:$root"; return 0; fi
+  log "installing into a layer over the root what scripts/deps.sh lists and it lacks: $missing"
+  new=$layer.new
+  rm -rf --one-file-system "$new"
+  mkdir -p "$new/upper" "$new/work" "$new/m"
+  ( while sleep 0.5; do ensure_binfmt >/dev/null 2>&1 || true; done ) &
+  local guard=$! t0
+  t0=$(date +%s)
+  unshare --mount --propagation private bash -euo pipefail -c '
+    root=$1 new=$2; shift 2
+    m=$new/m
+    mount -t overlay overlay -o "lowerdir=$root,upperdir=$new/upper,workdir=$new/work" "$m"
+    mount -t proc proc "$m/proc"
+    mount --rbind /dev "$m/dev"
+    mount -t tmpfs tmpfs "$m/tmp"
+    printf "#!/bin/sh\nexit 101\n" >"$m/usr/sbin/policy-rc.d"; chmod +x "$m/usr/sbin/policy-rc.d"
+    cp /etc/resolv.conf "$m/etc/resolv.conf" 2>/dev/null || true
+    export DEBIAN_FRONTEND=noninteractive LC_ALL=C
+    chroot "$m" apt-get update -q
+    chroot "$m" apt-get install -y -q --no-install-recommends "$@" || chroot "$m" apt-get -f install -y -q
+    chroot "$m" apt-get -f install -y -q
+    chroot "$m" apt-get clean
+    rm -f "$m/usr/sbin/policy-rc.d"
+  ' _ "$root" "$new" $missing >"$cache/pkgs-$arch.log" 2>&1 \
+    || { kill $guard 2>/dev/null; log "apt-get in the layer failed, see $cache/pkgs-$arch.log:"; tail -n 30 "$cache/pkgs-$arch.log" >&2; return 1; }
+  kill $guard 2>/dev/null || true
+  rm -rf "$new/work" "$new/m"
+  local still
+  still=$(missing_in "$new/upper" | tr '\n' ' ' | sed 's/ $//')
+  [ -z "$still" ] || { log "still missing after apt-get: $still (see $cache/pkgs-$arch.log)"; return 1; }
+  printf '%s\n%s\n' "$STAMP" "$missing" >"$new/.stamp"
+  mv "$new" "$layer"
+  log "layer built in $(( $(date +%s) - t0 )) s: $layer"
+  echo "$layer/upper:$root"
+}
+
 if [ -f "$root/.stamp" ] && [ "$(cat "$root/.stamp")" = "$STAMP" ]; then
-  echo "$root"
-  exit 0
+  print_root
+  exit $?
 fi
 
 # The Debian mirror this machine already uses (deb822 .sources or one-line lists).
@@ -133,4 +195,4 @@ echo "$STAMP" >"$new/.stamp"
 remove_root "$root"
 mv "$new" "$root"
 log "built in $(( $(date +%s) - t0 )) s"
-echo "$root"
+print_root

@@ -20,6 +20,16 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
   rawConfig?: string; // write this text as the config instead
   waitReady?: boolean; // default true
+  readyTimeoutMs?: number; // default 15000
+  /** Where the config, socket and state go (default: a fresh temp dir); removed by stop(). */
+  dir?: string;
+  /**
+   * How to run it (default: this node, MAIN): given the daemon's arguments
+   * (--config FILE), the command and its arguments, e.g. a wrapper that runs
+   * another build of the daemon in a root of another architecture. stop()
+   * signals that command's process.
+   */
+  command?: (daemonArgs: string[]) => { cmd: string; args: string[] };
 }
 
 export class DaemonProcess {
@@ -40,7 +50,7 @@ export class DaemonProcess {
   }
 
   static async start(opts: DaemonOptions = {}): Promise<DaemonProcess> {
-    const dir = mkdtempSync(join(tmpdir(), 'ls-daemon-'));
+    const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'ls-daemon-'));
     const socket = join(dir, 'control.sock');
     const configFile = join(dir, 'config.yaml');
     const base = {
@@ -52,11 +62,12 @@ export class DaemonProcess {
     const env = { ...(opts.env ?? process.env) };
     delete env.GEMINI_API_KEY;
     delete env.GOOGLE_API_KEY;
-    const child = spawn(process.execPath, [MAIN, '--config', configFile], { env: { ...env, ...pick(opts.env, ['GEMINI_API_KEY', 'GOOGLE_API_KEY']) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const run = opts.command?.(['--config', configFile]) ?? { cmd: process.execPath, args: [MAIN, '--config', configFile] };
+    const child = spawn(run.cmd, run.args, { env: { ...env, ...pick(opts.env, ['GEMINI_API_KEY', 'GOOGLE_API_KEY']) }, stdio: ['ignore', 'pipe', 'pipe'] });
     const d = new DaemonProcess(child, dir, socket, configFile);
     if (opts.waitReady !== false) {
       await Promise.race([
-        d.waitLog((l) => l.msg.startsWith('ready'), 15000),
+        d.waitLog((l) => l.msg.startsWith('ready'), opts.readyTimeoutMs ?? 15000),
         d.exited.then((code) => { throw new Error(`daemon exited (${code}) before ready: ${d.stderr}${JSON.stringify(d.logs)}`); }),
       ]);
     }
@@ -81,8 +92,8 @@ export class DaemonProcess {
     return this.waitNextLog((l) => l.msg === 'state' && l.to === state, timeoutMs, `state ${state}`);
   }
 
-  ctl(cmd: 'press' | 'mute' | 'unmute' | 'status'): Promise<any> {
-    return controlRequest(this.socket, { cmd });
+  ctl(cmd: 'press' | 'mute' | 'unmute' | 'status', timeoutMs?: number): Promise<any> {
+    return controlRequest(this.socket, { cmd }, timeoutMs);
   }
 
   /** Press (ctl) and wait for the state it leads to; the wait starts before the press, so a fast change is not missed. */

@@ -123,7 +123,8 @@ export function matchDelivery(sent: Buffer, recorded: Buffer, opts: { from?: num
     if (last && Math.abs(last.atMs + last.ms - ms(m.at)) < 0.2) last.ms = ms(m.at + m.n) - last.atMs; else merged.push({ atMs: ms(m.at), ms: ms(m.n) });
   }
   return {
-    deliveredPct: s.length === 0 ? 100 : Math.round((100000 * (s.length - lost)) / s.length) / 1000,
+    // 100 only when not one sample is missing (rounding must not turn a lost sample or two of a 20 s reply into 100).
+    deliveredPct: lost === 0 ? 100 : Math.min(99.999, Math.round((100000 * (s.length - lost)) / s.length) / 1000),
     missingMs: ms(lost),
     missing: merged.slice(0, 5),
     gaps: gaps.length,

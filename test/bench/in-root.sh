@@ -6,9 +6,13 @@
 #   test/bench/in-root.sh ROOT RUNDIR [BIND_DIR...] -- COMMAND [ARG...]
 #
 # Each BIND_DIR (a host directory: the simulated sound card's, the app under
-# test) appears at the same path inside. The command runs as root in the
+# test) appears at the same path inside; a BIND_DIR written SRC=DST puts the
+# host file or directory SRC at DST inside instead (after /proc is mounted, so
+# a fake /proc/cpuinfo can be put over the real one). ROOT may be an overlay
+# lowerdir list, "LAYER:ROOT", as test/bench/arm-root.sh prints. The command runs as root in the
 # root's own userland (under qemu-user when the root is of another
-# architecture) with a clean environment plus what the caller puts in front
+# architecture), as this script's own process (a signal sent to this
+# script's pid reaches the command), with a clean environment plus what the caller puts in front
 # of it with `env`; this machine's CA bundle is copied in (npm reaches the
 # registry through it; NODE_EXTRA_CA_CERTS points at it). With NPM_CACHE_DIR
 # set, that host directory is the root's ~/.npm (npm's download cache kept
@@ -38,8 +42,7 @@ if [ "${IN_ROOT_STAGE:-outer}" = outer ]; then
         sleep 0.2
       done ) </dev/null >/dev/null 2>&1 &
   fi
-  IN_ROOT_STAGE=inner unshare --mount --propagation private "$0" "$root" "$run" "${binds[@]}" -- "$@"
-  exit $?
+  IN_ROOT_STAGE=inner exec unshare --mount --propagation private "$0" "$root" "$run" "${binds[@]}" -- "$@"
 fi
 
 m=$run/root
@@ -51,8 +54,9 @@ mount -t tmpfs tmpfs "$m/tmp"
 cp /etc/resolv.conf "$m/etc/resolv.conf" 2>/dev/null || true
 cp /etc/ssl/certs/ca-certificates.crt "$m/etc/ssl/certs/ca-certificates.crt"
 for d in "${binds[@]}"; do
-  mkdir -p "$m$d"
-  mount --bind "$d" "$m$d"
+  src=${d%%=*} dst=${d#*=}
+  if [ -d "$src" ]; then mkdir -p "$m$dst"; else [ -e "$m$dst" ] || touch "$m$dst"; fi
+  mount --bind "$src" "$m$dst"
 done
 if [ -n "${NPM_CACHE_DIR:-}" ]; then
   mkdir -p "$NPM_CACHE_DIR" "$m/root/.npm"
