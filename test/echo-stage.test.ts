@@ -6,8 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EchoStage, EchoRequiredError, FULL_DUPLEX_ERLE_DB, QUIET_ROOM_DB, RESIDUAL_GATE_DB } from '../src/audio/echo.js';
-import { EchoCanceller, EchoUnavailableError, type EchoStats } from '../src/audio/aec/index.js';
+import { EchoStage, EchoRequiredError, FULL_DUPLEX_ERLE_DB, QUIET_ROOM_AFTER_MS, QUIET_ROOM_DB, QUIET_ROOM_MS, RESIDUAL_GATE_DB } from '../src/audio/echo.js';
+import { EchoCanceller, EchoUnavailableError, MAX_DELAY_MS, type EchoStats } from '../src/audio/aec/index.js';
 import { Conversation, type Indicator, type LiveHandlers } from '../src/conversation.js';
 import { parseConfig } from '../src/config.js';
 import { openEcho } from '../src/daemon.js';
@@ -97,22 +97,51 @@ test('echo stage: the reference goes to the canceller as played; every mic chunk
   assert.equal(EchoStage.open('auto', 'voice', log, none).process(raw, 5000, 16000), raw, 'no engine: the raw audio');
 });
 
-test('echo stage: a room with no echo (the cleaned mic far under the reply, never converged) earns full duplex on its own', () => {
+test('echo stage: a room with no echo (the cleaned mic far under the reply, never converged) earns full duplex on its own, once an echo at the longest delay searched would have been heard', () => {
   const f = fakeCanceller({ converged: false, delayMs: null, erleDb: 0, residualDb: QUIET_ROOM_DB + 5 });
   const stage = EchoStage.open('auto', 'voice', log, f.open);
   const t0 = monotonicMs();
   const loud = Buffer.alloc(480, 1);
+  const mic = Buffer.alloc(640);
   stage.scheduled({ sample: 0, atMs: t0 - 100, pcm: loud }, 24000);
+  stage.process(mic, t0 - 90, 16000);
   assert.equal(stage.halfDuplex(), true, 'not yet QUIET_ROOM_MS of the reply heard');
+  // A stream heard for 1 s, quiet all along: a room whose echo takes longer than that (the simulated card's 0 dB /
+  // 300 ms room took ~310 ms, and its smoothed figure saw the echo only after ~500 ms) looks just like this so far.
   stage.scheduled({ sample: 0, atMs: t0 - 1000, pcm: loud }, 24000); // (a restart: this stream started 1 s ago)
+  stage.process(mic, t0 - 990, 16000);
+  assert.ok(QUIET_ROOM_AFTER_MS >= MAX_DELAY_MS + QUIET_ROOM_MS);
+  assert.equal(stage.halfDuplex(), true, 'quiet for 1 s, but an echo up to MAX_DELAY_MS late may not have come yet');
+  // The same stream, now QUIET_ROOM_AFTER_MS old.
+  stage.scheduled({ sample: 0, atMs: t0 - QUIET_ROOM_AFTER_MS - 10, pcm: loud }, 24000);
+  stage.process(mic, t0 - QUIET_ROOM_AFTER_MS, 16000);
   f.c.stats.residualDb = QUIET_ROOM_DB - 5;
+  stage.process(mic, t0 - 100, 16000); // the echo arrived late: the cleaned mic is no longer far under the reply
+  f.c.stats.residualDb = QUIET_ROOM_DB + 5;
+  stage.process(mic, t0 - 80, 16000);
+  assert.equal(stage.halfDuplex(), true, 'something was heard under the reply in the last QUIET_ROOM_MS');
+  stage.scheduled({ sample: 0, atMs: t0 - QUIET_ROOM_AFTER_MS - 10, pcm: loud }, 24000);
+  f.c.stats.residualDb = QUIET_ROOM_DB - 5;
+  stage.process(mic, t0 - QUIET_ROOM_AFTER_MS, 16000);
   assert.equal(stage.halfDuplex(), true, 'the cleaned mic not far enough under the reply: something is heard');
   f.c.stats.residualDb = QUIET_ROOM_DB + 5;
+  stage.process(mic, t0 - QUIET_ROOM_MS - 1, 16000);
   f.c.stats.delayMs = 619 as unknown as null; // a delay taken from the user's voice against the reply, in a room with no echo
-  assert.equal(stage.halfDuplex(), false, 'not converged, but the cleaned mic far under the reply: full duplex');
+  assert.equal(stage.halfDuplex(), false, 'not converged, but the cleaned mic far under the reply since long enough: full duplex');
   assert.equal(stage.status().converged, false);
   stage.scheduled({ sample: 0, atMs: t0 - 100, pcm: loud }, 24000);
   assert.equal(stage.halfDuplex(), true, 'earned again on each playback stream');
+  // The room is now known to be quiet: the next stream earns it after QUIET_ROOM_MS of quiet, not QUIET_ROOM_AFTER_MS.
+  stage.scheduled({ sample: 0, atMs: t0 - QUIET_ROOM_MS - 20, pcm: loud }, 24000);
+  stage.process(mic, t0 - QUIET_ROOM_MS - 10, 16000);
+  assert.equal(stage.halfDuplex(), false, 'a room known quiet: full duplex after QUIET_ROOM_MS of the next stream');
+  // An echo found and cancelled (converged) means the room is not known quiet any more.
+  f.c.stats.converged = true;
+  stage.process(mic, t0 - 5, 16000);
+  f.c.stats.converged = false; f.c.stats.erleDb = 0;
+  stage.scheduled({ sample: 0, atMs: t0 - QUIET_ROOM_MS - 20, pcm: loud }, 24000);
+  stage.process(mic, t0 - QUIET_ROOM_MS - 10, 16000);
+  assert.equal(stage.halfDuplex(), true, 'after an echo was cancelled, the whole window again');
 });
 
 test('echo stage: the residual gate marks cleaned chunks far under the raw microphone while an echo may come (full duplex sends zeros for them)', () => {

@@ -81,10 +81,10 @@ function echoPath(latencyMs: number, db: number): () => void {
 
 interface Run { emu: LiveEmulator; daemon: DaemonProcess; done(): Promise<void>; replies: () => number; interrupts: () => number[] }
 
-async function daemonInRoom(config: Record<string, any> = {}, emu: Record<string, any> = {}): Promise<Run> {
+async function daemonInRoom(config: Record<string, any> = {}, emu: Record<string, any> = {}, env: NodeJS.ProcessEnv = {}): Promise<Run> {
   // Parrot mode with a fixed answer: every utterance the server hears, echo included, gets a reply.
   const h = await startWithEmulator({ mode: 'parrot', reply: () => answer, ...emu },
-    deepMerge({ audio: { echo_cancel: ECHO }, feedback: { wake_sound: false }, conversation: { follow_up_s: FOLLOW_UP_S } }, config), card.env);
+    deepMerge({ audio: { echo_cancel: ECHO }, feedback: { wake_sound: false }, conversation: { follow_up_s: FOLLOW_UP_S } }, config), { ...card.env, ...env });
   let replies = 0;
   const interrupts: number[] = [];
   h.emu.on('reply-start', () => replies++);
@@ -96,8 +96,11 @@ const when = (l: { [k: string]: unknown }) => Date.parse(l.time as string);
 
 async function oneQuestion(latencyMs: number, db: number): Promise<void> {
   const unload = echoPath(latencyMs, db);
-  const run = await daemonInRoom();
+  if (process.env.LS_ECHO_DUMP) (await import('node:fs')).rmSync(`${process.env.LS_ECHO_DUMP}-${latencyMs}.trace`, { force: true });
+  const run = await daemonInRoom({}, {}, process.env.LS_ECHO_DUMP ? { LS_ECHO_TRACE: `${process.env.LS_ECHO_DUMP}-${latencyMs}.trace` } : {});
   const { emu, daemon } = run;
+  const speechStarts: { atByte: number; wall: number }[] = [];
+  emu.on('speech-start', (_s: unknown, atByte: number) => speechStarts.push({ atByte, wall: Date.now() }));
   const sink = card.recordSpeaker();
   try {
     await daemon.pressAndWait('listening', 5000);
@@ -108,7 +111,14 @@ async function oneQuestion(latencyMs: number, db: number): Promise<void> {
     const played = await sink.stop();
     const st = await daemon.ctl('status');
     const ncc = wholeCorrelation(played, answer);
-    if (process.env.LS_ECHO_DUMP) (await import('node:fs')).writeFileSync(`${process.env.LS_ECHO_DUMP}-${latencyMs}.raw`, played);
+    if (process.env.LS_ECHO_DUMP) {
+      // What the speaker played, what the server got (with when each chunk came), and where its VAD heard speech;
+      // the daemon's stage wrote its own trace to PREFIX-<ms>.trace (LS_ECHO_TRACE).
+      const fs = await import('node:fs');
+      fs.writeFileSync(`${process.env.LS_ECHO_DUMP}-${latencyMs}.raw`, played);
+      fs.writeFileSync(`${process.env.LS_ECHO_DUMP}-${latencyMs}.sent.raw`, s.received);
+      fs.writeFileSync(`${process.env.LS_ECHO_DUMP}-${latencyMs}.json`, JSON.stringify({ speechStarts, utterances: s.utterances.map((u) => ({ startByte: u.startByte, endByte: u.endByte, detectedAt: u.detectedAt })), interrupts: run.interrupts(), receivedAt: s.receivedAt }));
+    }
     console.log(`# ${latencyMs} ms at ${db} dB, echo_cancel ${ECHO} (${st.echo.summary}): ${run.replies()} replies, ${run.interrupts().length} interrupted, ${s.utterances.length} utterances, reply on the speaker ncc ${ncc.toFixed(3)}, ${st.echo.gatedFrames} frames sent as silence (half-duplex), ${st.echo.residualFrames} as residual echo (full duplex), playback underruns ${st.playback.underruns} stalls ${st.playback.stalls}, bargeIns ${st.counters.bargeIns}, ended: ${ended?.reason ?? 'not within 30 s'}`);
     assert.equal(run.interrupts().length, 0, 'the server never interrupted the reply (it did not hear its echo as speech)');
     assert.equal(s.utterances.length, 1, 'the server heard one utterance: the question');

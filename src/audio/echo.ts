@@ -29,10 +29,18 @@
 // stream stays continuous when the two are swapped: the canceller's residual
 // suppression and filters leave their mark on speech even with nothing to
 // cancel (seen here: a spoken question correlated 0.95-0.975 with itself).
-import { EchoCanceller, EchoUnavailableError, type EchoStats } from './aec/index.js';
+import { EchoCanceller, EchoUnavailableError, MAX_DELAY_MS, type EchoStats } from './aec/index.js';
 import type { PlayedChunk } from './timeline.js';
 import type { Logger } from '../log.js';
 import { monotonicMs } from '../clock.js';
+import { appendFileSync } from 'node:fs';
+
+/**
+ * LS_ECHO_TRACE=FILE: one JSON line per capture chunk (and per playback stream start) appended to FILE,
+ * for finding out why a reply interrupted itself (test/echo.test.ts sets it with LS_ECHO_DUMP). Off by default.
+ */
+const TRACE = process.env.LS_ECHO_TRACE || null;
+function trace(o: object): void { if (TRACE) appendFileSync(TRACE, JSON.stringify(o) + '\n'); }
 
 export type EchoMode = 'auto' | 'on' | 'off';
 export type BargeIn = 'voice' | 'press';
@@ -86,13 +94,27 @@ export const FULL_DUPLEX_ERLE_DB = 20;
  * A room with no echo to cancel (a speaker the microphone does not hear, a
  * headset): the canceller never converges, as there is nothing to converge
  * on, but the cleaned microphone stays far below what the speaker plays.
- * Full duplex is earned on such a stream once that has held for
- * QUIET_ROOM_MS of its audible audio (the canceller's figure is smoothed over
- * ~200 ms). Whether a delay was located does not matter: an echo 40 dB under
- * what plays, after cleaning, is no echo to the server either.
+ * Full duplex is earned on such a stream once that has held for the last
+ * QUIET_ROOM_MS (the canceller's figure is smoothed over ~200 ms), and not
+ * before QUIET_ROOM_AFTER_MS of the stream's audible audio: an echo may come
+ * up to the longest delay searched (MAX_DELAY_MS) after the first sample is
+ * heard, and until it has, a room with a long echo path looks like a room
+ * with none. Seen here: with QUIET_ROOM_MS alone, the 0 dB / 300 ms room
+ * (delay ~310 ms) was taken for an echo-free one 430-515 ms into the first
+ * reply, before the smoothed figure had seen the echo arrive; full duplex
+ * sent the echo, raw, and the reply interrupted itself (2 runs in 12).
+ * Whether a delay was located does not matter: an echo 40 dB under what
+ * plays, after cleaning, is no echo to the server either. Once a stream has
+ * shown the room quiet over that whole window, the room is known to be
+ * quiet, and later streams earn full duplex after QUIET_ROOM_MS (so in a
+ * headset room only the first reply after a start is half-duplex for its
+ * first QUIET_ROOM_AFTER_MS, and a user's words over it, which also break
+ * the quiet, do not reach the server then); a converged canceller (an echo
+ * found and cancelled) makes the room not known to be quiet again.
  */
 export const QUIET_ROOM_DB = 40;
-const QUIET_ROOM_MS = 400;
+export const QUIET_ROOM_MS = 400;
+export const QUIET_ROOM_AFTER_MS = MAX_DELAY_MS + QUIET_ROOM_MS;
 /**
  * The residual gate, in full duplex while an echo may be in the microphone: a
  * chunk of the cleaned audio this far (or further) below the loudest the raw
@@ -119,6 +141,8 @@ export class EchoStage {
   private held: Buffer; // the raw microphone, delayed by the canceller's latency
   private envDb = -120; // the raw (delayed) microphone's level, peak-held with a decay (RESIDUAL_ENV_DECAY_DB)
   private residualNow = false; // the last chunk processed is what the canceller left of an echo (RESIDUAL_GATE_DB)
+  private roomQuiet = false; // a stream has shown the room quiet over the whole QUIET_ROOM_AFTER_MS window, and no echo has been cancelled since
+  private quietSince: number | null = null; // since when (monotonic ms) the cleaned mic has stayed QUIET_ROOM_DB under the reply, unconverged, on this stream
   /** Chunks the residual gate has marked (see residualEcho()). */
   residualChunks = 0;
   /** How long after a sample is heard its echo may still arrive (audio.echo_tail_ms). */
@@ -157,9 +181,10 @@ export class EchoStage {
   scheduled(c: PlayedChunk, rate: number): void {
     // The device (re)started (a new conversation's stream, a barge-in's drop): its delay may differ, and the
     // canceller only says so once it has found the new one. Full duplex is earned again on this stream.
-    if (this.nextAt !== null && Math.abs(c.atMs - this.nextAt) > 2) { this.earned = false; this.earnedBy = null; this.audibleFrom = null; }
+    if (this.nextAt !== null && Math.abs(c.atMs - this.nextAt) > 2) { this.earned = false; this.earnedBy = null; this.audibleFrom = null; this.quietSince = null; if (TRACE) trace({ ev: 'stream', t: Math.round(c.atMs) }); }
     this.nextAt = c.atMs + ((c.pcm.length >> 1) * 1000) / rate;
     if (!this.canceller || c.pcm.every((b) => b === 0)) return;
+    if (TRACE && this.audibleFrom === null) trace({ ev: 'audible', t: Math.round(c.atMs) });
     this.audibleFrom ??= c.atMs;
     this.echoUntil = Math.max(this.echoUntil, c.atMs + ((c.pcm.length >> 1) * 1000) / rate + this.tailMs);
   }
@@ -179,11 +204,23 @@ export class EchoStage {
     const rawDb = levelDb(raw);
     this.envDb = Math.max(rawDb, this.envDb - (RESIDUAL_ENV_DECAY_DB * n) / rate);
     this.residualNow = false;
-    if (arrivedMs > this.echoUntil) return raw;
+    if (arrivedMs > this.echoUntil) {
+      if (TRACE) trace({ t: Math.round(arrivedMs), wall: Date.now(), raw: r1(rawDb), pass: true });
+      return raw;
+    }
     // Only where it matters: what the emulator's VAD could take for speech (-45 dBFS) is never below -60 dBFS.
     const cleanDb = levelDb(cleaned);
+    const st = this.canceller.stats;
+    if (!st.converged && (st.residualDb ?? 0) >= QUIET_ROOM_DB && this.audibleFrom !== null) this.quietSince ??= arrivedMs;
+    else this.quietSince = null;
+    if (st.converged) this.roomQuiet = false;
     this.residualNow = cleanDb > -60 && cleanDb <= this.envDb - RESIDUAL_GATE_DB;
     if (this.residualNow) this.residualChunks++;
+    if (TRACE) {
+      const s = this.canceller.stats;
+      trace({ t: Math.round(arrivedMs), wall: Date.now(), raw: r1(rawDb), clean: r1(cleanDb), env: r1(this.envDb), gate: this.residualNow, half: this.halfDuplex(), by: this.earnedBy,
+        delay: s.delayMs === null ? null : Math.round(s.delayMs), erle: s.erleDb, res: s.residualDb, conv: s.converged, aud: this.audibleFrom === null ? null : Math.round(arrivedMs - this.audibleFrom) });
+    }
     return cleaned;
   }
 
@@ -214,7 +251,10 @@ export class EchoStage {
     if (!this.earned && s.converged && s.erleDb !== null && s.erleDb >= FULL_DUPLEX_ERLE_DB && this.audibleFrom !== null && now >= this.audibleFrom + 1000) { this.earned = true; this.earnedBy = 'erle'; }
     // No echo to speak of: the cleaned microphone far below the reply (whatever delay the estimator may have taken
     // from the user's voice against a reply: seen here, 619 ms in a room with no echo path, and never forgotten).
-    if (!this.earned && !s.converged && (s.residualDb ?? 0) >= QUIET_ROOM_DB && this.audibleFrom !== null && now >= this.audibleFrom + QUIET_ROOM_MS) { this.earned = true; this.earnedBy = 'quiet'; }
+    // Only once an echo at the longest delay searched would have been heard, and with it seen held for QUIET_ROOM_MS since (see QUIET_ROOM_AFTER_MS).
+    // A room already known quiet: QUIET_ROOM_MS of this stream.
+    if (!this.earned && !s.converged && this.quietSince !== null && now >= this.quietSince + QUIET_ROOM_MS && this.audibleFrom !== null
+      && now >= this.audibleFrom + (this.roomQuiet ? QUIET_ROOM_MS : QUIET_ROOM_AFTER_MS)) { this.earned = true; this.earnedBy = 'quiet'; this.roomQuiet = true; }
     return this.bargeIn === 'press' || !this.earned;
   }
 
@@ -248,6 +288,8 @@ export class EchoStage {
 
   close(): void { this.canceller?.close(); }
 }
+
+const r1 = (x: number) => Math.round(x * 10) / 10;
 
 /** A chunk's level, dBFS (s16le). */
 function levelDb(b: Buffer): number {

@@ -31,10 +31,12 @@ export interface EchoOptions {
   log?: Logger;
   /** A known, fixed echo delay (ms): no estimation. For hardware with a fixed path, and for tests (0 = none). */
   fixedDelayMs?: number;
-  /** Longest echo delay searched, ms (default 1200). */
+  /** Longest echo delay searched, ms (default MAX_DELAY_MS). */
   maxDelayMs?: number;
 }
 
+/** The longest echo delay searched by default, ms: an echo later than this is not looked for. */
+export const MAX_DELAY_MS = 1200;
 const RATE = 16000;
 const REF_RATE = 24000;
 const FRAME = 160; // 10 ms: speex's frame
@@ -100,7 +102,7 @@ export class EchoCanceller {
     this.engine = 'speex';
     this.fixedDelay = opts.fixedDelayMs === undefined ? null : Math.round(opts.fixedDelayMs * SPM);
     this.delaySamples = this.fixedDelay;
-    this.est = this.fixedDelay === null ? new DelayEstimator(opts.maxDelayMs ?? 1200) : null;
+    this.est = this.fixedDelay === null ? new DelayEstimator(opts.maxDelayMs ?? MAX_DELAY_MS) : null;
     this.up = new SpeexResampler(REF_RATE, RATE, 10); // the reference must match what the speaker made: best quality
     this.refDown = new SpeexResampler(RATE, 2000, 3);
     this.micDown = new SpeexResampler(RATE, 2000, 3);
