@@ -13,7 +13,10 @@
 // to show which bounds the wrong design fails; the control test at the end
 // runs the room with echo cancellation off every time, so a broken echo
 // path cannot make the other tests pass by hearing nothing. LS_ECHO_DUMP=PREFIX
-// writes what the speaker played in each one-question room to PREFIX-<ms>.raw.
+// writes what the speaker played in each one-question room to PREFIX-<ms>.raw,
+// what the server got (.sent.raw) and where its VAD heard speech (.json), and
+// has the daemon's echo stage trace every mic chunk (.trace; the talk-over
+// room's: PREFIX-talkover.trace).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -138,7 +141,9 @@ test('echo 0 dB, 300 ms path: one question, one reply, played whole, no interrup
 test('echo 0 dB, 120 ms path: the user talking over the reply gets `interrupted` within 500 ms of starting to speak, and not before', { timeout: 90_000 }, async () => {
   const unload = echoPath(120, 0);
   // A long reply: the answer three times (the first conversation's reply is the answer once).
-  const run = await daemonInRoom({}, { reply: (_u: unknown, s: EmulatedSession) => (s.id === run.emu.sessions[0]?.id ? answer : Buffer.concat([answer, answer, answer])) });
+  if (process.env.LS_ECHO_DUMP) (await import('node:fs')).rmSync(`${process.env.LS_ECHO_DUMP}-talkover.trace`, { force: true });
+  const run = await daemonInRoom({}, { reply: (_u: unknown, s: EmulatedSession) => (s.id === run.emu.sessions[0]?.id ? answer : Buffer.concat([answer, answer, answer])) },
+    process.env.LS_ECHO_DUMP ? { LS_ECHO_TRACE: `${process.env.LS_ECHO_DUMP}-talkover.trace` } : {});
   const { daemon } = run;
   try {
     // A speaker in use: one conversation first, so the canceller starts this one with what it learnt (it keeps
