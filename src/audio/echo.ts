@@ -181,7 +181,11 @@ export class EchoStage {
   scheduled(c: PlayedChunk, rate: number): void {
     // The device (re)started (a new conversation's stream, a barge-in's drop): its delay may differ, and the
     // canceller only says so once it has found the new one. Full duplex is earned again on this stream.
-    if (this.nextAt !== null && Math.abs(c.atMs - this.nextAt) > 2) { this.earned = false; this.earnedBy = null; this.audibleFrom = null; this.quietSince = null; if (TRACE) trace({ ev: 'stream', t: Math.round(c.atMs) }); }
+    if (this.nextAt !== null && Math.abs(c.atMs - this.nextAt) > 2) {
+      this.earned = false; this.earnedBy = null; this.audibleFrom = null; this.quietSince = null;
+      this.canceller?.newStream?.(); // its delay is confirmed on this stream's echo before Speex adapts again
+      if (TRACE) trace({ ev: 'stream', t: Math.round(c.atMs) });
+    }
     this.nextAt = c.atMs + ((c.pcm.length >> 1) * 1000) / rate;
     if (!this.canceller || c.pcm.every((b) => b === 0)) return;
     if (TRACE && this.audibleFrom === null) trace({ ev: 'audible', t: Math.round(c.atMs) });
