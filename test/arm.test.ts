@@ -510,6 +510,7 @@ for (const a of ARCHES) {
       let daemon: DaemonProcess | undefined;
       const sink = card.recordSpeaker();
       const room = card.recordRoom();
+      await Promise.all([sink.ready(), room.ready()]); // both recorders run before anything plays
       try {
         const speech = await card.say(QUESTION);
         await armRoot(a);

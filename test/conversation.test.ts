@@ -41,6 +41,7 @@ test('a conversation started with `ctl press`: the server gets what was said, th
   const { emu, daemon, done } = await setup({}, { conversation: { follow_up_s: 2 } });
   const sink = card.recordSpeaker();
   const room = card.recordRoom(); // what the microphone is given: the reference (the simulated card can glitch under load)
+  await Promise.all([sink.ready(), room.ready()]); // both recorders run before anything plays
   try {
     const ack = await daemon.ctl('press');
     assert.equal(ack.state, 'connecting');
@@ -79,6 +80,7 @@ test('a conversation started with `ctl press`: the server gets what was said, th
 test('pre-roll: words spoken right at the press reach the server intact, even with a slow connect', async () => {
   const { emu, daemon, done } = await setup({ setupDelayMs: 800, mode: 'scripted' });
   const room = card.recordRoom(); // what the microphone is given: the reference for 'intact'
+  await room.ready(); // the recorder runs before anything plays
   try {
     await sleep(600); // a daemon that has been listening locally for a moment: its pre-roll ring is full
     // Press and speak in the same instant: the session is not up for 800 ms.
@@ -106,6 +108,7 @@ test('barge-in by the server: `interrupted` stops the reply at once and the new 
   // an 8 s reply has all been sent 2 s in).
   const { emu, daemon, done } = await setup({ reply: toneReplies(8000), replySpeed: 2 });
   const sink = card.recordSpeaker();
+  await sink.ready(); // the recorder runs before anything plays
   try {
     await daemon.ctl('press');
     await card.playIntoRoom(speech1);
@@ -139,6 +142,7 @@ test('barge-in by a press: the reply stops, the rest of that turn is dropped, an
   // server is still streaming the old reply after the press.
   const { emu, daemon, done } = await setup({ reply: toneReplies(12000), replySpeed: 2 });
   const sink = card.recordSpeaker();
+  await sink.ready(); // the recorder runs before anything plays
   try {
     await daemon.ctl('press');
     await card.playIntoRoom(speech1);
@@ -170,6 +174,7 @@ test('the barge-in bound fails the naive client, which plays out its buffer: the
   // naive client (bench/naive-client.ts: the Live API getting-started example) in the daemon's place.
   const emu = await LiveEmulator.start({ mode: 'parrot', reply: toneReplies(8000), replySpeed: 4 });
   const sink = card.recordSpeaker();
+  await sink.ready(); // the recorder runs before anything plays
   const naive = spawn(process.execPath, [NAIVE_CLIENT, '--url', emu.url, '--style', 'interval'], { env: card.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let arecordPid = 0;

@@ -195,7 +195,9 @@ test('then `bash scripts/test.sh` on the same machine installs the rest and the 
   const count = (k: string) => { const m = new RegExp(`^(?:#|ℹ) ${k} (\\d+)$`, 'm').exec(r.log); return m ? Number(m[1]) : undefined; };
   const [pass, fail, skipped] = [count('pass'), count('fail'), count('skipped')];
   timings.innerPass = pass ?? -1;
-  assert.equal(r.code, 0, `test.sh exited ${r.code ?? r.signal} (pass ${pass}, fail ${fail})\n${tail(r, 120)}`);
+  // The failing tests first, with their errors (CI shows only the head of a long message).
+  const failed = r.log.split('\n').flatMap((l, i, all) => (/^(\[[ \d.]+s\] )?not ok \d+ - /.test(l) ? [all.slice(i, i + 14).join('\n')] : []));
+  assert.equal(r.code, 0, `test.sh exited ${r.code ?? r.signal} (pass ${pass}, fail ${fail})\n--- failed:\n${failed.join('\n') || '(none named)'}\n${tail(r, 120)}`);
   assert.equal(fail, 0, `node's test runner reported failures 0\n${tail(r)}`);
   assert.ok(pass !== undefined && pass > 50, `more than 50 tests passed (${pass})\n${tail(r)}`);
   // What the demo had not installed, test.sh did (debootstrap, for the root tests).

@@ -71,8 +71,7 @@ test('every sample of every reply reaches the speaker, in order: 20 replies of 0
       sent.push({ pcm, bursty, finishedAt: Date.parse(fu.time as string) });
     }
     const opened = daemon.logs.filter((l) => l.msg === 'sound device opened').length;
-    await daemon.ctl('press'); // ends the conversation
-    await daemon.waitState('idle', 3000);
+    await daemon.pressAndWait('idle', 3000); // ends the conversation
     await daemon.waitLog((l) => l.msg === 'sound device closed', 3000);
     await sleep(300);
     const rec = await sink.stop();
@@ -99,6 +98,7 @@ test('every sample of every reply reaches the speaker, in order: 20 replies of 0
 async function bargeIns(kind: 'interrupted' | 'press', trials: number): Promise<number[]> {
   const { emu, daemon, s, done } = await conversation();
   const sink = card.recordSpeaker();
+  await sink.ready(); // the recorder runs before anything plays
   const marks: { from: number; to: number; at: number }[] = [];
   await sleep(500); // the recorder is running
   try {
@@ -177,8 +177,7 @@ test('a stalled device: the reply is dropped with a clear error, the stalled dev
     await sleep(200);
     const m = matchDelivery(pcm, await sink.stop());
     assert.equal(m.deliveredPct, 100, `the next reply: ${m.missingMs} ms missing at ${JSON.stringify(m.missing)}; ${JSON.stringify(daemon.logs.filter((l) => /device|playback|ran dry/.test(l.msg)).slice(-12))}`);
-    await daemon.ctl('press');
-    await daemon.waitState('idle', 3000);
+    await daemon.pressAndWait('idle', 3000);
     await sleep(500);
     assert.equal(await alsaStreams(), 0, 'no device left open in idle');
   } finally { await pactl(['suspend-sink', 'spk', '0']).catch(() => undefined); await done(); }
@@ -299,6 +298,7 @@ test('the timeline is the played reference: what it hands out is what the speake
   const stop = new AbortController();
   const reading = (async () => { for await (const c of player.timeline.reference(stop.signal)) played.push(c); })(); // as an echo canceller would read it
   const sink = card.recordSpeaker();
+  await sink.ready(); // the recorder runs before anything plays
   const wall = Date.now() - performance.now(); // monotonic -> wall clock, to compare with the sink recording
   try {
     await sleep(300);
@@ -354,6 +354,7 @@ test('the timeline knows which sample the speaker is at: at a drop, the last sam
   const played: PlayedChunk[] = [];
   player.timeline.on('played', (c: PlayedChunk) => played.push(c));
   const sink = card.recordSpeaker();
+  await sink.ready(); // the recorder runs before anything plays
   const trials: { pcm: Buffer; heardNow: number }[] = [];
   try {
     await sleep(300);

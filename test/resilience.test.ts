@@ -36,6 +36,7 @@ async function backToIdleAndServing(daemon: DaemonProcess, emu: LiveEmulator) {
 test('goAway mid-question: resumed with the newest handle, no audio lost, the reply still comes', async () => {
   const { emu, daemon, done } = await setup();
   const room = card.recordRoom(); // what the microphone is given: the reference (the simulated card can glitch under load)
+  await room.ready(); // the recorder runs before anything plays
   try {
     await daemon.pressAndWait('listening');
     const playing = card.playIntoRoom(longSpeech);
@@ -62,6 +63,7 @@ test('goAway mid-question: resumed with the newest handle, no audio lost, the re
 test('the TCP connection drops mid-question: resumed at once, no audio lost', async () => {
   const { emu, daemon, done } = await setup();
   const room = card.recordRoom(); // what the microphone is given: the reference (the simulated card can glitch under load)
+  await room.ready(); // the recorder runs before anything plays
   try {
     await daemon.pressAndWait('listening');
     const playing = card.playIntoRoom(longSpeech);

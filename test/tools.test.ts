@@ -224,6 +224,7 @@ test('a timer set by voice rings on the speaker with the LEDs until ctl press st
     assert.equal(r.timer.remaining_s, 3);
     await daemon.pressAndWait('idle', 3000); // the conversation ends; the timer is the daemon's
     const sink = card.recordSpeaker();
+    await sink.ready(); // the recorder runs before anything plays
     await daemon.waitLog((l) => l.msg === 'timer ringing' && l.timer === r.timer.id, 6000); // by id: labels are not logged with log.transcripts off
     await sleep(3200); // more than two cycles
     const st = await daemon.ctl('status');

@@ -89,6 +89,12 @@ export interface SinkRecorder {
    * position in the recording to wall-clock time.
    */
   readonly startedAt: number;
+  /**
+   * Resolves once parec delivers its first bytes (it is connected and
+   * recording), or after timeoutMs whatever happened: under load, spawning
+   * parec can take longer than a reply takes to start.
+   */
+  ready(timeoutMs?: number): Promise<void>;
   /** Stops recording; resolves with every byte recorded (mono s16le at the device's rate) once the process has ended. */
   stop(): Promise<Buffer>;
 }
@@ -245,7 +251,11 @@ export class SoundCard {
     let byte0At = Infinity;
     let stderr = '';
     let spawnError: Error | undefined;
+    let recording!: () => void;
+    const firstData = new Promise<void>((res) => (recording = res));
+    child.once('exit', () => recording());
     child.stdout!.on('data', (d: Buffer) => {
+      recording();
       chunks.push(d);
       bytes += d.length;
       byte0At = Math.min(byte0At, Date.now() - (bytes / 2 / rate) * 1000);
@@ -256,6 +266,10 @@ export class SoundCard {
     return {
       get startedAt() {
         return Number.isFinite(byte0At) ? Math.round(byte0At) : spawnedAt;
+      },
+      ready: (timeoutMs = 5000) => {
+        let t: NodeJS.Timeout | undefined;
+        return Promise.race([firstData, new Promise<void>((res) => (t = setTimeout(res, timeoutMs)))]).finally(() => clearTimeout(t));
       },
       stop: () => {
         stopping ??= (async () => {
