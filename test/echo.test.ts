@@ -106,6 +106,7 @@ async function oneQuestion(latencyMs: number, db: number): Promise<void> {
   emu.on('speech-start', (_s: unknown, atByte: number) => speechStarts.push({ atByte, wall: Date.now() }));
   const sink = card.recordSpeaker();
   try {
+    await sink.ready(); // the recorder runs before anything plays (the reply is judged whole on it)
     await daemon.pressAndWait('listening', 5000);
     const [s] = emu.sessions as EmulatedSession[];
     await card.playIntoRoom(question);
