@@ -8,6 +8,8 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EchoCanceller } from '../src/audio/aec/index.js';
+import { EchoStage } from '../src/audio/echo.js';
+import { createLogger } from '../src/log.js';
 import { convergenceMs, db, passThrough, reductionDb, rms, runRoom, twoReplies, type Canceller } from '../test/bench/echo-room.js';
 import { CostWindow, fmt } from './stats.js';
 
@@ -30,6 +32,8 @@ export interface EchoFigures {
   keptResidualPeakDbfs: number; keptVadTrips: number;
   /** The same with nothing played (between conversations: the mic passes through), CPU s per minute. */
   idleCpuPerMin: number;
+  /** The daemon's whole echo stage (src/audio/echo.ts: this canceller, the delayed raw mic, the levels and the residual gate, the half-duplex decision per chunk), CPU s per minute of the same conversation. */
+  stageCpuPerMin: number;
 }
 
 export function echoFigures(opts: { delayMs?: number; audioMin?: number } = {}): EchoFigures {
@@ -70,6 +74,25 @@ export function echoFigures(opts: { delayMs?: number; audioMin?: number } = {}):
   for (let i = 0; i < 3000; i++, t += 20) c.processMic(noise, t);
   const i1 = process.cpuUsage(i0);
   c.close();
+  // The same conversation through the daemon's stage, as the daemon calls it: what is written and what played
+  // (here one and the same chunk), each capture chunk on its arrival, then the conversation's two questions.
+  c = EchoCanceller.open({});
+  const stage = EchoStage.open('auto', 'voice', createLogger('silent'), () => c);
+  let stageUs = 0;
+  const staged: Canceller = {
+    pushReference: (ch) => { const a = process.cpuUsage(); stage.scheduled({ sample: 0, ...ch }, 24000); stage.reference({ sample: 0, ...ch }); const b = process.cpuUsage(a); stageUs += b.user + b.system; },
+    processMic: (f, at) => {
+      const a = process.cpuUsage();
+      const y = stage.process(f, at + (f.length >> 1) / 16, 16000);
+      stage.halfDuplex(); stage.residualEcho();
+      const b = process.cpuUsage(a); stageUs += b.user + b.system; return y;
+    },
+  };
+  runRoom(room, staged, { t0Ms: 0 }); // warm-up
+  stageUs = 0;
+  let stageMs = 0;
+  for (let k = 1; stageMs < audioMin * 60_000; k++) { runRoom(room, staged, { t0Ms: k * (lenMs + 1000) }); stageMs += lenMs; }
+  stage.close();
   let peak = -200, runMs = 0, trips = 0;
   for (let t = e2; t + 20 <= e2 + l2; t += 20) {
     const d = db(rms(out, Math.round(t * 16), Math.round((t + 20) * 16)) + 1e-9);
@@ -79,6 +102,7 @@ export function echoFigures(opts: { delayMs?: number; audioMin?: number } = {}):
   return {
     keptResidualPeakDbfs: peak, keptVadTrips: trips,
     idleCpuPerMin: (i1.user + i1.system) / 1e6,
+    stageCpuPerMin: stageUs / 1e6 / (stageMs / 60_000),
     engine: st.engine, delayMs, estimatedDelayMs: st.delayMs,
     coldFrom1sDb: reductionDb(room, out, e1 + 1000, e1 + l1), coldFrom3sDb: reductionDb(room, out, e1 + 3000, e1 + l1),
     keptFirst300Db: reductionDb(room, out, e2, e2 + 300), keptFrom1sDb: reductionDb(room, out, e2 + 1000, e2 + l2),
@@ -102,6 +126,7 @@ export function echoRows(f: EchoFigures, captureFloorPerMin: number | null): [st
     ['echo convergence ms: next reply (kept)', f.keptConvergedMs, 'first window', 300, 'the delay and the filter are kept: 300 = converged from its first 300 ms'],
     [`echo canceller CPU s per min of conversation (${f.engine})`, f.cpuPerMin, 'arecord alone', captureFloorPerMin, `process.cpuUsage around its calls, ${fmt(f.audioMin, 1)} min of the room's audio`],
     ['echo canceller CPU s per min, nothing played', f.idleCpuPerMin, 'arecord alone', captureFloorPerMin, '1 min of 20 ms noise frames between conversations: the mic passes through, delay estimator idle'],
+    ['echo stage CPU s per min of conversation', f.stageCpuPerMin, 'arecord alone', captureFloorPerMin, `src/audio/echo.ts as the daemon calls it: the canceller plus the residual gate and the half-duplex decision, ${fmt(f.audioMin, 1)} min`],
   ];
 }
 

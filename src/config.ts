@@ -64,6 +64,13 @@ export const ConfigSchema = z.strictObject({
     base_url: z.url().nullable().default(null),
     api_key_file: z.string().nullable().default(null),
     connect_timeout_s: z.number().positive().max(120).default(10),
+    // The server's voice activity detection (realtimeInputConfig.automaticActivityDetection in the setup).
+    vad: z.strictObject({
+      start_sensitivity: z.enum(['default', 'low', 'high']).default('default'), // default: not sent (the server's own)
+      end_sensitivity: z.enum(['default', 'low', 'high']).default('default'),
+      prefix_padding_ms: z.number().int().min(0).max(2000).nullable().default(null), // null: not sent
+      silence_duration_ms: z.number().int().min(100).max(5000).nullable().default(null), // null: audio.end_of_speech_ms
+    }).prefault({}),
     // issue 12: Google Search grounding (news, weather); a place for the context line (null = none).
     google_search: z.boolean().default(false),
     location: z.string().max(100).nullable().default(null),
@@ -78,6 +85,12 @@ export const ConfigSchema = z.strictObject({
     volume: z.number().int().min(0).max(MAX_VOLUME).default(100),
     vad_threshold_dbfs: z.number().min(-100).max(0).default(-45),
     end_of_speech_ms: z.number().int().min(100).max(5000).default(700),
+    // Echo cancellation between capture and everything that reads the mic (src/audio/echo.ts).
+    echo_cancel: z.enum(['auto', 'on', 'off']).default('auto'),
+    // voice: talking over a reply interrupts it (needs a converged canceller); press: only the button or the wake word do.
+    barge_in: z.enum(['voice', 'press']).default('voice'),
+    // Half-duplex: silence is sent for this long after a reply's last sample was heard (the echo still on its way).
+    echo_tail_ms: z.number().int().min(0).max(3000).default(1000),
   }).prefault({}),
   // amixer settings applied at start (codec switches a HAT needs); failures are logged, never fatal.
   mixer: z.strictObject({

@@ -42,6 +42,16 @@ export interface LiveLink { sendAudio(pcm16k: Buffer): void; close(): void; send
 /** Runs the model's function calls (src/tools/registry.ts). */
 export interface ToolPort { call(calls: ToolCall[], respond: (r: ToolResponse[]) => void): void; cancel(ids: string[]): void; cancelAll(): void }
 export interface LiveConnector { connect(handlers: LiveHandlers, opts: { resumeHandle: string | null }): LiveLink }
+/**
+ * Half-duplex (src/audio/echo.ts): whether, right now, the server must not
+ * hear the reply's echo. While it says so, every frame sent during a reply,
+ * and for echoTailMs after the reply was last heard, is zeros.
+ */
+export interface EchoGate {
+  halfDuplex(): boolean;
+  /** Full duplex: the frame just handed over is only what the canceller left of the reply's echo (zeros go out for it). */
+  residualEcho?(): boolean;
+}
 
 /**
  * Reply playback. `open`/`close` bracket a conversation: the device stays
@@ -90,6 +100,8 @@ export interface ConversationOptions {
   chimeGateMs: number;
   /** A new conversation within this long of the last one resumes it (0 = never: each starts fresh). */
   resumeWithinMs: number;
+  /** Half-duplex: zeros are sent for this long after a reply stopped being heard (its echo is still on the way). */
+  echoTailMs?: number;
 }
 
 /** Back-off before each resumption attempt after a drop; then the conversation fails. */
@@ -152,10 +164,15 @@ export class Conversation extends EventEmitter {
   private convGen = 0; // answers from the tools of an ended conversation are dropped
   /** A press or the wake word goes here first; true = taken (a ringing timer is stopped by it). */
   pressHook: ((trigger: string) => boolean) | null = null;
+  private replyHeardUntil = -Infinity; // when the speaking state was last left (monotonic): the reply's echo may come until echoTailMs after
+  /** Frames replaced by zeros (half-duplex), for the status. */
+  gatedFrames = 0;
+  /** Frames replaced by zeros in full duplex: only the canceller's residual of the echo (EchoGate.residualEcho). */
+  residualFrames = 0;
 
   constructor(
     private opts: ConversationOptions,
-    private readonly ports: { live: LiveConnector; player: Player; mic: Mic; indicator: Indicator; tools?: ToolPort },
+    private readonly ports: { live: LiveConnector; player: Player; mic: Mic; indicator: Indicator; echo?: EchoGate; tools?: ToolPort },
     private readonly log: Logger,
   ) {
     super();
@@ -254,6 +271,9 @@ export class Conversation extends EventEmitter {
     }
     this.replyAudio = false;
     this.listen();
+    // The user cut the reply to speak: their words go out at once, not after echo_tail_ms of zeros (half-duplex).
+    // What may still arrive is the echo of what was heard before the cut, at most the echo path's delay.
+    this.replyHeardUntil = -Infinity;
   }
 
   private chime(): void {
@@ -304,6 +324,8 @@ export class Conversation extends EventEmitter {
 
   /** Send a frame and follow the user's speech on it (timeouts, listening/thinking). */
   private stream(frame: Buffer): void {
+    if (this.replyEchoGated()) { frame = Buffer.alloc(frame.length); this.gatedFrames++; } // paced silence, not nothing
+    else if (this.ports.echo?.residualEcho?.()) { frame = Buffer.alloc(frame.length); this.residualFrames++; }
     if (!this.send(frame)) return;
     const ev = this.vad.push(frame);
     if (ev === 'speech-start' && (this.state === 'listening' || this.state === 'follow-up' || this.state === 'thinking')) {
@@ -534,6 +556,10 @@ export class Conversation extends EventEmitter {
     this.replyAudio = false;
     this.turnBytes = 0;
     if (this.state === 'speaking' || this.state === 'thinking') this.listen();
+    // The server heard the user start a new turn: the rest of their words must go out at once, not be replaced by
+    // echo_tail_ms of zeros (half-duplex may be back on for the new playback stream the flush starts). Seen here: the
+    // turn cut to 320 ms of a 1.6 s sentence, answered before the user had finished.
+    this.replyHeardUntil = -Infinity;
     if (this.goAwayDue) { this.attempts = 0; this.resume('goAway'); }
   }
 
@@ -625,9 +651,16 @@ export class Conversation extends EventEmitter {
 
   // ---- helpers --------------------------------------------------------------
 
+  /** Half-duplex and a reply is playing, or its echo may still be arriving. */
+  private replyEchoGated(): boolean {
+    if (!this.ports.echo?.halfDuplex()) return false;
+    return this.state === 'speaking' || monotonicMs() < this.replyHeardUntil + (this.opts.echoTailMs ?? 0);
+  }
+
   private setState(s: State): void {
     if (s === this.state) return;
     const from = this.state;
+    if (from === 'speaking') this.replyHeardUntil = monotonicMs(); // the reply was heard to its end, or dropped just now
     this.state = s;
     this.ports.indicator.show(s);
     this.log.info({ from, to: s }, 'state');

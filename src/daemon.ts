@@ -28,6 +28,7 @@ import { WakeWord, type WakeArmError } from './wake/engine.js';
 import { porcupineFactory } from './wake/porcupine.js';
 import { toneEngine } from './wake/tone.js';
 import { monotonicMs } from './clock.js';
+import { EchoRequiredError, EchoStage } from './audio/echo.js';
 import { Observer } from './observe.js';
 import { setupTools } from './tools/setup.js';
 
@@ -53,6 +54,7 @@ const conversationOptions = (config: Config): ConversationOptions => ({
   errorSound: config.feedback.error_sound ? errorSound(PLAYBACK_RATE, config.feedback.volume) : null,
   chimeGateMs: CHIME_MS + config.audio.playback_lead_ms + 300, // + device and capture latency
   resumeWithinMs: config.conversation.resume_within_s * 1000,
+  echoTailMs: config.audio.echo_tail_ms,
 });
 const captureOptions = (config: Config): CaptureOptions =>
   ({ device: config.audio.capture_device, rate: CAPTURE_RATE, periodMs: config.audio.capture_period_ms });
@@ -77,7 +79,7 @@ class Endpoint {
   /** The function declarations each new session gets (tools, issue 12). */
   functions: () => import('@google/genai').FunctionDeclaration[] = () => [];
 
-  constructor(private readonly log: Logger) {}
+  constructor(private readonly log: Logger, private readonly interruptible: () => boolean) {}
 
   async configure(config: Config, configFile: string | null = null): Promise<void> {
     const { key, source } = readApiKey(config);
@@ -96,7 +98,7 @@ class Endpoint {
     }
     if (baseUrl !== this.emulator?.url && this.emulator) { await this.emulator.close(); this.emulator = null; }
     this.connector = new GeminiConnector({ apiKey: key ?? 'no-key', baseUrl, live: config.live, silenceMs: config.audio.end_of_speech_ms,
-      configFile, transcripts: config.log.transcripts, functions: () => this.functions() }, this.log);
+      interruptible: this.interruptible, configFile, transcripts: config.log.transcripts, functions: () => this.functions() }, this.log);
   }
 
   async close(): Promise<void> { await this.emulator?.close(); }
@@ -190,6 +192,16 @@ function makeWakeWord(config: Config): WakeWord | null {
   }
 }
 
+/** The echo stage for the config; audio.echo_cancel: on with no engine is a ConfigError naming the key and the file. */
+export function openEcho(config: Config, file: string | null | undefined, log: Logger, open?: Parameters<typeof EchoStage.open>[3]): EchoStage {
+  try {
+    return EchoStage.open(config.audio.echo_cancel, config.audio.barge_in, log, open);
+  } catch (e) {
+    if (e instanceof EchoRequiredError) throw new ConfigError(`${file ?? 'built-in defaults'}: ${e.message}`, file ?? null);
+    throw e;
+  }
+}
+
 function statusLine(state: State, endpoint: string, problem: string | null, lastError: string | null, wake: WakeWord | null, fault: string | null = null): string {
   if (fault && (state === 'idle' || state === 'error')) return `error: ${fault} (fix it, then press or reload)`;
   if (problem && (state === 'idle' || state === 'error')) return `degraded: ${problem}`;
@@ -224,13 +236,16 @@ export async function runDaemon(configPath?: string): Promise<void> {
   const notify: Notifier = createNotifier(log);
   log.info({ config: file ?? '(built-in defaults)' }, 'live-speaker starting');
 
-  let endpoint: Endpoint, gpio: Hardware, control: Server, wake: WakeWord | null;
+  let endpoint: Endpoint, gpio: Hardware, control: Server, wake: WakeWord | null, echo: EchoStage;
   const mic = new ArecordMic(captureOptions(config));
   const store = new StateStore(stateDir(config), log);
   // The volume set with `ctl volume` holds across restarts; audio.volume until one is set.
   const player = new SpeakerPlayer(playbackOptions(config), store.get().volume ?? config.audio.volume, log);
   try {
-    endpoint = new Endpoint(log);
+    // Between the microphone and everything that reads it; on and unavailable is a config error (exit 78, no restart loop).
+    echo = openEcho(config, file, log);
+    echo.tailMs = config.audio.echo_tail_ms;
+    endpoint = new Endpoint(log, () => echo.interruptible());
     await endpoint.configure(config, file);
     wake = makeWakeWord(config);
     gpio = await openHardware(config, log);
@@ -247,7 +262,10 @@ export async function runDaemon(configPath?: string): Promise<void> {
   // ---- tools (issue 12): function calls, timers, volume by voice
   const tools = setupTools({ config: () => config, stateDir: stateDir(config), player, leds, store, log, conversation: () => conversation });
   endpoint.functions = () => tools.dispatcher.declarations();
-  const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds, tools: tools.dispatcher }, log);
+  const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds, echo: { halfDuplex: () => echo.halfDuplex(), residualEcho: () => echo.residualEcho() }, tools: tools.dispatcher }, log);
+  // The reference: every sample the speaker played, when it was heard.
+  player.timeline.on('played', (c) => echo.reference(c));
+  player.timeline.on('wrote', (c) => echo.scheduled(c, PLAYBACK_RATE));
   // Transcripts (log.transcripts), token usage and `ctl watch` (src/observe.ts).
   const observer = new Observer(conversation, log, () => config.log.transcripts);
   // Function calls reach `ctl watch` as the conversation's 'tool' / 'tool-cancelled' events.
@@ -257,7 +275,9 @@ export async function runDaemon(configPath?: string): Promise<void> {
   // ---- events from the adapters
   let micProblem: string | null = null;
   let lastFrameAt = 0;
-  const updateStatus = () => notify.status(statusLine(conversation.state, endpoint.description, micProblem, conversation.lastError?.message ?? null, wake, conversation.fault));
+  // Idle, the status line also says how the echo is handled (engine, delay, converged; or why half-duplex).
+  const withEcho = (line: string) => (conversation.state === 'idle' && !line.startsWith('degraded') && !line.startsWith('error') ? `${line}; echo cancellation: ${echo.describe()}` : line);
+  const updateStatus = () => notify.status(withEcho(statusLine(conversation.state, endpoint.description, micProblem, conversation.lastError?.message ?? null, wake, conversation.fault)));
 
   // ---- wake word: every capture chunk goes through it first; a detection splits the chunk exactly there
   const wireWake = (w: WakeWord) => {
@@ -270,8 +290,9 @@ export async function runDaemon(configPath?: string): Promise<void> {
     });
   };
   if (wake) wireWake(wake);
-  mic.on('frame', (f: Buffer) => {
+  mic.on('frame', (raw: Buffer) => {
     lastFrameAt = monotonicMs();
+    const f = echo.process(raw, lastFrameAt, CAPTURE_RATE); // what every reader of the mic gets
     if (micProblem !== null) { micProblem = null; updateStatus(); } // audio flows: whatever was wrong with the mic is over
     const at = wake && conversation.state !== 'muted' ? wake.push(f) : null;
     if (at === null) { conversation.micFrame(f); return; }
@@ -318,6 +339,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     watchers: observer.watcherCount, // `ctl watch` clients connected now
     timing: conversation.timing,
     wake: wake?.status() ?? { engine: 'none', armed: false, keywords: [], reason: 'no wake word configured (wake.engine: none)', detections: 0 },
+    echo: { ...echo.status(), summary: echo.describe(), cleaningNow: echo.cleaning(monotonicMs()), gatedFrames: conversation.gatedFrames, residualFrames: conversation.residualFrames },
     config: { file, conversation: config.conversation, audio: config.audio, wake: { ...config.wake } },
     uptimeS: Math.round((monotonicMs() - started) / 1000),
     memoryMiB: (({ rss, heapUsed, external }) => ({ rss: mib(rss), heapUsed: mib(heapUsed), external: mib(external) }))(process.memoryUsage()),
@@ -373,11 +395,15 @@ export async function runDaemon(configPath?: string): Promise<void> {
     const captureChanged = JSON.stringify(captureOptions(next)) !== JSON.stringify(captureOptions(config));
     const rewake = JSON.stringify(next.wake) !== JSON.stringify(config.wake) || (wake !== null && !wake.armed);
     const nextWake = rewake ? makeWakeWord(next) : wake; // reads the AccessKey: may throw
+    const reecho = next.audio.echo_cancel !== config.audio.echo_cancel || next.audio.barge_in !== config.audio.barge_in;
+    const nextEcho = reecho ? openEcho(next, configPath ?? file, log) : echo; // on and unavailable: throws, the reload is refused
     await endpoint.configure(next, file); // reads the API key: may throw
     const previousVolume = config.audio.volume;
     const mixerChanged = JSON.stringify(next.mixer) !== JSON.stringify(config.mixer);
     config = { ...next, hardware: config.hardware, gpio: config.gpio, control: config.control, state: config.state };
     if (mixerChanged) void applyMixer(config, log);
+    if (nextEcho !== echo) { echo.close(); echo = nextEcho; } // the next session's activityHandling follows it
+    echo.tailMs = config.audio.echo_tail_ms;
     log.level = config.log.level;
     conversation.configure(conversationOptions(config));
     tools.dispatcher.configure(config.tools.commands); // the next session declares them
@@ -403,6 +429,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     conversation.shutdown();
     tools.stop();
     wake?.release();
+    echo.close();
     gpio.release();
     observer.closeWatchers(); // open watches would keep the socket server from closing
     await new Promise<void>((res) => control.close(() => res()));
@@ -460,5 +487,5 @@ export async function runDaemon(configPath?: string): Promise<void> {
   notify.startWatchdog(() => conversation.state === 'muted' || micProblem !== null || monotonicMs() - lastFrameAt < STUCK_CAPTURE_MS);
   tools.start(conversation); // saved timers: one that fell due while the daemon was down rings once now
   log.info({ endpoint: endpoint.description, gpio: gpio.state, socket: config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
-  notify.ready(statusLine(conversation.state, endpoint.description, micProblem, null, wake));
+  notify.ready(withEcho(statusLine(conversation.state, endpoint.description, micProblem, null, wake)));
 }

@@ -12,6 +12,8 @@ import { controlRequest } from './control.js';
 import { checkBootConfig, checkGpio, checkRing, checkSoundCards, type Check, type Verdict } from './doctor-hw.js';
 import { monotonicMs } from './clock.js';
 import { deviceHolders } from './audio/devices.js';
+import { EchoStage, EchoRequiredError } from './audio/echo.js';
+import { pino } from 'pino';
 import { checkModel } from './doctor-model.js';
 
 export const CAPTURE_RATE = 16000;
@@ -262,6 +264,21 @@ function checkWake(config: Config): Check {
   }
 }
 
+/** Which echo canceller can run here (and, from the running daemon, its delay estimate and whether it converged). */
+function checkEcho(config: Config, running: string | null): Check {
+  const name = 'echo cancellation';
+  let stage: EchoStage;
+  try {
+    stage = EchoStage.open(config.audio.echo_cancel, config.audio.barge_in, pino({ level: 'silent' }));
+  } catch (e) {
+    if (!(e instanceof EchoRequiredError)) throw e;
+    return { name, verdict: 'fail', detail: e.message, fix: 'set audio.echo_cancel: auto (half-duplex), or off for a speakerphone that cancels its own echo' };
+  }
+  const here = stage.describe();
+  stage.close();
+  return { name, verdict: 'info', detail: running ? `the daemon: ${running}` : here };
+}
+
 export async function runDoctor(configPath?: string, out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
   const checks: Check[] = [];
   let config: Config;
@@ -276,7 +293,8 @@ export async function runDoctor(configPath?: string, out: (s: string) => void = 
   }
 
   let daemonRunning = false;
-  try { await controlRequest(config.control.socket, { cmd: 'status' }, 1000); daemonRunning = true; } catch { /* not running, or not ours to ask */ }
+  let running: any = null;
+  try { running = await controlRequest(config.control.socket, { cmd: 'status' }, 1000); daemonRunning = true; } catch { /* not running, or not ours to ask */ }
 
   checks.push(checkSoundCards(config));
   checks.push(await checkCapture(config, daemonRunning));
@@ -293,6 +311,7 @@ export async function runDoctor(configPath?: string, out: (s: string) => void = 
   checks.push(endpointCheck);
   checks.push(await checkModel(config, file, endpointCheck.verdict === 'ok')); // issue 12: a retired or unknown live.model
   checks.push(checkWake(config));
+  checks.push(checkEcho(config, running?.echo?.summary ?? null));
 
   const mark: Record<Verdict, string> = { ok: '[ok]  ', fail: '[FAIL]', info: '[--]  ' };
   const width = Math.max(...checks.map((c) => c.name.length));

@@ -109,6 +109,31 @@ test('echo room: after the echo delay jumps mid-reply (120 -> 450 ms), the cance
   assert.ok(stuckAfter < 20, `without re-estimation the canceller recovers too (${f1(stuckAfter)} dB): the bound does not test it`);
 });
 
+test('echo room: a new playback stream (newStream) holds Speex until its delay is confirmed on its own echo, then cancels with the kept filter; a stream whose path moved gets the new delay to the ms', (t) => {
+  const warm = r1(), ref = r2();
+  for (const shift of [0, 25]) {
+    const c = EchoCanceller.open({});
+    const pre = buildRoom({ durationMs: ms(warm, REF_RATE) + 1000, replies: [{ ref: warm, atMs: 200, delayMs: 120 }] });
+    runRoom(pre, c, { t0Ms: 100_000, latencyMs: c.latencyMs });
+    assert.equal(c.stats.converged, true, 'converged on the first stream');
+    c.newStream();
+    assert.equal(c.stats.converged, false, 'not converged on a new stream until its delay is confirmed');
+    assert.equal(c.stats.erleDb, null, "the figures start afresh for the stream");
+    const at = 300, d = 120 + shift;
+    const room = buildRoom({ durationMs: at + ms(ref, REF_RATE) + 1000, replies: [{ ref, atMs: at, delayMs: d }] });
+    const out = runRoom(room, c, { t0Ms: 100_000 + ms(warm, REF_RATE) + 3000, latencyMs: c.latencyMs });
+    const st = c.stats;
+    c.close();
+    const first = reductionDb(room, out, at + d, at + d + 250);
+    const from750 = reductionDb(room, out, at + d + 750, at + d + 3000);
+    t.diagnostic(`path ${120} -> ${d} ms: delay ${st.delayMs} ms; first 250 ms ${f1(first)} dB (held: the mic as it is); from 0.75 s to 3 s ${f1(from750)} dB`);
+    assert.ok(Math.abs(first) < 3, `held: the mic passes while the delay is confirmed (${f1(first)} dB)`);
+    assert.ok(st.delayMs !== null && Math.abs(st.delayMs - d) <= 2, `the new stream's delay ${st.delayMs} ms, true ${d}`);
+    // Same path: the kept filter cancels at once after the hold. A moved path (even a few ms) must be learnt again.
+    if (shift === 0) assert.ok(from750 >= 20, `the kept filter, same path: ${f1(from750)} dB from 0.75 s`);
+  }
+});
+
 test('EchoCanceller.open: an engine that cannot run is refused with EchoUnavailableError naming what is missing', () => {
   assert.throws(() => EchoCanceller.open({ engine: 'webrtc' }), (e: Error) => e instanceof EchoUnavailableError && /speex/i.test(e.message));
   const c = EchoCanceller.open({ engine: 'auto' });

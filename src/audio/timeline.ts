@@ -55,6 +55,7 @@ export class PlaybackTimeline extends EventEmitter {
     if (!this.anchor) this.anchor = { sample: this.written, atMs: now };
     const chunk = { sample: this.written, atMs: this.atMs(this.written), pcm };
     this.inFlight.push(chunk);
+    this.emit('wrote', chunk); // what will be heard, and when: the echo stage knows an echo may come before it does
     this.written += pcm.length >> 1;
     return chunk.atMs;
   }

@@ -3,7 +3,7 @@
 // calls. Also here: how a close is classified (permanent: do not retry on
 // your own; transient: resume), and answers to tool calls we do not know.
 // Audio out is 16 kHz s16le, audio in 24 kHz.
-import { Behavior, GoogleGenAI, Modality, type FunctionDeclaration, type LiveServerMessage, type Session, type Tool } from '@google/genai';
+import { ActivityHandling, Behavior, EndSensitivity, GoogleGenAI, Modality, StartSensitivity, type FunctionDeclaration, type LiveServerMessage, type RealtimeInputConfig, type Session, type Tool } from '@google/genai';
 import type { CloseInfo, LiveConnector, LiveHandlers, LiveLink, TurnText } from '../conversation.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -15,12 +15,28 @@ export interface GeminiOptions {
   baseUrl: string | null;
   live: Config['live'];
   silenceMs: number;
+  /** Whether a session opened now may be interrupted by the user's voice (else NO_INTERRUPTION: half-duplex, see src/audio/echo.ts). */
+  interruptible?: () => boolean;
   /** The config file, named in what the user is told to change (live.model). */
   configFile?: string | null;
   /** log.transcripts: ask for input/output transcription; without it none is requested, and any that comes is dropped. */
   transcripts?: boolean;
   /** Function declarations for the session setup (tools, issue 12); none: no tools declared. */
   functions?: () => FunctionDeclaration[];
+}
+
+/** The setup's realtimeInputConfig: the server VAD's settings (live.vad) and whether speech interrupts a reply. */
+export function realtimeInputConfig(live: Config['live'], silenceMs: number, interruptible: boolean): RealtimeInputConfig {
+  const v = live.vad;
+  return {
+    automaticActivityDetection: {
+      silenceDurationMs: v.silence_duration_ms ?? silenceMs,
+      ...(v.start_sensitivity === 'default' ? {} : { startOfSpeechSensitivity: v.start_sensitivity === 'low' ? StartSensitivity.START_SENSITIVITY_LOW : StartSensitivity.START_SENSITIVITY_HIGH }),
+      ...(v.end_sensitivity === 'default' ? {} : { endOfSpeechSensitivity: v.end_sensitivity === 'low' ? EndSensitivity.END_SENSITIVITY_LOW : EndSensitivity.END_SENSITIVITY_HIGH }),
+      ...(v.prefix_padding_ms === null ? {} : { prefixPaddingMs: v.prefix_padding_ms }),
+    },
+    activityHandling: interruptible ? ActivityHandling.START_OF_ACTIVITY_INTERRUPTS : ActivityHandling.NO_INTERRUPTION,
+  };
 }
 
 /**
@@ -134,7 +150,7 @@ export class GeminiConnector implements LiveConnector {
         systemInstruction: { parts: [{ text: systemInstructionWithContext(live.system_instruction, new Date(), live.location) }] },
         ...(tools.length ? { tools } : {}),
         ...(transcripts ? { inputAudioTranscription: {}, outputAudioTranscription: {} } : {}),
-        realtimeInputConfig: { automaticActivityDetection: { silenceDurationMs: this.opts.silenceMs } },
+        realtimeInputConfig: realtimeInputConfig(live, this.opts.silenceMs, this.opts.interruptible?.() ?? true),
         // Resumable sessions survive goAway and network drops; compression lifts the 15-minute audio cap.
         sessionResumption: resumeHandle ? { handle: resumeHandle } : {},
         contextWindowCompression: { slidingWindow: {} },

@@ -19,8 +19,10 @@ export { EchoUnavailableError };
  * talk lowers it). converged: the delay is known and erleDb has held >= 15 dB for 200 ms; it
  * stays true through double talk and silence, and turns false on reset() and when the delay moves.
  * delayJumps: times the delay in use moved (by more than 10 ms) after it was first found.
+ * residualDb: the reference over the cleaned power while the reference plays, smoothed the same way:
+ * how far below what the speaker plays the microphone's cleaned signal is (an echo-free room: high at once).
  */
-export interface EchoStats { engine: string; delayMs: number | null; erleDb: number | null; converged: boolean; framesProcessed: number; delayJumps: number }
+export interface EchoStats { engine: string; delayMs: number | null; erleDb: number | null; converged: boolean; framesProcessed: number; delayJumps: number; residualDb?: number | null }
 
 export interface EchoOptions {
   engine?: 'auto' | 'speex' | 'webrtc';
@@ -29,10 +31,12 @@ export interface EchoOptions {
   log?: Logger;
   /** A known, fixed echo delay (ms): no estimation. For hardware with a fixed path, and for tests (0 = none). */
   fixedDelayMs?: number;
-  /** Longest echo delay searched, ms (default 1200). */
+  /** Longest echo delay searched, ms (default MAX_DELAY_MS). */
   maxDelayMs?: number;
 }
 
+/** The longest echo delay searched by default, ms: an echo later than this is not looked for. */
+export const MAX_DELAY_MS = 1200;
 const RATE = 16000;
 const REF_RATE = 24000;
 const FRAME = 160; // 10 ms: speex's frame
@@ -50,6 +54,8 @@ const MIC_RESYNC_MS = 150;
 /** A reference chunk this far from where the last one ended starts a new stretch (the player re-anchored). */
 const REF_RESYNC_MS = 2;
 const CONVERGED_DB = 15;
+/** After newStream(): Speex is held at most this long of audible reference while the delay is confirmed. */
+const HOLD_MAX_MS = 1500;
 /** A reference sample above this (-72 dBFS) is sound the mic may hear. */
 const SOUND = 8;
 /** The cleaned mic lags the mic by this many samples (50 ms): one speex frame plus 40 ms of waiting for the reference. */
@@ -84,8 +90,10 @@ export class EchoCanceller {
   private candidate: number | null = null;
   private settleLeft = 0; // estimates left in which a small correction follows a move
   private settle: { lag: number; n: number } | null = null;
-  private micPow = 0; private outPow = 0; private powFrames = 0;
+  private micPow = 0; private outPow = 0; private refPow = 0; private powFrames = 0;
   private convergedFor = 0;
+  private hold = false; // newStream(): Speex not run (the filter kept as it is) until the delay is confirmed on this stream
+  private holdFrames = 0; // audible frames seen while held (HOLD_MAX_MS)
   private _stats: EchoStats;
   private closed = false;
 
@@ -98,7 +106,7 @@ export class EchoCanceller {
     this.engine = 'speex';
     this.fixedDelay = opts.fixedDelayMs === undefined ? null : Math.round(opts.fixedDelayMs * SPM);
     this.delaySamples = this.fixedDelay;
-    this.est = this.fixedDelay === null ? new DelayEstimator(opts.maxDelayMs ?? 1200) : null;
+    this.est = this.fixedDelay === null ? new DelayEstimator(opts.maxDelayMs ?? MAX_DELAY_MS) : null;
     this.up = new SpeexResampler(REF_RATE, RATE, 10); // the reference must match what the speaker made: best quality
     this.refDown = new SpeexResampler(RATE, 2000, 3);
     this.micDown = new SpeexResampler(RATE, 2000, 3);
@@ -213,31 +221,40 @@ export class EchoCanceller {
     // Nothing the speaker said reaches this frame through the filter's window: no echo to
     // cancel, and the mic passes as it is (most of the day, between conversations, costs nothing).
     const quiet = this.inAt - d - this.filterLength > this.lastSound;
+    // Held (a new playback stream, its delay not yet confirmed): the mic passes and Speex does not adapt to an echo
+    // at an offset its filter was not learnt for.
+    if (this.hold && !quiet && ++this.holdFrames * FRAME > HOLD_MAX_MS * SPM) {
+      this.release();
+      this.log?.info({ delayMs: this._stats.delayMs }, 'echo delay not confirmed on the new stream: cancelling with the one in use');
+    }
+    const held = this.hold && !quiet;
     if (!quiet) {
       this.ref.read(this.inAt - d, this.refFrame);
-      this.aec.process(this.inQ, this.refFrame, this.outFrame);
+      if (!held) this.aec.process(this.inQ, this.refFrame, this.outFrame);
     }
-    const y = quiet ? this.inQ : this.outFrame;
+    const y = quiet || held ? this.inQ : this.outFrame;
     const mask = this.outQ.length - 1;
     if (this.outEnd - this.outStart + FRAME > this.outQ.length) throw new Error('echo canceller: output queue overflow');
     for (let i = 0; i < FRAME; i++) this.outQ[(this.outEnd + i) & mask] = y[i];
     this.outEnd += FRAME;
     this._stats.framesProcessed++;
-    if (!quiet) this.track();
+    if (!quiet) this.track(y);
   }
 
-  /** ERLE while the reference plays: mic power over output power, smoothed over ~200 ms. */
-  private track(): void {
+  /** ERLE while the reference plays: mic power over output power (`y`: what was handed on), smoothed over ~200 ms. */
+  private track(y: Int16Array): void {
     let pr = 0, pm = 0, po = 0;
-    for (let i = 0; i < FRAME; i++) { pr += this.refFrame[i] ** 2; pm += this.inQ[i] ** 2; po += this.outFrame[i] ** 2; }
+    for (let i = 0; i < FRAME; i++) { pr += this.refFrame[i] ** 2; pm += this.inQ[i] ** 2; po += y[i] ** 2; }
     if (pr / FRAME < 100 ** 2) return; // reference below -50 dBFS: nothing to cancel
     const a = 0.95;
     this.micPow = a * this.micPow + (1 - a) * pm;
     this.outPow = a * this.outPow + (1 - a) * po;
+    this.refPow = a * this.refPow + (1 - a) * pr;
     this.powFrames++;
     if (this.powFrames < 10) return;
     const erle = 10 * Math.log10((this.micPow + 1) / (this.outPow + 1));
     this._stats.erleDb = Math.round(erle * 10) / 10;
+    this._stats.residualDb = Math.round(10 * Math.log10((this.refPow + 1) / (this.outPow + 1)) * 10) / 10;
     const located = this.delaySamples !== null;
     if (located && erle >= CONVERGED_DB) { if (++this.convergedFor >= 20) this._stats.converged = true; } else this.convergedFor = 0;
   }
@@ -246,6 +263,26 @@ export class EchoCanceller {
     if (confidence < MIN_CONFIDENCE || (this.est?.learnt ?? 0) < 3) { this.candidate = null; return; }
     const lag = Math.round(lagMs * SPM);
     const cur = this.delaySamples;
+    // Once the echo of the last audible reference (at the delay in use) is over, what the mic hears is the room
+    // (after a barge-in: the user), and a far lag is that against an older stretch of reply: seen here, the delay
+    // moved from ~135 to ~1100 ms while the user talked on after the cut, and the next reply had to find it again.
+    const echoOver = cur !== null && this.micNext !== null && this.micNext - cur > this.lastSound + this.filterLength;
+    if (this.hold && cur !== null) {
+      if (echoOver) { this.candidate = null; return; }
+      // A new stream's delay, from its own echo: seen twice in a row within SETTLE_MS, then taken to the ms
+      // (the kept filter fits only at the offset it was learnt at), and Speex runs again.
+      if (this.candidate === null || Math.abs(lag - this.candidate) > SETTLE_MS * SPM) { this.candidate = lag; return; }
+      const seen = Math.round((lag + this.candidate) / 2);
+      this.candidate = null;
+      this.release();
+      if (Math.abs(seen - cur) >= SETTLE_MS * SPM) {
+        this._stats.delayJumps++;
+        this.moveTo(seen, confidence, 'echo delay moved with the new stream');
+        this.settleLeft = 16;
+        this.settle = null;
+      } else this.log?.info({ delayMs: Math.round(cur / SPM), seenMs: Math.round(seen / SPM) }, 'echo delay confirmed on the new stream');
+      return;
+    }
     if (cur !== null && Math.abs(lag - cur) <= MOVE_MS * SPM) {
       this.candidate = null;
       // Settling: right after a move the estimate may still be a few ms off (the old path's
@@ -259,6 +296,7 @@ export class EchoCanceller {
       }
       return;
     }
+    if (echoOver) { this.candidate = null; return; }
     // A new delay must be seen twice in a row (within MOVE_MS) before the reference moves.
     if (this.candidate === null || Math.abs(lag - this.candidate) > MOVE_MS * SPM) { this.candidate = lag; return; }
     this.candidate = null;
@@ -275,6 +313,38 @@ export class EchoCanceller {
     this._stats.delayMs = lag / SPM;
     this._stats.converged = false;
     this.convergedFor = 0;
+  }
+
+  /**
+   * A new playback stream (a new conversation, a barge-in's restart): its echo path may be a few ms off the last
+   * one's (seen on the simulated card: 131 ms, then 158 ms on the next conversation's stream). Until the delay in
+   * use is confirmed on this stream's own echo (or moved to it), for at most HOLD_MAX_MS of audible reference,
+   * Speex is not run: the mic passes as it is, and the kept filter is not re-learnt at the wrong offset (when it
+   * was, the next reply took 5 s to converge again, in half-duplex all along). Not converged meanwhile; the
+   * figures start afresh for the stream. Nothing to do before a delay was ever found, or with a fixed one.
+   */
+  newStream(): void {
+    if (this.closed || this.est === null || this.delaySamples === null) return;
+    this.est.reset();
+    this.candidate = null;
+    this.hold = true;
+    this.holdFrames = 0;
+    this._stats.converged = false;
+    this.convergedFor = 0;
+    this.freshFigures();
+  }
+
+  /** Speex runs again after a hold. The figures start afresh: the held frames (the mic as it is) would keep the
+   * smoothed ERLE near 0 dB for a second of echo already cancelled 25-45 dB down (seen here: full duplex 2.6 s into the reply). */
+  private release(): void {
+    this.hold = false;
+    this.freshFigures();
+  }
+
+  private freshFigures(): void {
+    this.micPow = 0; this.outPow = 0; this.refPow = 0; this.powFrames = 0;
+    this._stats.erleDb = null;
+    this._stats.residualDb = null;
   }
 
   /** Forget the delay (it is searched for afresh) and the streams' positions; the filter is kept. */
