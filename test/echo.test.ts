@@ -22,7 +22,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SoundCard, wholeCorrelation } from './bench/soundcard.js';
-import { deepMerge, startWithEmulator, type DaemonProcess } from './bench/daemon.js';
+import { DaemonProcess, deepMerge, startWithEmulator } from './bench/daemon.js';
 import type { EmulatedSession, LiveEmulator } from '../src/emulator/emulator.js';
 import { resample, tone } from '../src/audio/pcm.js';
 
@@ -97,10 +97,10 @@ async function daemonInRoom(config: Record<string, any> = {}, emu: Record<string
 
 const when = (l: { [k: string]: unknown }) => Date.parse(l.time as string);
 
-async function oneQuestion(latencyMs: number, db: number): Promise<void> {
+async function oneQuestion(latencyMs: number, db: number, config: Record<string, any> = {}, env: NodeJS.ProcessEnv = {}): Promise<void> {
   const unload = echoPath(latencyMs, db);
   if (process.env.LS_ECHO_DUMP) (await import('node:fs')).rmSync(`${process.env.LS_ECHO_DUMP}-${latencyMs}.trace`, { force: true });
-  const run = await daemonInRoom({}, {}, process.env.LS_ECHO_DUMP ? { LS_ECHO_TRACE: `${process.env.LS_ECHO_DUMP}-${latencyMs}.trace` } : {});
+  const run = await daemonInRoom(config, {}, { ...env, ...(process.env.LS_ECHO_DUMP ? { LS_ECHO_TRACE: `${process.env.LS_ECHO_DUMP}-${latencyMs}.trace` } : {}) });
   const { emu, daemon } = run;
   const speechStarts: { atByte: number; wall: number }[] = [];
   emu.on('speech-start', (_s: unknown, atByte: number) => speechStarts.push({ atByte, wall: Date.now() }));
@@ -138,6 +138,33 @@ async function oneQuestion(latencyMs: number, db: number): Promise<void> {
 test('echo 0 dB, 30 ms path: one question then silence gives exactly one reply, played whole, no interrupted; the conversation ends after the follow-up window', { timeout: 60_000 }, () => oneQuestion(30, 0));
 test('echo -12 dB, 120 ms path: one question, one reply, played whole, no interrupted, ends after the follow-up window', { timeout: 60_000 }, () => oneQuestion(120, -12));
 test('echo 0 dB, 300 ms path: one question, one reply, played whole, no interrupted, ends after the follow-up window', { timeout: 60_000 }, () => oneQuestion(300, 0));
+
+// Where no engine can run (libspeexdsp1 not installed; LIVE_SPEAKER_SPEEXDSP names a file that is not there).
+const NO_SPEEX = { LIVE_SPEAKER_SPEEXDSP: '/nonexistent/libspeexdsp.so.1' };
+
+test('no SpeexDSP here, echo_cancel auto: the daemon runs half-duplex and says why; a 0 dB / 120 ms room still gets one reply per question, from a session that does not interrupt', { timeout: 60_000 }, async () => {
+  await oneQuestion(120, 0, { audio: { echo_cancel: 'auto' } }, NO_SPEEX);
+  // (oneQuestion asserted one reply, no interrupted, and NO_INTERRUPTION for an unavailable engine; with echo_cancel off this room answers itself.)
+  const run = await daemonInRoom({ audio: { echo_cancel: 'auto' } }, {}, NO_SPEEX);
+  try {
+    const st = await run.daemon.ctl('status');
+    assert.equal(st.echo.state, 'unavailable');
+    assert.match(st.echo.summary, /unavailable \(echo cancellation needs SpeexDSP \(\/nonexistent\/libspeexdsp\.so\.1\), which could not be loaded: install the Debian package libspeexdsp1.*\): half-duplex/);
+    const warned = run.daemon.logs.find((l) => l.msg.startsWith('no echo canceller can run: half-duplex'));
+    assert.ok(warned && /libspeexdsp1/.test(String(warned.reason)), 'the log says why, and what to install');
+  } finally { await run.done(); }
+});
+
+test('no SpeexDSP here, echo_cancel on: the daemon refuses to start (exit 78), naming audio.echo_cancel, the config file and the package', { timeout: 30_000 }, async () => {
+  const d = await DaemonProcess.start({ env: { ...card.env, ...NO_SPEEX }, config: { audio: { echo_cancel: 'on' } }, waitReady: false });
+  try {
+    const code = await Promise.race([d.exited, sleep(15_000).then(() => 'still running')]);
+    assert.equal(code, 78, `exit ${code}: ${d.stderr}`);
+    const said = d.stderr + JSON.stringify(d.logs);
+    assert.ok(said.includes(`${d.configFile}: audio.echo_cancel is on, but no echo canceller can run`), said);
+    assert.match(said, /libspeexdsp1/);
+  } finally { await d.stop(); }
+});
 
 test('echo 0 dB, 120 ms path: the user talking over the reply gets `interrupted` within 500 ms of starting to speak, and not before', { timeout: 90_000 }, async () => {
   const unload = echoPath(120, 0);

@@ -169,11 +169,12 @@ export class EchoStage {
       const c = open({ engine: 'auto', log });
       log.info({ engine: c.stats.engine, bargeIn }, 'echo cancellation on');
       return new EchoStage(mode, bargeIn, c, null);
-    } catch (e) {
-      if (!(e instanceof EchoUnavailableError)) throw e;
-      if (mode === 'on') throw new EchoRequiredError(e.message);
-      log.warn({ reason: e.message }, 'no echo canceller can run: half-duplex (the server gets silence while a reply plays; the button and the wake word still barge in)');
-      return new EchoStage(mode, bargeIn, null, e.message);
+    } catch (err) {
+      // Whatever went wrong (a missing library, or an engine that failed to start), the daemon goes on half-duplex in auto.
+      const why = err instanceof EchoUnavailableError ? err.message : `the echo canceller failed to start: ${(err as Error).message}`;
+      if (mode === 'on') throw new EchoRequiredError(why);
+      log.warn({ reason: why }, 'no echo canceller can run: half-duplex (the server gets silence while a reply plays; the button and the wake word still barge in)');
+      return new EchoStage(mode, bargeIn, null, why);
     }
   }
 

@@ -10,7 +10,8 @@
 //     voice is not ours to change);
 //   - speex_resampler_*: 24 kHz reference -> 16 kHz, and both streams ->
 //     2 kHz for the delay estimator (band-limited, unlike pcm.ts's linear one).
-import koffi from 'koffi';
+import { createRequire } from 'node:module';
+import type Koffi from 'koffi';
 
 /** No echo engine can run here; the message names the library and the Debian package. */
 export class EchoUnavailableError extends Error {
@@ -34,43 +35,71 @@ interface SpeexLib {
   rsInit: Fn; rsDestroy: Fn; rsProcessInt: Fn; rsReset: Fn; rsSkipZeros: Fn;
 }
 
-/** Where Debian puts it (multiarch dirs differ per architecture; the soname is enough for dlopen). */
-const SONAMES = ['libspeexdsp.so.1', 'libspeexdsp.so'];
+/**
+ * Where Debian puts it (multiarch dirs differ per architecture; the soname is
+ * enough for dlopen). LIVE_SPEAKER_SPEEXDSP names another file instead (tests
+ * use it to see the daemon without the library).
+ */
+const SONAMES = process.env.LIVE_SPEAKER_SPEEXDSP ? [process.env.LIVE_SPEAKER_SPEEXDSP] : ['libspeexdsp.so.1', 'libspeexdsp.so'];
 let lib: SpeexLib | null = null;
 let typesDeclared = false;
 
-/** Loads libspeexdsp once; throws EchoUnavailableError naming the package when it is missing. */
+/**
+ * koffi, loaded when a canceller is first wanted, not when this module is:
+ * its native binary comes from an optional dependency that npm may have
+ * skipped, and a daemon with echo_cancel auto or off (or doctor, or ctl) must
+ * still run without it.
+ */
+function loadKoffi(): typeof Koffi {
+  try {
+    return createRequire(import.meta.url)('koffi') as typeof Koffi;
+  } catch (e) {
+    throw new EchoUnavailableError(
+      `echo cancellation needs the koffi FFI (an npm dependency), which could not be loaded: ${(e as Error).message.split('\n')[0]}; reinstall the dependencies (npm ci)`,
+      [(e as Error).message],
+    );
+  }
+}
+
+/** Loads libspeexdsp once; throws EchoUnavailableError naming the package when it (or koffi) cannot be loaded or bound. */
 export function speexdsp(): SpeexLib {
   if (lib) return lib;
+  const koffi = loadKoffi();
   const errors: string[] = [];
   for (const name of SONAMES) {
     let h: ReturnType<typeof koffi.load>;
     try { h = koffi.load(name); } catch (e) { errors.push(`${name}: ${(e as Error).message}`); continue; }
-    if (!typesDeclared) {
-      for (const t of ['SpeexEchoState', 'SpeexPreprocessState', 'SpeexResamplerState']) koffi.opaque(t);
-      typesDeclared = true;
+    try {
+      if (!typesDeclared) {
+        for (const t of ['SpeexEchoState', 'SpeexPreprocessState', 'SpeexResamplerState']) koffi.opaque(t);
+        typesDeclared = true;
+      }
+      lib = {
+        echoInit: h.func('SpeexEchoState *speex_echo_state_init(int frame_size, int filter_length)'),
+        echoDestroy: h.func('void speex_echo_state_destroy(SpeexEchoState *st)'),
+        echoCancellation: h.func('void speex_echo_cancellation(SpeexEchoState *st, const int16_t *rec, const int16_t *play, _Out_ int16_t *out)'),
+        echoCtlInt: h.func('int speex_echo_ctl(SpeexEchoState *st, int request, _Inout_ int *ptr)'),
+        echoReset: h.func('void speex_echo_state_reset(SpeexEchoState *st)'),
+        ppInit: h.func('SpeexPreprocessState *speex_preprocess_state_init(int frame_size, int sampling_rate)'),
+        ppDestroy: h.func('void speex_preprocess_state_destroy(SpeexPreprocessState *st)'),
+        ppRun: h.func('int speex_preprocess_run(SpeexPreprocessState *st, _Inout_ int16_t *x)'),
+        ppCtlInt: h.func('int speex_preprocess_ctl(SpeexPreprocessState *st, int request, _Inout_ int *ptr)'),
+        ppCtlPtr: h.func('speex_preprocess_ctl', 'int', ['SpeexPreprocessState *', 'int', 'SpeexEchoState *']),
+        rsInit: h.func('SpeexResamplerState *speex_resampler_init(uint32_t nb_channels, uint32_t in_rate, uint32_t out_rate, int quality, _Out_ int *err)'),
+        rsDestroy: h.func('void speex_resampler_destroy(SpeexResamplerState *st)'),
+        rsProcessInt: h.func('int speex_resampler_process_int(SpeexResamplerState *st, uint32_t channel_index, const int16_t *in, _Inout_ uint32_t *in_len, _Out_ int16_t *out, _Inout_ uint32_t *out_len)'),
+        rsReset: h.func('int speex_resampler_reset_mem(SpeexResamplerState *st)'),
+        rsSkipZeros: h.func('int speex_resampler_skip_zeros(SpeexResamplerState *st)'),
+      };
+    } catch (e) {
+      // A library of that name without the functions this needs (another build, another version).
+      errors.push(`${name}: ${(e as Error).message}`);
+      continue;
     }
-    lib = {
-      echoInit: h.func('SpeexEchoState *speex_echo_state_init(int frame_size, int filter_length)'),
-      echoDestroy: h.func('void speex_echo_state_destroy(SpeexEchoState *st)'),
-      echoCancellation: h.func('void speex_echo_cancellation(SpeexEchoState *st, const int16_t *rec, const int16_t *play, _Out_ int16_t *out)'),
-      echoCtlInt: h.func('int speex_echo_ctl(SpeexEchoState *st, int request, _Inout_ int *ptr)'),
-      echoReset: h.func('void speex_echo_state_reset(SpeexEchoState *st)'),
-      ppInit: h.func('SpeexPreprocessState *speex_preprocess_state_init(int frame_size, int sampling_rate)'),
-      ppDestroy: h.func('void speex_preprocess_state_destroy(SpeexPreprocessState *st)'),
-      ppRun: h.func('int speex_preprocess_run(SpeexPreprocessState *st, _Inout_ int16_t *x)'),
-      ppCtlInt: h.func('int speex_preprocess_ctl(SpeexPreprocessState *st, int request, _Inout_ int *ptr)'),
-      ppCtlPtr: h.func('speex_preprocess_ctl', 'int', ['SpeexPreprocessState *', 'int', 'SpeexEchoState *']),
-      rsInit: h.func('SpeexResamplerState *speex_resampler_init(uint32_t nb_channels, uint32_t in_rate, uint32_t out_rate, int quality, _Out_ int *err)'),
-      rsDestroy: h.func('void speex_resampler_destroy(SpeexResamplerState *st)'),
-      rsProcessInt: h.func('int speex_resampler_process_int(SpeexResamplerState *st, uint32_t channel_index, const int16_t *in, _Inout_ uint32_t *in_len, _Out_ int16_t *out, _Inout_ uint32_t *out_len)'),
-      rsReset: h.func('int speex_resampler_reset_mem(SpeexResamplerState *st)'),
-      rsSkipZeros: h.func('int speex_resampler_skip_zeros(SpeexResamplerState *st)'),
-    };
     return lib;
   }
   throw new EchoUnavailableError(
-    'echo cancellation needs SpeexDSP (libspeexdsp.so.1), which could not be loaded: install the Debian package libspeexdsp1 (apt-get install libspeexdsp1)',
+    `echo cancellation needs SpeexDSP (${SONAMES[0]}), which could not be loaded: install the Debian package libspeexdsp1 (apt-get install libspeexdsp1)`,
     errors,
   );
 }
