@@ -93,6 +93,13 @@ test('echo stage: the reference goes to the canceller as played; every mic chunk
   assert.equal(out[0], 7, 'an echo may come: what the canceller returned is what the readers get');
   assert.equal(stage.process(mic, 5800, 16000)[0], 7, 'until echo_tail_ms after the last audible sample is heard');
   assert.equal(stage.process(mic, 5801, 16000)[0], 3, 'then the microphone again');
+  // echo_tail_ms below the echo path's delay: the canceller's output is still used until that delay plus its filter (250 ms) have passed.
+  stage.tailMs = 0;
+  assert.equal(stage.process(mic, 5670, 16000)[0], 7, 'echo_tail_ms 0, delay 123 ms: cleaned until 5300 + 123 + 250');
+  assert.equal(stage.process(mic, 5674, 16000)[0], 3, 'then the microphone again');
+  f.c.stats.delayMs = null as unknown as number;
+  assert.equal(stage.process(mic, 6750, 16000)[0], 7, 'no delay known yet: the longest searched (MAX_DELAY_MS) plus the filter');
+  assert.equal(stage.process(mic, 6751, 16000)[0], 3);
   const raw = Buffer.alloc(640, 3);
   assert.equal(EchoStage.open('auto', 'voice', log, none).process(raw, 5000, 16000), raw, 'no engine: the raw audio');
 });
@@ -258,4 +265,24 @@ test('half-duplex: during a reply and echo_tail_ms after it was heard, zeros of 
   c.micFrame(mic);
   assert.ok(loudest(sent.at(-1)!) > 10000);
   c.end('test');
+});
+
+test('echo stage: a new playback stream (a barge-in\'s drop, a new conversation) asks the canceller to confirm its delay only at the stream\'s first audible sample, so the cut reply\'s echo is still cancelled meanwhile', () => {
+  const f = fakeCanceller({});
+  let newStreams = 0;
+  (f.c as unknown as { newStream: () => void }).newStream = () => { newStreams++; };
+  const stage = EchoStage.open('auto', 'voice', log, f.open);
+  const loud = Buffer.alloc(4800); loud.writeInt16LE(1000, 100);
+  stage.scheduled({ sample: 0, atMs: 1000, pcm: loud }, 24000); // a reply, heard 1000-1100
+  stage.scheduled({ sample: 2400, atMs: 1100, pcm: loud }, 24000); // the same stream, 1100-1200
+  assert.equal(newStreams, 0, 'one continuous stream: nothing to confirm');
+  // The barge-in: the device is dropped at 1150 and restarts with a pad of silence.
+  stage.scheduled({ sample: 4800, atMs: 1170, pcm: Buffer.alloc(4800) }, 24000);
+  stage.scheduled({ sample: 7200, atMs: 1270, pcm: Buffer.alloc(4800) }, 24000);
+  assert.equal(newStreams, 0, 'silence on the new stream: Speex goes on cancelling the cut reply\'s echo');
+  assert.equal(stage.process(Buffer.alloc(640, 3), 1400, 16000)[0], 1, 'the echo still coming is cleaned');
+  stage.scheduled({ sample: 9600, atMs: 1370, pcm: loud }, 24000); // the next reply's first audible sample
+  assert.equal(newStreams, 1, 'the new stream\'s delay is confirmed from its first audible sample');
+  stage.scheduled({ sample: 12000, atMs: 1470, pcm: loud }, 24000);
+  assert.equal(newStreams, 1, 'once per stream');
 });

@@ -130,12 +130,15 @@ export const QUIET_ROOM_AFTER_MS = MAX_DELAY_MS + QUIET_ROOM_MS;
  * under its echo) do not reach the server while the reply plays.
  */
 export const RESIDUAL_GATE_DB = 12;
+/** How long the canceller's filter models the room after the echo's bulk delay (its 200 ms tail plus a margin). */
+const ECHO_FILTER_MS = 250;
 const RESIDUAL_ENV_DECAY_DB = 20;
 
 export class EchoStage {
   private earned = false; // converged and the echo seen FULL_DUPLEX_ERLE_DB down since, or a room with no echo (QUIET_ROOM_DB)
   private earnedBy: 'erle' | 'quiet' | null = null;
-  private echoUntil = -Infinity;
+  private streamChanged = false; // the device (re)started and nothing audible has been written on it yet
+  private heardUntil = -Infinity; // when the last audible sample written is heard (monotonic ms)
   private nextAt: number | null = null; // when the sample after the last one written will be heard
   private audibleFrom: number | null = null; // when this device stream's first audible sample is heard // monotonic ms: until then an echo of what was written can reach the mic
   private held: Buffer; // the raw microphone, delayed by the canceller's latency
@@ -184,14 +187,18 @@ export class EchoStage {
     // canceller only says so once it has found the new one. Full duplex is earned again on this stream.
     if (this.nextAt !== null && Math.abs(c.atMs - this.nextAt) > 2) {
       this.earned = false; this.earnedBy = null; this.audibleFrom = null; this.quietSince = null;
-      this.canceller?.newStream?.(); // its delay is confirmed on this stream's echo before Speex adapts again
+      this.streamChanged = true;
       if (TRACE) trace({ ev: 'stream', t: Math.round(c.atMs) });
     }
     this.nextAt = c.atMs + ((c.pcm.length >> 1) * 1000) / rate;
     if (!this.canceller || c.pcm.every((b) => b === 0)) return;
+    // The new stream's delay is confirmed on its own echo before Speex adapts again (EchoCanceller.newStream), from
+    // its first audible sample on: until then Speex goes on cancelling what is still coming of the last stream's echo
+    // (after a barge-in's drop, the cut reply's echo is in the mic for one echo delay more; held, it went out raw).
+    if (this.streamChanged) { this.streamChanged = false; this.canceller.newStream?.(); }
     if (TRACE && this.audibleFrom === null) trace({ ev: 'audible', t: Math.round(c.atMs) });
     this.audibleFrom ??= c.atMs;
-    this.echoUntil = Math.max(this.echoUntil, c.atMs + ((c.pcm.length >> 1) * 1000) / rate + this.tailMs);
+    this.heardUntil = Math.max(this.heardUntil, c.atMs + ((c.pcm.length >> 1) * 1000) / rate);
   }
 
   /** A stretch of what the speaker played (the timeline's 'played' event). */
@@ -209,7 +216,7 @@ export class EchoStage {
     const rawDb = levelDb(raw);
     this.envDb = Math.max(rawDb, this.envDb - (RESIDUAL_ENV_DECAY_DB * n) / rate);
     this.residualNow = false;
-    if (arrivedMs > this.echoUntil) {
+    if (arrivedMs > this.echoUntil()) {
       if (TRACE) trace({ t: Math.round(arrivedMs), wall: Date.now(), raw: r1(rawDb), pass: true });
       return raw;
     }
@@ -236,7 +243,18 @@ export class EchoStage {
   residualEcho(): boolean { return this.residualNow && this.bargeIn === 'voice'; }
 
   /** Whether the canceller's output is in use now (an echo may be in the microphone). */
-  cleaning(nowMs: number): boolean { return this.canceller !== null && nowMs <= this.echoUntil; }
+  cleaning(nowMs: number): boolean { return this.canceller !== null && nowMs <= this.echoUntil(); }
+
+  /**
+   * Until when an echo of what was heard can be in the microphone: audio.echo_tail_ms after the last audible
+   * sample, and never less than the echo path's delay (the longest searched while none is known) plus the
+   * canceller's filter: an echo_tail_ms set below the real delay must not send the tail of every reply's echo
+   * raw to the wake word and, in full duplex, to the server.
+   */
+  private echoUntil(): number {
+    const delayMs = this.canceller?.stats.delayMs ?? MAX_DELAY_MS;
+    return this.heardUntil + Math.max(this.tailMs, delayMs + ECHO_FILTER_MS);
+  }
 
   private delayed(frame: Buffer): Buffer {
     if (this.held.length === 0) return frame;
