@@ -138,6 +138,10 @@ async function oneQuestion(latencyMs: number, db: number, config: Record<string,
 test('echo 0 dB, 30 ms path: one question then silence gives exactly one reply, played whole, no interrupted; the conversation ends after the follow-up window', { timeout: 60_000 }, () => oneQuestion(30, 0));
 test('echo -12 dB, 120 ms path: one question, one reply, played whole, no interrupted, ends after the follow-up window', { timeout: 60_000 }, () => oneQuestion(120, -12));
 test('echo 0 dB, 300 ms path: one question, one reply, played whole, no interrupted, ends after the follow-up window', { timeout: 60_000 }, () => oneQuestion(300, 0));
+// The other three of the six rooms (0 and -12 dB, each at 30, 120 and 300 ms).
+test('echo 0 dB, 120 ms path: one question, one reply, played whole, no interrupted, ends after the follow-up window', { timeout: 60_000 }, () => oneQuestion(120, 0));
+test('echo -12 dB, 30 ms path: one question, one reply, played whole, no interrupted, ends after the follow-up window', { timeout: 60_000 }, () => oneQuestion(30, -12));
+test('echo -12 dB, 300 ms path: one question, one reply, played whole, no interrupted, ends after the follow-up window', { timeout: 60_000 }, () => oneQuestion(300, -12));
 
 // Where no engine can run (libspeexdsp1 not installed; LIVE_SPEAKER_SPEEXDSP names a file that is not there).
 const NO_SPEEX = { LIVE_SPEAKER_SPEEXDSP: '/nonexistent/libspeexdsp.so.1' };
