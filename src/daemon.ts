@@ -397,7 +397,12 @@ export async function runDaemon(configPath?: string): Promise<void> {
     const nextWake = rewake ? makeWakeWord(next) : wake; // reads the AccessKey: may throw
     const reecho = next.audio.echo_cancel !== config.audio.echo_cancel || next.audio.barge_in !== config.audio.barge_in;
     const nextEcho = reecho ? openEcho(next, configPath ?? file, log) : echo; // on and unavailable: throws, the reload is refused
-    await endpoint.configure(next, file); // reads the API key: may throw
+    try {
+      await endpoint.configure(next, file); // reads the API key: may throw
+    } catch (e) {
+      if (nextEcho !== echo) nextEcho.close(); // the reload is refused: the stage it opened is not used
+      throw e;
+    }
     const previousVolume = config.audio.volume;
     const mixerChanged = JSON.stringify(next.mixer) !== JSON.stringify(config.mixer);
     config = { ...next, hardware: config.hardware, gpio: config.gpio, control: config.control, state: config.state };
