@@ -206,14 +206,20 @@ test('the wake chime plays, and even when the mic hears it (an echo path), the s
 });
 
 test('the wake chime arrives at the speaker: the samples of wakeChime(), in full', async () => {
-  const { done } = await setup({}, {}, { feedback: { wake_sound: true, volume: 0.5 } });
+  const { daemon, done } = await setup({}, {}, { feedback: { wake_sound: true, volume: 0.5 } });
   const sink = card.recordSpeaker();
   await sink.ready(); // the recorder runs before anything plays
   try {
+    // The speaker addon is loaded (and the device checked) by a probe that may still run after 'ready'; a chime
+    // wanted before then waits for it. This test is about the chime's samples, not start-up: wait for the check.
+    await daemon.waitLog((l) => l.msg.startsWith('playback device checked') || l.msg.startsWith('playback not available'), 15_000, 'the playback check');
+    const detected = daemon.waitNextLog((l) => l.msg === 'wake word', 5000, 'the wake word');
     await card.playIntoRoom(WAKE);
+    await detected;
     await sleep(800);
     const played = await sink.stop();
-    assertOneChime(played);
+    const player = () => JSON.stringify(daemon.logs.filter((l) => /wake|sound device|playback|state/.test(l.msg)).slice(-10));
+    try { assertOneChime(played); } catch (e) { throw new Error(`${(e as Error).message}; the daemon said: ${player()}`); }
     const note1 = findTone(played, CHIME_HZ[0]);
     const at = (note1.firstMs! * 24000) / 1000;
     const match = bestMatch(played, wakeChime(24000, 0.5), at - 960, at + 960);

@@ -29,7 +29,7 @@
 // stream stays continuous when the two are swapped: the canceller's residual
 // suppression and filters leave their mark on speech even with nothing to
 // cancel (seen here: a spoken question correlated 0.95-0.975 with itself).
-import { EchoCanceller, EchoUnavailableError, MAX_DELAY_MS, type EchoStats } from './aec/index.js';
+import { EchoCanceller, EchoUnavailableError, MAX_DELAY_MS, warmUpEcho, type EchoStats } from './aec/index.js';
 import type { PlayedChunk } from './timeline.js';
 import type { Logger } from '../log.js';
 import { monotonicMs } from '../clock.js';
@@ -170,7 +170,11 @@ export class EchoStage {
     }
     try {
       const c = open({ engine: 'auto', log });
-      log.info({ engine: c.stats.engine, bargeIn }, 'echo cancellation on');
+      let warmUpMs: number | null = null;
+      if (c instanceof EchoCanceller) {
+        try { warmUpMs = Math.round(warmUpEcho()); } catch (e) { log.debug({ error: (e as Error).message }, 'echo canceller warm-up failed (no harm: the first sound compiles it instead)'); }
+      }
+      log.info({ engine: c.stats.engine, bargeIn, warmUpMs }, 'echo cancellation on');
       return new EchoStage(mode, bargeIn, c, null);
     } catch (err) {
       // Whatever went wrong (a missing library, or an engine that failed to start), the daemon goes on half-duplex in auto.

@@ -320,7 +320,12 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     this.cut(now);
     this.ticker ??= setInterval(() => this.pump(), TICK_MS);
     this.log?.debug({ device: dev.name, id: dev.id }, 'sound device opened');
-    this.write(dev, Buffer.alloc(this.bytes(PAD_MS)), false); // opens the device (in the addon's first write)
+    // Opens the device (in the addon's first write), with a whole lead of silence: what is written next waits for
+    // this write to return, and the device is opened when a conversation starts, while the session connects on
+    // this thread. With PAD_MS alone the first wake chime after the open lost a note, the loop stalled 100-110 ms
+    // just then ("playback ran dry", 58-72 ms late; 2 runs in 14). A reply comes long after the open, behind the
+    // idle lead as before; the chime starts leadMs after the wake word rather than PAD_MS.
+    this.write(dev, Buffer.alloc(this.bytes(Math.max(PAD_MS, this.opts.leadMs))), false);
   }
 
   /** A write failed: the device could not be opened (no handle), or it failed while playing. */

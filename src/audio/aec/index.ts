@@ -1,2 +1,2 @@
-export { EchoCanceller, EchoUnavailableError, MAX_DELAY_MS } from './canceller.js';
+export { EchoCanceller, EchoUnavailableError, MAX_DELAY_MS, warmUpEcho } from './canceller.js';
 export type { EchoStats, EchoOptions } from './canceller.js';
