@@ -42,12 +42,15 @@ export function echoFigures(opts: { delayMs?: number; audioMin?: number } = {}):
   let c = EchoCanceller.open({});
   let found: number | null = null;
   const t0 = 100_000;
-  const out = runRoom(room, c, { t0Ms: t0, latencyMs: c.latencyMs, onFrame: (endMs) => { if (found === null && c.stats.delayMs !== null) found = endMs - e1; } });
+  // Each reply a new conversation, as in the daemon: a new playback stream (newStream), the filter kept.
+  const cold = c;
+  const out = runRoom(room, c, { t0Ms: t0, latencyMs: c.latencyMs, onStream: (at) => cold.newStream(at), onFrame: (endMs) => { if (found === null && c.stats.delayMs !== null) found = endMs - e1; } });
   const st = c.stats;
   c.close();
   const hard = twoReplies(delayMs, { drive: 1.5 });
   c = EchoCanceller.open({});
-  const outHard = runRoom(hard.room, c, { latencyMs: c.latencyMs });
+  const hot = c;
+  const outHard = runRoom(hard.room, c, { latencyMs: c.latencyMs, onStream: (at) => hot.newStream(at) });
   c.close();
   const pass = runRoom(room, passThrough);
 
@@ -63,7 +66,8 @@ export function echoFigures(opts: { delayMs?: number; audioMin?: number } = {}):
   runRoom(room, c, { t0Ms: 0 }); // warm-up (JIT), not counted
   us = 0;
   let audioMs = 0;
-  for (let k = 1; audioMs < audioMin * 60_000; k++) { runRoom(room, timed, { t0Ms: k * (lenMs + 1000) }); audioMs += lenMs; }
+  // Each reply a new conversation (newStream): the kept filter's trial is in the figure.
+  for (let k = 1; audioMs < audioMin * 60_000; k++) { runRoom(room, timed, { t0Ms: k * (lenMs + 1000), onStream: (at) => { const a = process.cpuUsage(); c.newStream(at); const b = process.cpuUsage(a); us += b.user + b.system; } }); audioMs += lenMs; }
   // Idle: 1 minute of the room's noise in 20 ms frames, nothing played (after the replies, so the
   // delay and the filter are learnt, as between two conversations).
   const noise = Buffer.alloc(640);

@@ -18,15 +18,16 @@ const r1 = () => speech(REPLY1, 'en-us', REF_RATE);
 const r2 = () => speech(REPLY2, 'en-us', REF_RATE);
 const ms = (x: Float64Array, rate: number) => (x.length * 1000) / rate;
 
+/** Each reply is a new conversation: the canceller's newStream() is called as the daemon's echo stage calls it. */
 function run(room: Room, opts: Parameters<typeof EchoCanceller.open>[0] = {}): { out: Float64Array; c: EchoCanceller } {
   const c = EchoCanceller.open(opts);
-  try { return { out: runRoom(room, c, { latencyMs: c.latencyMs }), c }; } finally { c.close(); }
+  try { return { out: runRoom(room, c, { latencyMs: c.latencyMs, onStream: (at) => c.newStream(at) }), c }; } finally { c.close(); }
 }
 
 const f1 = (x: number) => x.toFixed(1);
 
 for (const delayMs of [20, 250, 500, 950]) { // 950: the far end of what the simulated card's loopback measured (test-bench.md section 6)
-  test(`echo room, ${delayMs} ms echo path: the delay is found, and with the filter kept from the last conversation the next reply's echo is down >= 20 dB over its first 300 ms and >= 30 dB after 1 s`, (t) => {
+  test(`echo room, ${delayMs} ms echo path: the delay is found, and with the filter kept from the last conversation the next conversation's reply (a new playback stream) has its echo down >= 20 dB over its first 300 ms and >= 30 dB after 1 s`, (t) => {
     const { room, e1, e2, l1, l2 } = twoReplies(delayMs);
     const { out, c } = run(room);
     const st = c.stats;
@@ -109,29 +110,90 @@ test('echo room: after the echo delay jumps mid-reply (120 -> 450 ms), the cance
   assert.ok(stuckAfter < 20, `without re-estimation the canceller recovers too (${f1(stuckAfter)} dB): the bound does not test it`);
 });
 
-test('echo room: a new playback stream (newStream) holds Speex until its delay is confirmed on its own echo, then cancels with the kept filter; a stream whose path moved gets the new delay to the ms', (t) => {
+/** A canceller that has learnt the room on one reply at `fromMs` of path, then newStream() and a reply at `toMs`: its output. */
+function secondStream(fromMs: number, toMs: number, opts: { user?: boolean; echo?: boolean } = {}) {
   const warm = r1(), ref = r2();
-  for (const shift of [0, 25]) {
-    const c = EchoCanceller.open({});
-    const pre = buildRoom({ durationMs: ms(warm, REF_RATE) + 1000, replies: [{ ref: warm, atMs: 200, delayMs: 120 }] });
-    runRoom(pre, c, { t0Ms: 100_000, latencyMs: c.latencyMs });
-    assert.equal(c.stats.converged, true, 'converged on the first stream');
-    c.newStream();
-    assert.equal(c.stats.converged, false, 'not converged on a new stream until its delay is confirmed');
-    assert.equal(c.stats.erleDb, null, "the figures start afresh for the stream");
-    const at = 300, d = 120 + shift;
-    const room = buildRoom({ durationMs: at + ms(ref, REF_RATE) + 1000, replies: [{ ref, atMs: at, delayMs: d }] });
-    const out = runRoom(room, c, { t0Ms: 100_000 + ms(warm, REF_RATE) + 3000, latencyMs: c.latencyMs });
-    const st = c.stats;
-    c.close();
-    const first = reductionDb(room, out, at + d, at + d + 250);
-    const from750 = reductionDb(room, out, at + d + 750, at + d + 3000);
-    t.diagnostic(`path ${120} -> ${d} ms: delay ${st.delayMs} ms; first 250 ms ${f1(first)} dB (held: the mic as it is); from 0.75 s to 3 s ${f1(from750)} dB`);
-    assert.ok(Math.abs(first) < 3, `held: the mic passes while the delay is confirmed (${f1(first)} dB)`);
-    assert.ok(st.delayMs !== null && Math.abs(st.delayMs - d) <= 2, `the new stream's delay ${st.delayMs} ms, true ${d}`);
-    // Same path: the kept filter cancels at once after the hold. A moved path (even a few ms) must be learnt again.
-    if (shift === 0) assert.ok(from750 >= 20, `the kept filter, same path: ${f1(from750)} dB from 0.75 s`);
+  const c = EchoCanceller.open({});
+  const pre = buildRoom({ durationMs: ms(warm, REF_RATE) + 1000, replies: [{ ref: warm, atMs: 200, delayMs: fromMs }] });
+  runRoom(pre, c, { t0Ms: 100_000, latencyMs: c.latencyMs });
+  const learnt = c.stats.converged, learntDelayMs = c.stats.delayMs;
+  const t0 = 100_000 + ms(warm, REF_RATE) + 3000, at = 300;
+  c.newStream(t0 + at);
+  const fresh = { converged: c.stats.converged, erleDb: c.stats.erleDb };
+  const room = buildRoom({
+    durationMs: at + ms(ref, REF_RATE) + 1000,
+    // No echo: a room where this stream is not heard (the same reply, far below the noise).
+    replies: [{ ref, atMs: at, delayMs: toMs }], echoDbfs: opts.echo === false ? -140 : undefined,
+    user: opts.user ? { speech: speech(USER, 'en+f3', MIC_RATE), atMs: at + 200, levelDbfs: -26 } : undefined,
+  });
+  const out = runRoom(room, c, { t0Ms: t0, latencyMs: c.latencyMs });
+  const st = c.stats;
+  c.close();
+  return { room, out, st, learnt, learntDelayMs, fresh, e: at + toMs, len: ms(ref, REF_RATE) };
+}
+
+test('echo room: a new playback stream (newStream) whose path is the last one\'s, or off it by as much as the simulated card\'s streams were (-20 to +47 ms), is cancelled with the kept filter from its first frames: >= 20 dB over its first 300 ms, the delay taken to the ms', (t) => {
+  const rows: string[] = [];
+  for (const shift of [0, 1, 5, 27, -15, 47, -20]) {
+    const d = 120 + shift;
+    const { room, out, st, learnt, learntDelayMs, fresh, e } = secondStream(120, d);
+    assert.equal(learnt, true, 'converged on the first stream');
+    assert.equal(fresh.converged, false, 'not converged on a new stream until it has shown the echo cancelled on it');
+    assert.equal(fresh.erleDb, null, 'the figures start afresh for the stream');
+    const first = reductionDb(room, out, e, e + 300);
+    const from1s = reductionDb(room, out, e + 1000, e + 3000);
+    rows.push(`${d} ms: delay ${learntDelayMs} -> ${st.delayMs?.toFixed(2)} ms, first 300 ms ${f1(first)} dB, 1-3 s ${f1(from1s)} dB`);
+    // The delay moves with the path, to the half sample: measured from the first stream's (whose estimate may be a
+    // ms off the true path; the kept filter is learnt at that offset, so the move is what must be exact).
+    assert.ok(learntDelayMs !== null && st.delayMs !== null && Math.abs(st.delayMs - learntDelayMs - shift) <= 1 / 32, `the new stream's delay ${st.delayMs} ms, the first stream's ${learntDelayMs} ms, the path moved ${shift} ms`);
+    assert.ok(first >= 20, `path 120 -> ${d} ms, kept filter: only ${f1(first)} dB over the first 300 ms`);
+    assert.ok(from1s >= 20, `path 120 -> ${d} ms: from 1 s to 3 s only ${f1(from1s)} dB`);
   }
+  t.diagnostic(`path 120 -> ${rows.join('; ')}`);
+});
+
+test('echo room: a new stream whose path moved further than the kept filter is tried (80 ms) is paused until its delay is found (the mic as it is, not the filter at the wrong offset), and is >= 20 dB down from 1 s', (t) => {
+  const d = 230;
+  const { room, out, st, e } = secondStream(120, d);
+  const first = reductionDb(room, out, e, e + 300);
+  const from1s = reductionDb(room, out, e + 1000, e + 3000);
+  t.diagnostic(`path 120 -> ${d} ms: delay ${st.delayMs} ms, first 300 ms ${f1(first)} dB, 1-3 s ${f1(from1s)} dB`);
+  assert.ok(Math.abs(first) < 3, `the first 300 ms: ${f1(first)} dB (the mic should pass as it is)`);
+  assert.ok(st.delayMs !== null && Math.abs(st.delayMs - d) <= 1, `the new stream's delay ${st.delayMs} ms, true ${d}`);
+  assert.ok(from1s >= 20, `from 1 s to 3 s only ${f1(from1s)} dB`);
+});
+
+test('echo room: the kept filter\'s trial on a new stream takes nothing from a user talking in a room where the stream is not heard', (t) => {
+  const { room, out } = secondStream(120, 120, { user: true, echo: false });
+  const a = 300 + 200, b = a + ms(speech(USER, 'en+f3', MIC_RATE), MIC_RATE);
+  const level = reductionDb(room, out, a, b); // mic over output while the user talks: 0 dB is untouched
+  t.diagnostic(`the user's words through the trial: ${f1(-level)} dB`);
+  assert.ok(Math.abs(level) < 1, `the user's words changed by ${f1(-level)} dB`);
+});
+
+test('echo room: the bounds of the newStream test are out of reach of a canceller that runs the kept filter on at a path 5 ms off (no pause), and of one that cancels nothing until it has found the stream\'s delay (what pausing every new stream does)', (t) => {
+  // What each wrong design does, built from the canceller itself: "run on" is a canceller that is never told of
+  // the new stream; pausing every new stream cancels nothing before the estimator has seen ~0.5 s of its echo,
+  // as a canceller that knows no delay yet.
+  const warm = r1(), ref = r2();
+  const pre = buildRoom({ durationMs: ms(warm, REF_RATE) + 1000, replies: [{ ref: warm, atMs: 200, delayMs: 120 }] });
+  const at = 300, d = 125;
+  const room = buildRoom({ durationMs: at + ms(ref, REF_RATE) + 1000, replies: [{ ref, atMs: at, delayMs: d }] });
+  const c = EchoCanceller.open({});
+  runRoom(pre, c, { t0Ms: 100_000, latencyMs: c.latencyMs });
+  const out = runRoom(room, c, { t0Ms: 100_000 + ms(warm, REF_RATE) + 3000, latencyMs: c.latencyMs }); // no newStream()
+  c.close();
+  const runOn = reductionDb(room, out, at + d + 1000, at + d + 3000);
+  t.diagnostic(`kept filter run on at a path 5 ms off: ${f1(runOn)} dB from 1 to 3 s`);
+  assert.ok(runOn < 20, `running the kept filter on at the wrong offset recovers too (${f1(runOn)} dB): the 1 s bound does not test the pause`);
+  // Always pausing: the estimator needs this much echo to find a delay; nothing is cancelled before it.
+  const same = buildRoom({ durationMs: at + ms(ref, REF_RATE) + 1000, replies: [{ ref, atMs: at, delayMs: 120 }] });
+  const fresh = EchoCanceller.open({});
+  const o2 = runRoom(same, fresh, { t0Ms: 100_000, latencyMs: fresh.latencyMs });
+  fresh.close();
+  const firstCold = reductionDb(same, o2, at + 120, at + 420);
+  t.diagnostic(`before the delay is found (a canceller that knows none): ${f1(firstCold)} dB over the first 300 ms`);
+  assert.ok(firstCold < 20, 'a canceller that must find the delay first meets the 300 ms bound: it does not test the kept filter');
 });
 
 test('EchoCanceller.open: an engine that cannot run is refused with EchoUnavailableError naming what is missing', () => {

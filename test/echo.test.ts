@@ -198,6 +198,8 @@ test('echo 0 dB, 120 ms path: the user talking over the reply gets `interrupted`
     const spokeAt = startedAt + onsetMs(talkOver);
     const before = run.interrupts().filter((t) => t < startedAt).length; // before a sample of the user's could be in the room
     const st = await daemon.ctl('status');
+    const streamLines = daemon.logs.filter((l) => /new stream|kept echo filter|echo delay/.test(l.msg as string)).map((l) => `${l.msg} (${l.delayMs} ms${l.reductionDb === undefined ? '' : `, ${l.reductionDb} dB`})`);
+    console.log(`# talk-over, the canceller on the new streams: ${streamLines.join('; ') || 'nothing said'}`);
     console.log(`# talk-over, echo_cancel ${ECHO} (${st.echo.summary}): interrupted ${cutLine ? `${cutAt - spokeAt} ms after the user started speaking` : 'never'}; ${before} interruptions before; the server's interruptions at ${run.interrupts().map((t) => t - spokeAt).join(', ')} ms; ${st.echo.gatedFrames - gatedBefore} frames sent as silence from 3 s into the reply (half-duplex), ${st.echo.residualFrames} as residual echo (full duplex)`);
     assert.ok(cutLine, 'the reply was cut');
     assert.equal(before, 0, 'no interruption before the user spoke (the echo alone did not interrupt)');

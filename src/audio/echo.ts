@@ -196,10 +196,10 @@ export class EchoStage {
     }
     this.nextAt = c.atMs + ((c.pcm.length >> 1) * 1000) / rate;
     if (!this.canceller || c.pcm.every((b) => b === 0)) return;
-    // The new stream's delay is confirmed on its own echo before Speex adapts again (EchoCanceller.newStream), from
+    // The kept filter is tried on the new stream's own echo before Speex adapts again (EchoCanceller.newStream), from
     // its first audible sample on: until then Speex goes on cancelling what is still coming of the last stream's echo
     // (after a barge-in's drop, the cut reply's echo is in the mic for one echo delay more; held, it went out raw).
-    if (this.streamChanged) { this.streamChanged = false; this.canceller.newStream?.(); }
+    if (this.streamChanged) { this.streamChanged = false; this.canceller.newStream?.(c.atMs); }
     if (TRACE && this.audibleFrom === null) trace({ ev: 'audible', t: Math.round(c.atMs) });
     this.audibleFrom ??= c.atMs;
     this.heardUntil = Math.max(this.heardUntil, c.atMs + ((c.pcm.length >> 1) * 1000) / rate);

@@ -156,6 +156,23 @@ export interface Room {
   spec: RoomSpec;
 }
 
+/** x delayed by `frac` (0..1) of a sample: a 64-tap Blackman-windowed sinc (a no-op for frac 0). */
+function fractionalDelay(x: Float64Array, frac: number): Float64Array {
+  if (frac < 1e-6) return x;
+  const half = 32, taps: number[] = [];
+  for (let k = -half + 1; k <= half; k++) {
+    const t = k - frac, w = 0.42 + 0.5 * Math.cos((Math.PI * t) / half) + 0.08 * Math.cos((2 * Math.PI * t) / half);
+    taps.push((t === 0 ? 1 : Math.sin(Math.PI * t) / (Math.PI * t)) * w);
+  }
+  const y = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    let acc = 0;
+    for (let j = 0; j < taps.length; j++) { const k = i - (j - half + 1); if (k >= 0 && k < x.length) acc += taps[j] * x[k]; }
+    y[i] = acc;
+  }
+  return y;
+}
+
 const rirCache = new Map<string, Float64Array>();
 export function buildRoom(spec: RoomSpec): Room {
   const rt60 = spec.rt60s ?? 0.4, seed = spec.seed ?? 7, drive = spec.drive ?? 1;
@@ -168,8 +185,10 @@ export function buildRoom(spec: RoomSpec): Room {
     // The small speaker: soft clipping of what the player played (normalised so small signals pass at gain 1).
     const spk = r.ref.map((v) => Math.tanh(drive * v) / drive);
     const at16 = soxResample(spk, REF_RATE, MIC_RATE);
-    const e = convolve(at16, h);
-    const off = Math.round(((r.atMs + r.delayMs) * MIC_RATE) / 1000);
+    const pos = ((r.atMs + r.delayMs) * MIC_RATE) / 1000;
+    // A path that is not a whole number of samples (as a real one is): the rest by a windowed-sinc fractional delay.
+    const off = Math.floor(pos + 1e-9);
+    const e = fractionalDelay(convolve(at16, h), pos - off);
     for (let i = 0; i < e.length && off + i < n; i++) if (off + i >= 0) echo[off + i] += e[i];
   }
   // Echo level: set on the loudest reply's span so quiet gaps do not inflate it.
@@ -199,12 +218,16 @@ export interface Canceller {
 export const passThrough: Canceller = { pushReference() {}, processMic: (f) => Buffer.from(f) };
 
 const MIC_FRAMES_MS = [20, 32, 64, 100, 40, 20, 80];
+/** The player's queue: a reply's first sample is written this long before it is heard (audio/playback.ts, 120 ms). */
+const STREAM_LEAD_MS = 120;
 
 /**
  * Drives `c` through the room starting at monotonic `t0Ms`: returns its output (16 kHz floats,
  * shifted back by `latencyMs` so it lines up with the mic). Timestamps jitter by up to +-3 ms.
+ * `onStream`: called as each reply is written to the device, STREAM_LEAD_MS before it is heard, with when it is
+ * heard, as the daemon's echo stage calls the canceller's newStream() (each reply a new playback stream: a new conversation).
  */
-export function runRoom(room: Room, c: Canceller, opts: { t0Ms?: number; latencyMs?: number; seed?: number; onFrame?: (endMs: number) => void } = {}): Float64Array {
+export function runRoom(room: Room, c: Canceller, opts: { t0Ms?: number; latencyMs?: number; seed?: number; onFrame?: (endMs: number) => void; onStream?: (audibleAtMs: number) => void } = {}): Float64Array {
   const t0 = opts.t0Ms ?? 100_000;
   const jit = rng(opts.seed ?? 3);
   const n = room.mic.length;
@@ -219,10 +242,11 @@ export function runRoom(room: Room, c: Canceller, opts: { t0Ms?: number; latency
       chunks.push({ atMs: r.atMs + (i * 1000) / REF_RATE, endMs: r.atMs + (j * 1000) / REF_RATE, pcm: toS16(r.ref, i, j) });
     }
   }
-  let ci = 0, pos = 0, f = 0;
+  let ci = 0, pos = 0, f = 0, ri = 0;
   while (pos < n) {
     const len = Math.min(n - pos, (MIC_FRAMES_MS[f++ % MIC_FRAMES_MS.length] * MIC_RATE) / 1000);
     const startMs = (pos * 1000) / MIC_RATE, endMs = ((pos + len) * 1000) / MIC_RATE;
+    while (ri < room.spec.replies.length && endMs >= room.spec.replies[ri].atMs - STREAM_LEAD_MS) { opts.onStream?.(t0 + room.spec.replies[ri].atMs); ri++; }
     // The frame is in the daemon's hands at endMs; the player has by then said what played until ~10 ms ago.
     while (ci < chunks.length && chunks[ci].endMs + 10 <= endMs) { c.pushReference({ atMs: t0 + chunks[ci].atMs, pcm: chunks[ci].pcm }); ci++; }
     const y = c.processMic(micPcm.subarray(pos * 2, (pos + len) * 2), t0 + startMs + (jit() * 6 - 3));

@@ -9,6 +9,7 @@
 // jump the filter fits again as soon as the delay is found.
 import type { Logger } from '../../log.js';
 import { DelayEstimator, SampleRing } from './delay.js';
+import { FilterTrial } from './trial.js';
 import { EchoUnavailableError, SpeexEcho, SpeexResampler, speexdsp } from './speex.js';
 
 export { EchoUnavailableError };
@@ -54,8 +55,25 @@ const MIC_RESYNC_MS = 150;
 /** A reference chunk this far from where the last one ended starts a new stretch (the player re-anchored). */
 const REF_RESYNC_MS = 2;
 const CONVERGED_DB = 15;
-/** After newStream(): Speex is held at most this long of audible reference while the delay is confirmed. */
+/**
+ * After newStream(), the kept filter is tried near the delay in use (TRIAL_LAG) on this much of the new stream's
+ * echo (audible reference at that delay). Taking it down TRIAL_DB or more at the offset that fits best, it fits:
+ * the delay moves by that offset, to a fraction of a sample, and Speex carries on from there. In the echo room the
+ * kept filter run one ms off its offset left under 10 dB, against ~30 dB at the right one.
+ */
+const TRIAL_MS = 100;
+/**
+ * The trial looks for the kept filter's fit this far (samples) either side of the delay in use. On the simulated
+ * card (PulseAudio) a new stream's path was -20 to +47 ms off the last one's (six runs).
+ */
+const TRIAL_LAG = 80 * SPM;
+const TRIAL_DB = 10;
+/** A failed trial holds Speex at most this long of audible reference while the new stream's delay is found. */
 const HOLD_MAX_MS = 1500;
+/** A held stream's delay, once confirmed, is taken to this (0.5 ms, the estimator's 2 kHz step) when the kept filter did not fit it. */
+const CONFIRM_SAMPLES = 8;
+/** The fractional delay of the reference (under a sample): a Blackman-windowed sinc this long. */
+const FRAC_TAPS = 16;
 /** A reference sample above this (-72 dBFS) is sound the mic may hear. */
 const SOUND = 8;
 /** The cleaned mic lags the mic by this many samples (50 ms): one speex frame plus 40 ms of waiting for the reference. */
@@ -86,14 +104,23 @@ export class EchoCanceller {
   private outStart = 0; private outEnd = 0;
   private readonly refFrame = new Int16Array(FRAME);
   private readonly outFrame = new Int16Array(FRAME);
-  private delaySamples: number | null = null;
+  private delaySamples: number | null = null; // the echo delay in use, whole samples ...
+  private frac = 0; // ... and its fraction (-0.5..0.5], found by a new stream's trial: the reference is delayed by it too (FRAC_TAPS)
+  private fracTaps: Float64Array | null = null;
+  private fracSeg = new Float32Array(0);
   private candidate: number | null = null;
   private settleLeft = 0; // estimates left in which a small correction follows a move
   private settle: { lag: number; n: number } | null = null;
   private micPow = 0; private outPow = 0; private refPow = 0; private powFrames = 0;
   private convergedFor = 0;
-  private hold = false; // newStream(): Speex not run (the filter kept as it is) until the delay is confirmed on this stream
+  // newStream(): 'trial' while the kept filter is tried at the delay in use (TRIAL_MS); 'held' when it did not fit:
+  // Speex not run (the filter kept as it is) until the delay is found on this stream.
+  private hold: 'off' | 'trial' | 'held' = 'off';
   private holdFrames = 0; // audible frames seen while held (HOLD_MAX_MS)
+  private trialMic = 0; private trialOut = 0; private trialFrames = 0; // the trial's mic and output power, over frames of audible reference
+  private trial: FilterTrial | null = null; // the kept filter, tried on the new stream
+  private trialLog: { at: number; x: Int16Array }[] = []; // the trial's mic frames, replayed into Speex at the delay found
+  private trialFrom = Infinity; // 16 kHz index of the new stream's first reference sample (set by its first stretch)
   private _stats: EchoStats;
   private closed = false;
 
@@ -139,6 +166,7 @@ export class EchoCanceller {
     if (this.refNextMs === null || Math.abs(chunk.atMs - this.refNextMs) > REF_RESYNC_MS) {
       // A new stretch after silence (or a re-anchored player): gaps are silence.
       this.flushReference();
+      if (this.hold === 'trial' && this.trialFrom === Infinity) this.trialFrom = Math.round(chunk.atMs * SPM); // the new stream's
       this.up.reset();
       this.refDown.reset();
       this.refNext = Math.round(chunk.atMs * SPM);
@@ -221,16 +249,18 @@ export class EchoCanceller {
     // Nothing the speaker said reaches this frame through the filter's window: no echo to
     // cancel, and the mic passes as it is (most of the day, between conversations, costs nothing).
     const quiet = this.inAt - d - this.filterLength > this.lastSound;
-    // Held (a new playback stream, its delay not yet confirmed): the mic passes and Speex does not adapt to an echo
-    // at an offset its filter was not learnt for.
-    if (this.hold && !quiet && ++this.holdFrames * FRAME > HOLD_MAX_MS * SPM) {
+    // Held (a new playback stream on which the kept filter did not fit): the mic passes and Speex does not adapt
+    // to an echo at an offset its filter was not learnt for.
+    if (this.hold === 'held' && !quiet && ++this.holdFrames * FRAME > HOLD_MAX_MS * SPM) {
       this.release();
       this.log?.info({ delayMs: this._stats.delayMs }, 'echo delay not confirmed on the new stream: cancelling with the one in use');
     }
-    const held = this.hold && !quiet;
+    const held = this.hold === 'held' && !quiet;
     if (!quiet) {
-      this.ref.read(this.inAt - d, this.refFrame);
-      if (!held) this.aec.process(this.inQ, this.refFrame, this.outFrame);
+      this.readRef(this.inAt - d, this.refFrame);
+      // The trial starts with the new stream's reference: until then, what is in the mic is the last stream's echo.
+      if (this.hold === 'trial' && this.inAt - d + FRAME > this.trialFrom) this.trialFrame(d);
+      else if (!held) this.aec.process(this.inQ, this.refFrame, this.outFrame);
     }
     const y = quiet || held ? this.inQ : this.outFrame;
     const mask = this.outQ.length - 1;
@@ -239,6 +269,47 @@ export class EchoCanceller {
     this.outEnd += FRAME;
     this._stats.framesProcessed++;
     if (!quiet) this.track(y);
+  }
+
+  /** One frame of a new stream's trial of the kept filter (see TRIAL_MS): when enough echo has been seen, it holds or not. */
+  private trialFrame(d: number): void {
+    const x = this.inQ;
+    this.trial!.frameOut(x, this.inAt - d, this.outFrame);
+    this.trialLog.push({ at: this.inAt, x: Int16Array.from(x) });
+    let pr = 0, pm = 0, po = 0;
+    for (let i = 0; i < FRAME; i++) { pr += this.refFrame[i] ** 2; pm += x[i] ** 2; po += this.outFrame[i] ** 2; }
+    // Never louder than the mic: the first frames' fit rests on little data (seen: a frame 12 dB over the mic).
+    if (po > pm) { this.outFrame.set(x); po = pm; }
+    if (pr / FRAME < 100 ** 2) return; // reference below -50 dBFS: no echo to judge it by
+    this.trialMic += pm; this.trialOut += po;
+    // A whole TRIAL_MS, not an early yes: over 20-30 ms a voiced reply fits the kept filter at a pitch period off
+    // too (seen on the simulated card: 11 dB at 23 ms off the true path).
+    if (++this.trialFrames * FRAME < TRIAL_MS * SPM) return;
+    this.endTrial(Math.round(10 * Math.log10((this.trialMic + 1) / (this.trialOut + 1)) * 10) / 10, this.trial!.offset);
+  }
+
+  private endTrial(db: number, lag: number): void {
+    const delayMs = this._stats.delayMs === null ? null : Math.round(this._stats.delayMs);
+    const log = this.trialLog;
+    this.trialLog = [];
+    this.trial = null;
+    if (db >= TRIAL_DB) {
+      this.hold = 'off';
+      // The new delay to the fraction of a sample: the kept filter fits only where it was learnt (half a sample off, under 1 dB).
+      const total = this.delaySamples! + this.frac + lag;
+      const whole = Math.round(total);
+      if (whole !== this.delaySamples) this.moveTo(whole, 0, 'echo delay moved with the new stream (the kept filter fits there)');
+      this.setFraction(total - whole);
+      this.log?.info({ delayMs: Math.round((total / SPM) * 100) / 100, offsetSamples: Math.round(lag * 100) / 100, reductionDb: db }, 'echo delay holds on the new stream: the kept filter cancels it');
+      // Speex catches up on the trial's frames at the delay found (its outputs were already handed on).
+      const d = Math.max(0, this.delaySamples! - MARGIN_MS * SPM);
+      const scratch = new Int16Array(FRAME);
+      for (const { at, x } of log) { this.readRef(at - d, this.refFrame); this.aec.process(x, this.refFrame, scratch); }
+    } else {
+      this.hold = 'held';
+      this.holdFrames = 0;
+      this.log?.info({ delayMs, reductionDb: db }, 'the kept echo filter does not fit the new stream: paused until its delay is found');
+    }
   }
 
   /** ERLE while the reference plays: mic power over output power (`y`: what was handed on), smoothed over ~200 ms. */
@@ -267,16 +338,17 @@ export class EchoCanceller {
     // (after a barge-in: the user), and a far lag is that against an older stretch of reply: seen here, the delay
     // moved from ~135 to ~1100 ms while the user talked on after the cut, and the next reply had to find it again.
     const echoOver = cur !== null && this.micNext !== null && this.micNext - cur > this.lastSound + this.filterLength;
-    if (this.hold && cur !== null) {
+    if (this.hold === 'trial') { this.candidate = null; return; } // the trial decides first (see endTrial)
+    if (this.hold !== 'off' && cur !== null) {
       if (echoOver) { this.candidate = null; return; }
-      // A new stream's delay, from its own echo: seen twice in a row within SETTLE_MS, then taken to the ms
-      // (the kept filter fits only at the offset it was learnt at), and Speex runs again.
+      // A new stream's delay, from its own echo: seen twice in a row within SETTLE_MS, then taken to the half ms
+      // (the kept filter fits only at the offset it was learnt at: 1 ms off, it failed the trial), and Speex runs.
       if (this.candidate === null || Math.abs(lag - this.candidate) > SETTLE_MS * SPM) { this.candidate = lag; return; }
       const seen = Math.round((lag + this.candidate) / 2);
       this.candidate = null;
       this.release();
-      if (Math.abs(seen - cur) >= SETTLE_MS * SPM) {
-        this._stats.delayJumps++;
+      if (Math.abs(seen - cur) >= CONFIRM_SAMPLES) {
+        if (Math.abs(seen - cur) > MOVE_MS * SPM) this._stats.delayJumps++;
         this.moveTo(seen, confidence, 'echo delay moved with the new stream');
         this.settleLeft = 16;
         this.settle = null;
@@ -310,25 +382,66 @@ export class EchoCanceller {
     const cur = this.delaySamples;
     this.log?.info({ delayMs: Math.round(lag / SPM), fromMs: cur === null ? null : Math.round(cur / SPM), confidence: Math.round(confidence * 10) / 10 }, msg);
     this.delaySamples = lag;
-    this._stats.delayMs = lag / SPM;
+    this.setFraction(0); // the estimator's delay is whole samples (its step is 8)
     this._stats.converged = false;
     this.convergedFor = 0;
   }
 
+  /** The delay's fraction of a sample (-0.5..0.5]: the reference is delayed by it through a windowed sinc. */
+  private setFraction(f: number): void {
+    this.frac = Math.abs(f) < 0.01 ? 0 : f;
+    this._stats.delayMs = this.delaySamples === null ? null : (this.delaySamples + this.frac) / SPM;
+    if (this.frac === 0) { this.fracTaps = null; return; }
+    const half = FRAC_TAPS / 2, taps = new Float64Array(FRAC_TAPS);
+    // taps[q] weighs the reference q - half + 1 samples back: y(t) = x(t - frac).
+    for (let q = 0; q < FRAC_TAPS; q++) {
+      const u = q - half + 1 - this.frac;
+      const w = 0.42 + 0.5 * Math.cos((Math.PI * u) / half) + 0.08 * Math.cos((2 * Math.PI * u) / half);
+      taps[q] = (Math.abs(u) < 1e-9 ? 1 : Math.sin(Math.PI * u) / (Math.PI * u)) * w;
+    }
+    this.fracTaps = taps;
+  }
+
+  /** The reference for mic samples from..from+n as Speex gets it (the whole-sample delay taken off by the caller): delayed by the fraction too. */
+  private readRef(from: number, out: Int16Array | Float32Array): void {
+    const taps = this.fracTaps, n = out.length;
+    if (!taps) { this.ref.read(from, out); return; }
+    const half = FRAC_TAPS / 2;
+    if (this.fracSeg.length < n + FRAC_TAPS - 1) this.fracSeg = new Float32Array(n + FRAC_TAPS - 1);
+    const seg = this.fracSeg;
+    // seg[k] = x(from - half + k), so x(from + i - (q - half + 1)) = seg[i + 2 * half - 1 - q].
+    this.ref.read(from - half, seg, n + FRAC_TAPS - 1);
+    const round = out instanceof Int16Array;
+    for (let i = 0; i < n; i++) {
+      let acc = 0;
+      for (let q = 0; q < FRAC_TAPS; q++) acc += taps[q] * seg[i + 2 * half - 1 - q];
+      out[i] = round ? Math.max(-32768, Math.min(32767, Math.round(acc))) : acc;
+    }
+  }
+
   /**
-   * A new playback stream (a new conversation, a barge-in's restart): its echo path may be a few ms off the last
-   * one's (seen on the simulated card: 131 ms, then 158 ms on the next conversation's stream). Until the delay in
-   * use is confirmed on this stream's own echo (or moved to it), for at most HOLD_MAX_MS of audible reference,
-   * Speex is not run: the mic passes as it is, and the kept filter is not re-learnt at the wrong offset (when it
-   * was, the next reply took 5 s to converge again, in half-duplex all along). Not converged meanwhile; the
-   * figures start afresh for the stream. Nothing to do before a delay was ever found, or with a fixed one.
+   * A new playback stream (a new conversation, a barge-in's restart): its echo path may be the last one's (the same
+   * room and device), or a few ms off it (seen on the simulated card: 131 ms, then 158 ms on the next conversation's
+   * stream). The kept filter is tried at the delay in use on the first TRIAL_MS of the stream's echo: it cancels
+   * from the first frame where the path is the same. Where it does not fit, Speex is not run (the mic passes as it
+   * is, and the kept filter is not re-learnt at the wrong offset: run on, 5 and 10 ms off, the next reply took
+   * 2.4-2.9 s to reach 20 dB in the echo room, and 6 s on the simulated card, in half-duplex all along) until the
+   * estimator, started afresh, finds this stream's delay on its own echo, for at most HOLD_MAX_MS of audible
+   * reference. Not converged meanwhile; the figures start afresh for the stream. Nothing to do before a delay was
+   * ever found, or with a fixed one. audibleAtMs: when the stream's first audible sample is heard (monotonic ms);
+   * until its echo can be in the mic, what is there is the last stream's, cancelled as before. Without it, the
+   * stream is taken to start with the next reference chunk that does not follow on from the last.
    */
-  newStream(): void {
+  newStream(audibleAtMs?: number): void {
     if (this.closed || this.est === null || this.delaySamples === null) return;
     this.est.reset();
     this.candidate = null;
-    this.hold = true;
+    this.hold = 'trial';
     this.holdFrames = 0;
+    this.trialMic = 0; this.trialOut = 0; this.trialFrames = 0;
+    this.trialLog = [];
+    this.trialFrom = audibleAtMs === undefined ? Infinity : Math.round(audibleAtMs * SPM);
+    this.trial = new FilterTrial(this.aec.impulseResponse(), TRIAL_LAG, FRAME, (from, out) => this.readRef(from, out));
     this._stats.converged = false;
     this.convergedFor = 0;
     this.freshFigures();
@@ -337,7 +450,7 @@ export class EchoCanceller {
   /** Speex runs again after a hold. The figures start afresh: the held frames (the mic as it is) would keep the
    * smoothed ERLE near 0 dB for a second of echo already cancelled 25-45 dB down (seen here: full duplex 2.6 s into the reply). */
   private release(): void {
-    this.hold = false;
+    this.hold = 'off';
     this.freshFigures();
   }
 

@@ -19,6 +19,8 @@ export class EchoUnavailableError extends Error {
 }
 
 const SPEEX_ECHO_SET_SAMPLING_RATE = 24;
+const SPEEX_ECHO_GET_IMPULSE_RESPONSE_SIZE = 27;
+const SPEEX_ECHO_GET_IMPULSE_RESPONSE = 29;
 const SPEEX_PREPROCESS_SET_DENOISE = 0;
 const SPEEX_PREPROCESS_SET_AGC = 2;
 const SPEEX_PREPROCESS_SET_VAD = 4;
@@ -30,7 +32,7 @@ const SPEEX_PREPROCESS_SET_ECHO_STATE = 24;
 
 type Fn = (...args: unknown[]) => unknown;
 interface SpeexLib {
-  echoInit: Fn; echoDestroy: Fn; echoCancellation: Fn; echoCtlInt: Fn; echoReset: Fn;
+  echoInit: Fn; echoDestroy: Fn; echoCancellation: Fn; echoCtlInt: Fn; echoCtlTaps: Fn; echoReset: Fn;
   ppInit: Fn; ppDestroy: Fn; ppRun: Fn; ppCtlInt: Fn; ppCtlPtr: Fn;
   rsInit: Fn; rsDestroy: Fn; rsProcessInt: Fn; rsReset: Fn; rsSkipZeros: Fn;
 }
@@ -79,6 +81,7 @@ export function speexdsp(): SpeexLib {
         echoDestroy: h.func('void speex_echo_state_destroy(SpeexEchoState *st)'),
         echoCancellation: h.func('void speex_echo_cancellation(SpeexEchoState *st, const int16_t *rec, const int16_t *play, _Out_ int16_t *out)'),
         echoCtlInt: h.func('int speex_echo_ctl(SpeexEchoState *st, int request, _Inout_ int *ptr)'),
+        echoCtlTaps: h.func('speex_echo_ctl', 'int', ['SpeexEchoState *', 'int', '_Out_ int32_t *']),
         echoReset: h.func('void speex_echo_state_reset(SpeexEchoState *st)'),
         ppInit: h.func('SpeexPreprocessState *speex_preprocess_state_init(int frame_size, int sampling_rate)'),
         ppDestroy: h.func('void speex_preprocess_state_destroy(SpeexPreprocessState *st)'),
@@ -134,6 +137,19 @@ export class SpeexEcho {
     const s = speexdsp();
     s.echoCancellation(this.echo, mic, ref, out);
     s.ppRun(this.pre, out);
+  }
+
+  /**
+   * The adapted filter as taps (filterLength of them, tap k for a delay of k samples), in Speex's own scale
+   * (a float build: 32767 times a gain it does not define): the shape of the room's echo, to be fitted to a level.
+   */
+  impulseResponse(): Int32Array {
+    const s = speexdsp();
+    const n = [0];
+    s.echoCtlInt(this.echo, SPEEX_ECHO_GET_IMPULSE_RESPONSE_SIZE, n);
+    const taps = new Int32Array(n[0]);
+    s.echoCtlTaps(this.echo, SPEEX_ECHO_GET_IMPULSE_RESPONSE, taps);
+    return taps;
   }
 
   /** Forget the adapted filter (a new room). */
