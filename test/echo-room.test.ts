@@ -12,6 +12,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EchoCanceller, EchoUnavailableError } from '../src/audio/aec/index.js';
+import { FilterTrial } from '../src/audio/aec/trial.js';
+import { wakeChime } from '../src/audio/sounds.js';
 import { REF_RATE, MIC_RATE, REPLY1, REPLY2, USER, buildRoom, db, passThrough, reductionDb, rms, runRoom, speech, twoReplies, type Room } from './bench/echo-room.js';
 
 const r1 = () => speech(REPLY1, 'en-us', REF_RATE);
@@ -194,6 +196,95 @@ test('echo room: the bounds of the newStream test are out of reach of a cancelle
   const firstCold = reductionDb(same, o2, at + 120, at + 420);
   t.diagnostic(`before the delay is found (a canceller that knows none): ${f1(firstCold)} dB over the first 300 ms`);
   assert.ok(firstCold < 20, 'a canceller that must find the delay first meets the 300 ms bound: it does not test the kept filter');
+});
+
+test('echo room: the kept filter\'s trial fits the same at every offset as the sums done directly, on a loud reply with pauses (the sizes the canceller uses)', () => {
+  // What the trial computes by FFT and running sums, per offset j: sum mic * prediction and sum prediction^2, must
+  // give each offset the fit the direct sums give, from the 100 ms on which the trial first decides. (It does not
+  // reproduce the rounding of the running sums that once let a near-silent window win on the simulated card; that
+  // was found, and its fix checked, by replaying recorded runs.)
+  const ref16 = speech(REPLY2, 'en-us', MIC_RATE).map((v) => v * 30000);
+  let seed = 11;
+  const rnd = () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x7fffffff - 0.5; };
+  const taps = new Int32Array(3520); // Speex's length here: 200 ms of room plus 24 ms before the direct path
+  for (let i = 0; i < taps.length; i++) taps[i] = i < 384 ? 0 : Math.round(rnd() * 30000 * Math.exp(-(i - 384) / 400));
+  const read = (from: number, out: Float32Array) => { for (let i = 0; i < out.length; i++) { const k = from + i; out[i] = k >= 0 && k < ref16.length ? ref16[k] : 0; } };
+  const lag = 80 * 16, n = 160, frames = 60;
+  // The prediction p(k) = sum taps[q] ref(k - q), once for the whole stretch (by FFT: the direct sums below are the check).
+  const len = frames * n + 2 * lag + taps.length;
+  let size = 1; while (size < len + taps.length) size <<= 1;
+  const base = 4000 - lag; // the stretch starts here (ref index), in the first words
+  const X = new Float64Array(size), pred = new Float64Array(len);
+  for (let k = 0; k < len; k++) { const r = base - taps.length + k; X[k] = r >= 0 && r < ref16.length ? ref16[r] : 0; }
+  for (let k = taps.length; k < len; k++) { let y = 0; for (let q = 0; q < taps.length; q += 1) y += taps[q] * X[k - q]; pred[k] = y; }
+  const P = (refIndex: number) => pred[refIndex - base + taps.length];
+  const t = new FilterTrial(taps, lag, n, read);
+  const c = new Float64Array(2 * lag + 1), e = new Float64Array(2 * lag + 1);
+  const out = new Int16Array(n);
+  let worst = 0, where = '';
+  for (let f = 0; f < frames; f++) {
+    const refAt = base + lag + f * n, mic = new Int16Array(n);
+    // The echo: the prediction 3 ms later than the delay in use, at a level a microphone hears, plus noise.
+    for (let i = 0; i < n; i++) mic[i] = Math.max(-32768, Math.min(32767, Math.round(P(refAt + i - 48) * 2e-9 + rnd() * 4)));
+    t.frameOut(mic, refAt, out);
+    // Offset j - lag lines mic sample i up with p(refAt + i - (j - lag)).
+    for (let j = 0; j <= 2 * lag; j++) {
+      let cs = 0, es = 0;
+      for (let i = 0; i < n; i++) { const v = P(refAt + i - (j - lag)); cs += mic[i] * v; es += v * v; }
+      c[j] += cs; e[j] += es;
+    }
+    if (f < 10) continue; // the trial decides on 100 ms at the least (before, -60 dB windows are left out by design)
+    const fit = (cc: ArrayLike<number>, ee: ArrayLike<number>, j: number) => (ee[j] > 0 ? cc[j] ** 2 / ee[j] : 0);
+    let top = 0;
+    for (let j = 0; j <= 2 * lag; j++) top = Math.max(top, fit(c, e, j));
+    const tt = t as unknown as { c: Float64Array; e: Float64Array };
+    for (let j = 0; j <= 2 * lag; j++) {
+      const dd = Math.abs(fit(tt.c, tt.e, j) - fit(c, e, j)) / (top || 1);
+      if (dd > worst) { worst = dd; where = `frame ${f}, offset ${j - lag}: trial c ${tt.c[j].toExponential(3)} e ${tt.e[j].toExponential(3)}, direct c ${c[j].toExponential(3)} e ${e[j].toExponential(3)}`; }
+    }
+  }
+  assert.ok(worst < 1e-3, `an offset's fit differs from the direct sums' by ${worst.toExponential(2)} of the best (${where})`);
+  assert.ok(Math.abs(t.offset - 48) < 0.5, `the trial's offset ${t.offset.toFixed(2)}, true 48 samples`);
+});
+
+/** A canceller that learnt the room, then one new stream: the wake chime, the user's question (2 s), the reply. */
+function chimeThenReply(shift: number) {
+  const warm = r1(), ref = r2();
+  const ch = wakeChime(REF_RATE, 0.5);
+  const chime = new Float64Array(ch.length / 2);
+  for (let i = 0; i < chime.length; i++) chime[i] = ch.readInt16LE(2 * i) / 32768;
+  const said: string[] = [];
+  const c = EchoCanceller.open({ log: { info: (o: object, m: string) => { if (/stream|kept/.test(m)) said.push(`${m} ${JSON.stringify(o)}`); }, debug() {}, warn() {}, error() {} } as never });
+  const pre = buildRoom({ durationMs: ms(warm, REF_RATE) + 1000, replies: [{ ref: warm, atMs: 200, delayMs: 120 }] });
+  runRoom(pre, c, { t0Ms: 100_000, latencyMs: c.latencyMs });
+  const d0 = c.stats.delayMs!;
+  const t0 = 100_000 + ms(warm, REF_RATE) + 3000, at = 300, replyAt = at + 2500, d = 120 + shift;
+  c.newStream(t0 + at);
+  const room = buildRoom({ durationMs: replyAt + ms(ref, REF_RATE) + 1000, replies: [{ ref: chime, atMs: at, delayMs: d }, { ref, atMs: replyAt, delayMs: d }] });
+  const out = runRoom(room, c, { t0Ms: t0, latencyMs: c.latencyMs });
+  const st = c.stats;
+  c.close();
+  return { said, d0, d, st, from1s: reductionDb(room, out, replyAt + d + 1000, replyAt + d + 3000) };
+}
+
+test('echo room: a new stream that opens with the wake chime (a tone, which fits the kept filter at every period) fails the trial and is held as before: the delay is not taken from the tone', (t) => {
+  const rows: string[] = [];
+  for (const shift of [0, 5, -15]) {
+    const { said, d0, d, st, from1s } = chimeThenReply(shift);
+    rows.push(`${d} ms: delay ${d0} -> ${st.delayMs?.toFixed(2)}, the reply from 1 s ${f1(from1s)} dB (${said.join('; ')})`);
+    assert.ok(said.some((l) => l.startsWith('the kept echo filter does not fit the new stream')), `the chime decided the trial: ${said.join('; ')}`);
+    assert.ok(st.delayMs !== null && Math.abs(st.delayMs - d0 - shift) <= 1, `the delay ${st.delayMs} ms after the chime and the reply, the first stream's ${d0} ms, the path moved ${shift} ms`);
+  }
+  t.diagnostic(`path 120 -> ${rows.join('; ')}`);
+});
+
+// Known defect, not of the trial: the code before it gives the same 8.5-9 dB. The hold is released on the chime's
+// own echo and Speex then adapts on a tone, which leaves its filter poor for the broadband reply after it.
+test('echo room: the reply after a wake chime on the same stream is >= 20 dB down from 1 s', { todo: 'Speex adapts on the chime once the hold is released on it: 8.5-9.3 dB here, before and after the trial' }, () => {
+  for (const shift of [0, 5, -15]) {
+    const { d, from1s, said } = chimeThenReply(shift);
+    assert.ok(from1s >= 20, `path 120 -> ${d} ms: the reply after the chime only ${f1(from1s)} dB from 1 s (${said.join('; ')})`);
+  }
 });
 
 test('EchoCanceller.open: an engine that cannot run is refused with EchoUnavailableError naming what is missing', () => {

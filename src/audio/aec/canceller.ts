@@ -68,6 +68,12 @@ const TRIAL_MS = 100;
  */
 const TRIAL_LAG = 80 * SPM;
 const TRIAL_DB = 10;
+/**
+ * ...and fits clearly better there than anywhere else (FilterTrial.ambiguity): not a tone, which fits at every
+ * period. A stream that opens with the wake chime (a tone) fails the trial and is held as before: Speex adapting on
+ * a tone at an offset the tone cannot tell left the reply after it 13 dB down over its first 300 ms in the echo room.
+ */
+const TRIAL_AMBIGUITY = 0.85; // the chime: 0.89-0.98; speech: 0.05-0.08 in the echo room, 0.78-0.79 on the simulated card
 /** A failed trial holds Speex at most this long of audible reference while the new stream's delay is found. */
 const HOLD_MAX_MS = 1500;
 /** A held stream's delay, once confirmed, is taken to this (0.5 ms, the estimator's 2 kHz step) when the kept filter did not fit it. */
@@ -280,27 +286,36 @@ export class EchoCanceller {
     for (let i = 0; i < FRAME; i++) { pr += this.refFrame[i] ** 2; pm += x[i] ** 2; po += this.outFrame[i] ** 2; }
     // Never louder than the mic: the first frames' fit rests on little data (seen: a frame 12 dB over the mic).
     if (po > pm) { this.outFrame.set(x); po = pm; }
-    if (pr / FRAME < 100 ** 2) return; // reference below -50 dBFS: no echo to judge it by
+    if (pr / FRAME < 100 ** 2) { // reference below -50 dBFS: no echo to judge it by
+      // A reply too quiet to judge (or mostly pauses): decided on what was seen, at most HOLD_MAX_MS of it.
+      if (this.trialLog.length * FRAME > HOLD_MAX_MS * SPM) this.endTrial();
+      return;
+    }
     this.trialMic += pm; this.trialOut += po;
     // A whole TRIAL_MS, not an early yes: over 20-30 ms a voiced reply fits the kept filter at a pitch period off
     // too (seen on the simulated card: 11 dB at 23 ms off the true path).
     if (++this.trialFrames * FRAME < TRIAL_MS * SPM) return;
-    this.endTrial(Math.round(10 * Math.log10((this.trialMic + 1) / (this.trialOut + 1)) * 10) / 10, this.trial!.offset);
+    this.endTrial();
   }
 
-  private endTrial(db: number, lag: number): void {
+  private trialDb(): number { return Math.round(10 * Math.log10((this.trialMic + 1) / (this.trialOut + 1)) * 10) / 10; }
+
+  private endTrial(): void {
+    const trial = this.trial!;
+    const db = this.trialDb();
+    const lag = trial.offset, ambiguity = Math.round(trial.ambiguity * 100) / 100;
     const delayMs = this._stats.delayMs === null ? null : Math.round(this._stats.delayMs);
     const log = this.trialLog;
     this.trialLog = [];
     this.trial = null;
-    if (db >= TRIAL_DB) {
+    if (db >= TRIAL_DB && ambiguity < TRIAL_AMBIGUITY) {
       this.hold = 'off';
       // The new delay to the fraction of a sample: the kept filter fits only where it was learnt (half a sample off, under 1 dB).
       const total = this.delaySamples! + this.frac + lag;
       const whole = Math.round(total);
       if (whole !== this.delaySamples) this.moveTo(whole, 0, 'echo delay moved with the new stream (the kept filter fits there)');
       this.setFraction(total - whole);
-      this.log?.info({ delayMs: Math.round((total / SPM) * 100) / 100, offsetSamples: Math.round(lag * 100) / 100, reductionDb: db }, 'echo delay holds on the new stream: the kept filter cancels it');
+      this.log?.info({ delayMs: Math.round((total / SPM) * 100) / 100, offsetSamples: Math.round(lag * 100) / 100, reductionDb: db, ambiguity }, 'echo delay holds on the new stream: the kept filter cancels it');
       // Speex catches up on the trial's frames at the delay found (its outputs were already handed on).
       const d = Math.max(0, this.delaySamples! - MARGIN_MS * SPM);
       const scratch = new Int16Array(FRAME);
@@ -308,7 +323,7 @@ export class EchoCanceller {
     } else {
       this.hold = 'held';
       this.holdFrames = 0;
-      this.log?.info({ delayMs, reductionDb: db }, 'the kept echo filter does not fit the new stream: paused until its delay is found');
+      this.log?.info({ delayMs, reductionDb: db, ambiguity }, 'the kept echo filter does not fit the new stream: paused until its delay is found');
     }
   }
 
@@ -442,6 +457,7 @@ export class EchoCanceller {
     this.trialLog = [];
     this.trialFrom = audibleAtMs === undefined ? Infinity : Math.round(audibleAtMs * SPM);
     this.trial = new FilterTrial(this.aec.impulseResponse(), TRIAL_LAG, FRAME, (from, out) => this.readRef(from, out));
+    if (this.trial.empty) { this.trial = null; this.hold = 'held'; } // nothing learnt to try (Speex reset its filter)
     this._stats.converged = false;
     this.convergedFor = 0;
     this.freshFigures();

@@ -21,9 +21,13 @@ const K = 5;
 const HALF = (K - 1) >> 1;
 /** Diagonal loading of the fit (neighbouring offsets of a band-limited prediction are nearly the same regressor). */
 const LOADING = 1e-4;
+/** Offsets this far (samples, 1 ms) from the best are another fit, not its own neighbours (see ambiguity). */
+const AMBIGUOUS_SAMPLES = 16;
 
 export class FilterTrial {
   private readonly taps: number;
+  /** The filter is all zeros (Speex had reset it): it predicts nothing, and there is nothing to try. */
+  readonly empty: boolean;
   private readonly fft: FFT;
   private readonly H: number[]; // the taps' spectrum
   private readonly seg: Float32Array;
@@ -36,7 +40,7 @@ export class FilterTrial {
   private readonly cum: Float64Array; // running sums of the prediction's square (each offset's window energy)
   private readonly c: Float64Array; // per offset: sum of mic * prediction
   private readonly e: Float64Array; // per offset: sum of prediction^2
-  private best = 0; // index into c/e of the best fit so far
+  private best: number; // index into c/e of the best fit so far (lag: offset 0, the delay in use)
   private readonly r = new Float64Array(K); // the prediction's autocorrelation at 0..K-1 samples
   private readonly w = new Float64Array(K); // the fit: gains on the prediction at offsets best - HALF .. best + HALF
 
@@ -46,6 +50,10 @@ export class FilterTrial {
    */
   constructor(taps: ArrayLike<number>, readonly lag: number, private readonly frame: number, private readonly read: (from: number, out: Float32Array) => void) {
     this.taps = taps.length;
+    this.best = lag;
+    let energy = 0;
+    for (let i = 0; i < taps.length; i++) energy += taps[i] * taps[i];
+    this.empty = !(energy > 0);
     const w = frame + 2 * lag; // predictions per frame: the frame and lag either side
     let n = 1;
     while (n < w + this.taps - 1) n <<= 1;
@@ -104,7 +112,10 @@ export class FilterTrial {
       P[k] = ar * br + ai * bi; P[k + 1] = ar * bi - ai * br;
     }
     cf.inverseTransform(q, P);
-    for (let j = 0; j <= 2 * lag; j++) { const d = 2 * lag - j; c[j] += q[2 * d]; e[j] += cum[d + n] - cum[d]; }
+    // A window's energy as a difference of running sums is off by ~1e-16 of the whole: one under 1e-6 of it (-60 dB)
+    // is taken as none, or rounding passed for a window of prediction and won the fit (seen on the simulated card).
+    const floor = 1e-6 * cum[w];
+    for (let j = 0; j <= 2 * lag; j++) { const d = 2 * lag - j, ed = cum[d + n] - cum[d]; if (ed > floor) { c[j] += q[2 * d]; e[j] += ed; } }
     // The prediction's autocorrelation (at offset 0: the window's power does not depend on the offset).
     for (let k = 0; k < K; k++) {
       let acc = 0;
@@ -146,6 +157,22 @@ export class FilterTrial {
       for (let k = row + 1; k < K; k++) v -= A[row][k] * this.w[k];
       this.w[row] = v / A[row][row];
     }
+    if (!this.w.every(Number.isFinite)) this.w.fill(0); // nothing to fit yet (no prediction at these offsets): subtract nothing
+  }
+
+  /**
+   * How well the best fit away from the best offset (more than AMBIGUOUS_SAMPLES either side) does, against the
+   * best (0..1, by explained power): near 1, the echo fits as well elsewhere, as a steady tone (the wake chime) or a
+   * held vowel does at every period, and the offset found says nothing.
+   */
+  get ambiguity(): number {
+    const { c, e, best } = this;
+    const fit = (j: number) => (e[j] > 0 ? c[j] ** 2 / e[j] : 0);
+    const top = fit(best);
+    if (!(top > 0)) return 1;
+    let other = 0;
+    for (let j = HALF; j <= 2 * this.lag - HALF; j++) if (Math.abs(j - best) > AMBIGUOUS_SAMPLES) other = Math.max(other, fit(j));
+    return other / top;
   }
 
   /**
