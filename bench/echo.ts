@@ -43,14 +43,12 @@ export function echoFigures(opts: { delayMs?: number; audioMin?: number } = {}):
   let found: number | null = null;
   const t0 = 100_000;
   // Each reply a new conversation, as in the daemon: a new playback stream (newStream), the filter kept.
-  const cold = c;
-  const out = runRoom(room, c, { t0Ms: t0, latencyMs: c.latencyMs, onStream: (at) => cold.newStream(at), onFrame: (endMs) => { if (found === null && c.stats.delayMs !== null) found = endMs - e1; } });
+  const out = runRoom(room, c, { t0Ms: t0, latencyMs: c.latencyMs, onStream: (at) => c.newStream(at), onFrame: (endMs) => { if (found === null && c.stats.delayMs !== null) found = endMs - e1; } });
   const st = c.stats;
   c.close();
   const hard = twoReplies(delayMs, { drive: 1.5 });
   c = EchoCanceller.open({});
-  const hot = c;
-  const outHard = runRoom(hard.room, c, { latencyMs: c.latencyMs, onStream: (at) => hot.newStream(at) });
+  const outHard = runRoom(hard.room, c, { latencyMs: c.latencyMs, onStream: (at) => c.newStream(at) });
   c.close();
   const pass = runRoom(room, passThrough);
 

@@ -298,11 +298,9 @@ export class EchoCanceller {
     this.endTrial();
   }
 
-  private trialDb(): number { return Math.round(10 * Math.log10((this.trialMic + 1) / (this.trialOut + 1)) * 10) / 10; }
-
   private endTrial(): void {
     const trial = this.trial!;
-    const db = this.trialDb();
+    const db = Math.round(10 * Math.log10((this.trialMic + 1) / (this.trialOut + 1)) * 10) / 10;
     const lag = trial.offset, ambiguity = Math.round(trial.ambiguity * 100) / 100;
     const delayMs = this._stats.delayMs === null ? null : Math.round(this._stats.delayMs);
     const log = this.trialLog;
