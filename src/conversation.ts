@@ -145,6 +145,7 @@ export class Conversation extends EventEmitter {
   private linkGen = 0; // callbacks from any older link are ignored
   private handle: string | null = null; // newest resumption handle of this conversation
   private attempts = 0; // resumption attempts since the last stable connection
+  private linkSentBytes = 0; // mic audio handed to the current link
   private everOpened = false; // this conversation has had a session up
   private linkOpenedAt = 0; // when the current link's session came up (0: not up)
   private goAwayDue = false; // resume at the next quiet moment
@@ -384,6 +385,7 @@ export class Conversation extends EventEmitter {
   /** Open a connection for the current conversation (a new one, or resuming with the handle). */
   private connectLink(): void {
     const gen = ++this.linkGen;
+    this.linkSentBytes = 0;
     const mine = (fn: (...a: any[]) => void) => (...a: any[]) => { if (gen === this.linkGen && this.link) fn(...a); };
     this.link = this.ports.live.connect({
       onOpen: mine(() => this.opened()),
@@ -420,7 +422,9 @@ export class Conversation extends EventEmitter {
   private resume(why: string): void {
     const delay = RESUME_DELAYS_MS[Math.min(this.attempts, RESUME_DELAYS_MS.length - 1)] * (0.75 + Math.random() * 0.5);
     this.attempts++;
-    this.log.warn({ reason: why, attempt: this.attempts, handle: this.handle ? 'yes' : 'none', inMs: Math.round(delay) }, 'Live session lost; resuming');
+    // sentBytes: mic audio handed to the link being left. After a drop, what of it the server had not yet read is lost:
+    // the Developer API acknowledges no audio (transparent resumption, which would, is Vertex-only), so there is nothing to resend from.
+    this.log.warn({ reason: why, attempt: this.attempts, handle: this.handle ? 'yes' : 'none', inMs: Math.round(delay), sentBytes: this.linkSentBytes }, 'Live session lost; resuming');
     this.linkGen++; // whatever the old link still says is ignored
     // Tools still running keep running: their answers are held and sent on the resumed session once it is open (opened()).
     const old = this.link;
@@ -490,6 +494,7 @@ export class Conversation extends EventEmitter {
     }
     if (this.timing.firstSentAt === null) this.timing.firstSentAt = Date.now();
     this.counters.bytesSent += frame.length;
+    this.linkSentBytes += frame.length;
     this.link.sendAudio(frame);
     return true;
   }
