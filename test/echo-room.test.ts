@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EchoCanceller, EchoUnavailableError } from '../src/audio/aec/index.js';
 import { FilterTrial } from '../src/audio/aec/trial.js';
-import { wakeChime } from '../src/audio/sounds.js';
+import { alarmSound, wakeChime } from '../src/audio/sounds.js';
 import { REF_RATE, MIC_RATE, REPLY1, REPLY2, USER, buildRoom, db, passThrough, reductionDb, rms, runRoom, speech, twoReplies, type Room } from './bench/echo-room.js';
 
 const r1 = () => speech(REPLY1, 'en-us', REF_RATE);
@@ -247,10 +247,9 @@ test('echo room: the kept filter\'s trial fits the same at every offset as the s
   assert.ok(Math.abs(t.offset - 48) < 0.5, `the trial's offset ${t.offset.toFixed(2)}, true 48 samples`);
 });
 
-/** A canceller that learnt the room, then one new stream: the wake chime, the user's question (2 s), the reply. */
-function chimeThenReply(shift: number) {
+/** A canceller that learnt the room, then one new stream: the wake chime (or another tone), the user's question (2 s), the reply. */
+function chimeThenReply(shift: number, ch = wakeChime(REF_RATE, 0.5)) {
   const warm = r1(), ref = r2();
-  const ch = wakeChime(REF_RATE, 0.5);
   const chime = new Float64Array(ch.length / 2);
   for (let i = 0; i < chime.length; i++) chime[i] = ch.readInt16LE(2 * i) / 32768;
   const said: string[] = [];
@@ -258,33 +257,57 @@ function chimeThenReply(shift: number) {
   const pre = buildRoom({ durationMs: ms(warm, REF_RATE) + 1000, replies: [{ ref: warm, atMs: 200, delayMs: 120 }] });
   runRoom(pre, c, { t0Ms: 100_000, latencyMs: c.latencyMs });
   const d0 = c.stats.delayMs!;
-  const t0 = 100_000 + ms(warm, REF_RATE) + 3000, at = 300, replyAt = at + 2500, d = 120 + shift;
+  const t0 = 100_000 + ms(warm, REF_RATE) + 3000, at = 300, replyAt = at + ms(chime, REF_RATE) + 2340, d = 120 + shift;
   c.newStream(t0 + at);
-  const room = buildRoom({ durationMs: replyAt + ms(ref, REF_RATE) + 1000, replies: [{ ref: chime, atMs: at, delayMs: d }, { ref, atMs: replyAt, delayMs: d }] });
+  // The same room as the first stream's (its gain): set on its loudest span instead, the chime, the reply's echo came
+  // 9 dB quieter than the kept filter had learnt, a change of room that looked like the chime's harm to Speex.
+  const room = buildRoom({ durationMs: replyAt + ms(ref, REF_RATE) + 1000, echoGain: pre.gain, replies: [{ ref: chime, atMs: at, delayMs: d }, { ref, atMs: replyAt, delayMs: d }] });
   const out = runRoom(room, c, { t0Ms: t0, latencyMs: c.latencyMs });
   const st = c.stats;
   c.close();
-  return { said, d0, d, st, from1s: reductionDb(room, out, replyAt + d + 1000, replyAt + d + 3000) };
+  const e = replyAt + d, l = ms(ref, REF_RATE);
+  return { said, d0, d, st, chimeDb: reductionDb(room, out, at + d, at + d + ms(chime, REF_RATE)), first300: reductionDb(room, out, e, e + 300), from1s: reductionDb(room, out, e + 1000, e + l) };
 }
 
-test('echo room: a new stream that opens with the wake chime (a tone, which fits the kept filter at every period) fails the trial and is held as before: the delay is not taken from the tone', (t) => {
+test('echo room: a new stream that opens with the wake chime (a tone, which fits the kept filter at every period) does not decide the trial on the tone: the kept filter cancels it, and the reply after it decides the delay', (t) => {
   const rows: string[] = [];
   for (const shift of [0, 5, -15]) {
-    const { said, d0, d, st, from1s } = chimeThenReply(shift);
-    rows.push(`${d} ms: delay ${d0} -> ${st.delayMs?.toFixed(2)}, the reply from 1 s ${f1(from1s)} dB (${said.join('; ')})`);
-    assert.ok(said.some((l) => l.startsWith('the kept echo filter does not fit the new stream')), `the chime decided the trial: ${said.join('; ')}`);
+    const { said, d0, d, st, chimeDb } = chimeThenReply(shift);
+    rows.push(`${d} ms: delay ${d0} -> ${st.delayMs?.toFixed(2)}, the chime's echo ${f1(chimeDb)} dB down (${said.join('; ')})`);
+    assert.ok(said.some((l) => l.startsWith('the kept echo filter cancels a tone on the new stream')), `the tone was not told apart: ${said.join('; ')}`);
+    assert.ok(said.some((l) => l.startsWith('echo delay holds on the new stream')), `the reply did not decide the trial: ${said.join('; ')}`);
     assert.ok(st.delayMs !== null && Math.abs(st.delayMs - d0 - shift) <= 1, `the delay ${st.delayMs} ms after the chime and the reply, the first stream's ${d0} ms, the path moved ${shift} ms`);
+    // The kept filter at one of the tone's periods: some of its echo taken off (a pass-through, or a stream held, 0-1 dB).
+    assert.ok(chimeDb >= 3, `the chime's echo only ${f1(chimeDb)} dB down`);
   }
   t.diagnostic(`path 120 -> ${rows.join('; ')}`);
 });
 
-// Known defect, not of the trial: the code before it gives the same 8.5-9 dB. The hold is released on the chime's
-// own echo and Speex then adapts on a tone, which leaves its filter poor for the broadband reply after it.
-test('echo room: the reply after a wake chime on the same stream is >= 20 dB down from 1 s', { todo: 'Speex adapts on the chime once the hold is released on it: 8.5-9.3 dB here, before and after the trial' }, () => {
+// Before the tone was told apart, the chime failed the trial, Speex was held until the estimator found the delay on
+// the reply's own echo, and the reply's first 300 ms passed as they were (0 dB; 4-5 dB over 300-1000 ms).
+test('echo room: the reply after a wake chime on the same stream is >= 20 dB down over its first 300 ms and >= 30 dB from 1 s', (t) => {
+  const rows: string[] = [];
   for (const shift of [0, 5, -15]) {
-    const { d, from1s, said } = chimeThenReply(shift);
-    assert.ok(from1s >= 20, `path 120 -> ${d} ms: the reply after the chime only ${f1(from1s)} dB from 1 s (${said.join('; ')})`);
+    const { d, first300, from1s, said } = chimeThenReply(shift);
+    rows.push(`${d} ms: ${f1(first300)} dB over 0-300 ms, ${f1(from1s)} dB from 1 s`);
+    assert.ok(first300 >= 20, `path 120 -> ${d} ms: the reply after the chime only ${f1(first300)} dB over its first 300 ms (${said.join('; ')})`);
+    assert.ok(from1s >= 30, `path 120 -> ${d} ms: the reply after the chime only ${f1(from1s)} dB from 1 s (${said.join('; ')})`);
   }
+  t.diagnostic(`path 120 -> ${rows.join('; ')}`);
+});
+
+// A ring is a tone with pauses: each beep group is cancelled by the kept filter and kept from Speex. Held and then
+// run on the tone instead (before), Speex took the ring only 6.6-7.9 dB down over its 14 s; the reply after it was fine either way.
+test('echo room: a timer ringing for 14 s on a new stream (beeps of one tone) is >= 12 dB down, and the reply after it >= 20 dB over its first 300 ms and >= 30 dB from 1 s', (t) => {
+  const ring = Buffer.concat(Array.from({ length: 10 }, () => alarmSound(REF_RATE, 0.5)));
+  const rows: string[] = [];
+  for (const shift of [0, 5, -15]) {
+    const { d, first300, from1s, chimeDb, said } = chimeThenReply(shift, ring);
+    rows.push(`${d} ms: the ring ${f1(chimeDb)} dB down; the reply ${f1(first300)} dB over 0-300 ms, ${f1(from1s)} dB from 1 s`);
+    assert.ok(chimeDb >= 12, `path 120 -> ${d} ms: the ring only ${f1(chimeDb)} dB down (${said.join('; ')})`);
+    assert.ok(first300 >= 20 && from1s >= 30, `path 120 -> ${d} ms: the reply after the ring ${f1(first300)} dB over 0-300 ms, ${f1(from1s)} dB from 1 s (${said.join('; ')})`);
+  }
+  t.diagnostic(`path 120 -> ${rows.join('; ')}`);
 });
 
 test('EchoCanceller.open: an engine that cannot run is refused with EchoUnavailableError naming what is missing', () => {

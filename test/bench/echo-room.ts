@@ -144,7 +144,8 @@ export interface RoomSpec {
   replies: Reply[];
   rt60s?: number; seed?: number;
   /** tanh drive of the small speaker: y = tanh(drive x) / drive (default 1: a -2 dBFS peak comes out 1.6 dB low; 1.5: 3.2 dB). */ drive?: number;
-  /** Echo level at the mic (rms dBFS over the reply's speech). */ echoDbfs?: number;
+  /** Echo level at the mic (rms dBFS over the loudest reply's span). */ echoDbfs?: number;
+  /** The room's gain from speaker to mic instead (Room.gain of another room): the same room, whatever plays in it (echoDbfs ignored). */ echoGain?: number;
   noiseDbfs?: number;
   /** The user talking: 16 kHz speech placed at atMs (ms from the start), at levelDbfs rms. */
   user?: { speech: Float64Array; atMs: number; levelDbfs: number };
@@ -154,6 +155,7 @@ export interface Room {
   /** Mic signal and its parts, 16 kHz floats, all durationMs long. */
   mic: Float64Array; echo: Float64Array; user: Float64Array; noise: Float64Array;
   spec: RoomSpec;
+  /** The gain the echo was scaled by (echoDbfs's, or echoGain). */ gain: number;
 }
 
 /** x delayed by `frac` (0..1) of a sample: a 64-tap Blackman-windowed sinc (a no-op for frac 0). */
@@ -194,7 +196,7 @@ export function buildRoom(spec: RoomSpec): Room {
   // Echo level: set on the loudest reply's span so quiet gaps do not inflate it.
   const target = 10 ** ((spec.echoDbfs ?? -20) / 20);
   const spans = spec.replies.map((r) => { const a = Math.round(((r.atMs + r.delayMs) * MIC_RATE) / 1000); return [a, Math.min(n, a + Math.round((r.ref.length * MIC_RATE) / REF_RATE))]; });
-  const k = target / Math.max(...spans.map(([a, b]) => rms(echo, a, b)));
+  const k = spec.echoGain ?? target / Math.max(...spans.map(([a, b]) => rms(echo, a, b)));
   for (let i = 0; i < n; i++) echo[i] *= k;
   if (spec.user) {
     const u = scaleTo(spec.user.speech, 10 ** (spec.user.levelDbfs / 20));
@@ -206,7 +208,7 @@ export function buildRoom(spec: RoomSpec): Room {
   for (let i = 0; i < n; i++) noise[i] = nl * g();
   const mic = new Float64Array(n);
   for (let i = 0; i < n; i++) mic[i] = echo[i] + user[i] + noise[i];
-  return { mic, echo, user, noise, spec };
+  return { mic, echo, user, noise, spec, gain: k };
 }
 
 /** What the tests drive: the canceller's two inputs and its output. */

@@ -70,10 +70,18 @@ const TRIAL_LAG = 80 * SPM;
 const TRIAL_DB = 10;
 /**
  * ...and fits clearly better there than anywhere else (FilterTrial.ambiguity): not a tone, which fits at every
- * period. A stream that opens with the wake chime (a tone) fails the trial and is held as before: Speex adapting on
- * a tone at an offset the tone cannot tell left the reply after it 13 dB down over its first 300 ms in the echo room.
+ * period (the wake chime that opens a stream: see TONE_MAX_MS).
  */
 const TRIAL_AMBIGUITY = 0.85; // the chime: 0.89-0.98; speech: 0.05-0.08 in the echo room, 0.78-0.79 on the simulated card
+/**
+ * A tone the kept filter takes TRIAL_DB down (the wake chime that opens a stream, the error sound, a timer's beeps)
+ * decides nothing: it goes on being cancelled by the kept filter, at whichever of its periods fits, and is never given
+ * to Speex; once nothing is audible (the tone is over) the trial starts afresh on what plays next (the reply). A tone
+ * that lasts this long without a pause is tried again as it goes (so sound that runs on from a tone is judged).
+ * Held on the chime instead, as before, the chime's echo passed (1 dB down) and so did the reply's first 300 ms while
+ * its delay was found; now 6-25 and 27-32 dB in the echo room.
+ */
+const TONE_MAX_MS = 3000;
 /** A failed trial holds Speex at most this long of audible reference while the new stream's delay is found. */
 const HOLD_MAX_MS = 1500;
 /** A held stream's delay, once confirmed, is taken to this (0.5 ms, the estimator's 2 kHz step) when the kept filter did not fit it. */
@@ -119,14 +127,16 @@ export class EchoCanceller {
   private settle: { lag: number; n: number } | null = null;
   private micPow = 0; private outPow = 0; private refPow = 0; private powFrames = 0;
   private convergedFor = 0;
-  // newStream(): 'trial' while the kept filter is tried at the delay in use (TRIAL_MS); 'held' when it did not fit:
-  // Speex not run (the filter kept as it is) until the delay is found on this stream.
-  private hold: 'off' | 'trial' | 'held' = 'off';
+  // newStream(): 'trial' while the kept filter is tried at the delay in use (TRIAL_MS); 'tone' while a tone it cancels
+  // plays (tried again after it); 'held' when it did not fit: Speex not run (the filter kept as it is) until the delay
+  // is found on this stream.
+  private hold: 'off' | 'trial' | 'tone' | 'held' = 'off';
   private holdFrames = 0; // audible frames seen while held (HOLD_MAX_MS)
   private trialMic = 0; private trialOut = 0; private trialFrames = 0; // the trial's mic and output power, over frames of audible reference
   private trial: FilterTrial | null = null; // the kept filter, tried on the new stream
   private trialLog: { at: number; x: Int16Array }[] = []; // the trial's mic frames, replayed into Speex at the delay found
   private trialFrom = Infinity; // 16 kHz index of the new stream's first reference sample (set by its first stretch)
+  private toneFrames = 0; // frames of the tone playing now, cancelled by the kept filter (TONE_MAX_MS)
   private _stats: EchoStats;
   private closed = false;
 
@@ -262,10 +272,12 @@ export class EchoCanceller {
       this.log?.info({ delayMs: this._stats.delayMs }, 'echo delay not confirmed on the new stream: cancelling with the one in use');
     }
     const held = this.hold === 'held' && !quiet;
+    if (quiet && this.hold === 'tone') { this.hold = 'trial'; this.startTrial(); } // the tone is over: the trial starts afresh on what plays next
     if (!quiet) {
       this.readRef(this.inAt - d, this.refFrame);
       // The trial starts with the new stream's reference: until then, what is in the mic is the last stream's echo.
       if (this.hold === 'trial' && this.inAt - d + FRAME > this.trialFrom) this.trialFrame(d);
+      else if (this.hold === 'tone') this.toneFrame(d);
       else if (!held) this.aec.process(this.inQ, this.refFrame, this.outFrame);
     }
     const y = quiet || held ? this.inQ : this.outFrame;
@@ -298,6 +310,19 @@ export class EchoCanceller {
     this.endTrial();
   }
 
+  /** A frame of the tone that failed the trial (see TONE_MAX_MS): the kept filter cancels it, Speex does not see it. */
+  private toneFrame(d: number): void {
+    const x = this.inQ;
+    this.trial!.frameOut(x, this.inAt - d, this.outFrame);
+    let pm = 0, po = 0;
+    for (let i = 0; i < FRAME; i++) { pm += x[i] ** 2; po += this.outFrame[i] ** 2; }
+    if (po > pm) this.outFrame.set(x);
+    if (++this.toneFrames * FRAME < TONE_MAX_MS * SPM) return;
+    this.hold = 'trial';
+    this.startTrial();
+    this.log?.debug({}, 'a tone on the new stream goes on: the kept filter tried again');
+  }
+
   private endTrial(): void {
     const trial = this.trial!;
     const db = Math.round(10 * Math.log10((this.trialMic + 1) / (this.trialOut + 1)) * 10) / 10;
@@ -306,7 +331,15 @@ export class EchoCanceller {
     const log = this.trialLog;
     this.trialLog = [];
     this.trial = null;
-    if (db >= TRIAL_DB && ambiguity < TRIAL_AMBIGUITY) {
+    const tone = db >= TRIAL_DB && ambiguity >= TRIAL_AMBIGUITY;
+    if (tone) {
+      this.hold = 'tone';
+      this.toneFrames = 0;
+      this.trial = trial; // it goes on cancelling the tone (toneFrame); its frames are not given to Speex
+      this.log?.info({ delayMs, reductionDb: db, ambiguity }, 'the kept echo filter cancels a tone on the new stream: tried again after it');
+      return;
+    }
+    if (db >= TRIAL_DB && !tone) {
       this.hold = 'off';
       // The new delay to the fraction of a sample: the kept filter fits only where it was learnt (half a sample off, under 1 dB).
       const total = this.delaySamples! + this.frac + lag;
@@ -351,7 +384,7 @@ export class EchoCanceller {
     // (after a barge-in: the user), and a far lag is that against an older stretch of reply: seen here, the delay
     // moved from ~135 to ~1100 ms while the user talked on after the cut, and the next reply had to find it again.
     const echoOver = cur !== null && this.micNext !== null && this.micNext - cur > this.lastSound + this.filterLength;
-    if (this.hold === 'trial') { this.candidate = null; return; } // the trial decides first (see endTrial)
+    if (this.hold === 'trial' || this.hold === 'tone') { this.candidate = null; return; } // the trial decides first (see endTrial)
     if (this.hold !== 'off' && cur !== null) {
       if (echoOver) { this.candidate = null; return; }
       // A new stream's delay, from its own echo: seen twice in a row within SETTLE_MS, then taken to the half ms
@@ -451,14 +484,19 @@ export class EchoCanceller {
     this.candidate = null;
     this.hold = 'trial';
     this.holdFrames = 0;
-    this.trialMic = 0; this.trialOut = 0; this.trialFrames = 0;
-    this.trialLog = [];
     this.trialFrom = audibleAtMs === undefined ? Infinity : Math.round(audibleAtMs * SPM);
-    this.trial = new FilterTrial(this.aec.impulseResponse(), TRIAL_LAG, FRAME, (from, out) => this.readRef(from, out));
-    if (this.trial.empty) { this.trial = null; this.hold = 'held'; } // nothing learnt to try (Speex reset its filter)
+    this.startTrial();
+    if (this.trial!.empty) { this.trial = null; this.hold = 'held'; } // nothing learnt to try (Speex reset its filter)
     this._stats.converged = false;
     this.convergedFor = 0;
     this.freshFigures();
+  }
+
+  /** A trial of the kept filter from here on (Speex has not adapted since newStream): the sums and the frames to replay start afresh. */
+  private startTrial(): void {
+    this.trialMic = 0; this.trialOut = 0; this.trialFrames = 0;
+    this.trialLog = [];
+    this.trial = new FilterTrial(this.aec.impulseResponse(), TRIAL_LAG, FRAME, (from, out) => this.readRef(from, out));
   }
 
   /** Speex runs again after a hold. The figures start afresh: the held frames (the mic as it is) would keep the
