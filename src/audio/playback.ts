@@ -39,6 +39,17 @@ const IDLE_LEAD_MS = 120;
 /** Silence written first whenever the device (re)starts: a starting stream may lose its first milliseconds. */
 const PAD_MS = 40;
 /**
+ * For this long after the device (re)starts, it is never filled past the idle
+ * lead: a sound server renders ahead what a starting stream holds past about
+ * that, and every later sample of the stream is then heard earlier than
+ * counted. Seen here (simulated card, first drop 1.1 s into a stream): opened
+ * with 200 ms written at once, or 120 ms and then audio at once, the stream
+ * ran 10-54 ms ahead of the count for its whole life (the echo reference with
+ * it); opened with 120 ms and audio 50 ms later or more, -13 to +6 ms, like a
+ * stream restarted after a drop.
+ */
+const START_SETTLE_MS = 100;
+/**
  * Audio is only written behind at least this much counted queue; else a pad
  * of silence goes first. A sound server takes some of the queue ahead of
  * time (seen here: 25-30 ms), so a device whose count is low may already have
@@ -227,7 +238,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     if (!this.timeline.anchored) { this.write(dev, Buffer.alloc(this.bytes(PAD_MS)), false); return; }
     const audio = this.queuedBytes > 0;
     if (audio && queued < GUARD_MS) { this.write(dev, Buffer.alloc(this.bytes(Math.max(PAD_MS, GUARD_MS - queued))), false); return; }
-    const target = audio ? this.opts.leadMs : idleLead;
+    const target = audio && now >= this.timeline.startedAtMs + START_SETTLE_MS ? this.opts.leadMs : idleLead;
     if (queued > target - TICK_MS / 2) return;
     const want = this.bytes(target - queued);
     if (audio) this.write(dev, this.take(want), true);
@@ -320,12 +331,12 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     this.cut(now);
     this.ticker ??= setInterval(() => this.pump(), TICK_MS);
     this.log?.debug({ device: dev.name, id: dev.id }, 'sound device opened');
-    // Opens the device (in the addon's first write), with a whole lead of silence: what is written next waits for
-    // this write to return, and the device is opened when a conversation starts, while the session connects on
-    // this thread. With PAD_MS alone the first wake chime after the open lost a note, the loop stalled 100-110 ms
-    // just then ("playback ran dry", 58-72 ms late; 2 runs in 14). A reply comes long after the open, behind the
-    // idle lead as before; the chime starts leadMs after the wake word rather than PAD_MS.
-    this.write(dev, Buffer.alloc(this.bytes(Math.max(PAD_MS, this.opts.leadMs))), false);
+    // Opens the device (in the addon's first write), with the whole idle lead of silence: what is written next
+    // waits for this write to return, and the device is opened when a conversation starts, while the session
+    // connects on this thread. With PAD_MS alone the first wake chime after the open lost a note, the loop stalled
+    // 100-110 ms just then ("playback ran dry", 58-72 ms late; 2 runs in 14). Not more (see START_SETTLE_MS): a
+    // reply comes long after the open, behind the idle lead as before; the chime starts the idle lead after the wake word.
+    this.write(dev, Buffer.alloc(this.bytes(Math.max(PAD_MS, Math.min(IDLE_LEAD_MS, this.opts.leadMs)))), false);
   }
 
   /** A write failed: the device could not be opened (no handle), or it failed while playing. */

@@ -35,6 +35,9 @@ export class PlaybackTimeline extends EventEmitter {
   /** False until the first write after open, a drop or a run-dry: that write starts the device. */
   get anchored(): boolean { return this.anchor !== null; }
 
+  /** When the device (re)started: the anchoring write (monotonic ms); NaN before. */
+  get startedAtMs(): number { return this.anchor?.atMs ?? NaN; }
+
   /** When sample `n` leaves the speaker (monotonic ms); NaN before the device has started. */
   atMs(n: number): number {
     if (!this.anchor) return NaN;
