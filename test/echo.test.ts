@@ -124,9 +124,13 @@ async function oneQuestion(latencyMs: number, db: number, config: Record<string,
       fs.writeFileSync(`${process.env.LS_ECHO_DUMP}-${latencyMs}.json`, JSON.stringify({ speechStarts, utterances: s.utterances.map((u) => ({ startByte: u.startByte, endByte: u.endByte, detectedAt: u.detectedAt })), interrupts: run.interrupts(), receivedAt: s.receivedAt }));
     }
     console.log(`# ${latencyMs} ms at ${db} dB, echo_cancel ${ECHO} (${st.echo.summary}): ${run.replies()} replies, ${run.interrupts().length} interrupted, ${s.utterances.length} utterances, reply on the speaker ncc ${ncc.toFixed(3)}, ${st.echo.gatedFrames} frames sent as silence (half-duplex), ${st.echo.residualFrames} as residual echo (full duplex), playback underruns ${st.playback.underruns} stalls ${st.playback.stalls}, bargeIns ${st.counters.bargeIns}, ended: ${ended?.reason ?? 'not within 30 s'}`);
-    assert.equal(run.interrupts().length, 0, 'the server never interrupted the reply (it did not hear its echo as speech)');
-    assert.equal(s.utterances.length, 1, 'the server heard one utterance: the question');
-    assert.equal(run.replies(), 1, 'exactly one reply');
+    // With a failure, what the server heard and when (s from the first byte it got), and what the echo stage said.
+    const why = () => `\n  utterances (s into what was sent): ${s.utterances.map((u) => `${(u.startByte / 32000).toFixed(2)}-${(u.endByte / 32000).toFixed(2)}`).join(', ')}`
+      + `\n  speech starts: ${speechStarts.map((x) => (x.atByte / 32000).toFixed(2)).join(', ')}; interrupts: ${run.interrupts().length}`
+      + `\n  daemon: ${daemon.logs.filter((l) => /echo|duplex|ran dry|late|recount|held back|state/.test(l.msg)).map((l) => JSON.stringify({ ...l, pid: undefined, hostname: undefined })).join('\n          ')}`;
+    assert.equal(run.interrupts().length, 0, `the server never interrupted the reply (it did not hear its echo as speech)${why()}`);
+    assert.equal(s.utterances.length, 1, `the server heard one utterance: the question${why()}`);
+    assert.equal(run.replies(), 1, `exactly one reply${why()}`);
     assert.ok(ncc > 0.9, `the reply was played whole: every sample of it on the speaker, in order (ncc ${ncc.toFixed(3)})`);
     assert.equal(ended?.reason, 'follow-up window over', 'the conversation ended after the follow-up window');
     // The session could be voice-interrupted exactly when an engine runs or the hardware is trusted (echo_cancel off).
