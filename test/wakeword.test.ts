@@ -218,7 +218,7 @@ test('the wake chime arrives at the speaker: the samples of wakeChime(), in full
     await detected;
     await sleep(800);
     const played = await sink.stop();
-    const player = () => JSON.stringify(daemon.logs.filter((l) => /wake|sound device|playback|state/.test(l.msg)).slice(-10));
+    const player = () => JSON.stringify(daemon.logs.filter((l) => /wake|sound device|playback|state|late|held back/.test(l.msg)).slice(-12));
     try { assertOneChime(played); } catch (e) { throw new Error(`${(e as Error).message}; the daemon said: ${player()}`); }
     const note1 = findTone(played, CHIME_HZ[0]);
     const at = (note1.firstMs! * 24000) / 1000;
@@ -226,7 +226,7 @@ test('the wake chime arrives at the speaker: the samples of wakeChime(), in full
     // The floor on this card: a bare speaker addon writing the chime and draining scored 0.968-1.000 in
     // 40 runs (a fresh PulseAudio stream sometimes clips a few ms of its head); the daemon's damaged runs
     // scored 0 (no chime), ~0.3 and 0.944.
-    assert.ok(match.ncc > 0.95, `the chime on the speaker is wakeChime(), sample for sample (ncc ${match.ncc.toFixed(3)})`);
+    assert.ok(match.ncc > 0.95, `the chime on the speaker is wakeChime(), sample for sample (ncc ${match.ncc.toFixed(3)}); the daemon said: ${player()}`);
   } finally { await sink.stop().catch(() => undefined); await done(); }
 });
 
