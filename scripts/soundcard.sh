@@ -179,7 +179,7 @@ start() {
   # --high-priority (nice -11): a sound card never stalls because the CPU is
   # busy, and a desktop's sound server runs raised (rtkit) too. At the default
   # nice, with both CPUs of this machine busy, the server held the daemon's
-  # writes back 250-290 ms and the wake-chime test failed 5 runs in 60; raised,
+  # writes back 250-290 ms and the wake-chime test failed 9 runs in 70; raised,
   # 0 in 30 under the same load. What is left is what a real card has: only the
   # daemon can be late.
   env -u PULSE_SERVER -u DBUS_SESSION_BUS_ADDRESS -u DISPLAY \
