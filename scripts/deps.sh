@@ -43,6 +43,7 @@ demo=(
 )
 test=(
   debootstrap         # the Debian roots test/systemd.test.ts and test/fresh-debian.test.ts run in
+  mmdebstrap          # the bookworm arm64/armhf roots test/bookworm.test.ts checks the echo engine in
   faketime            # libfaketime: the test that steps the wall clock mid-reply (test/promises-daemon.test.ts)
   qemu-user-static    # runs arm64 and armhf programs: test/arm.test.ts builds and plays audio in Pi-like roots
   binfmt-support      # registers qemu for those architectures (update-binfmts)
