@@ -176,6 +176,8 @@ export const ConfigSchema = z.strictObject({
   // ---- tools (issue 12)
   tools: z.strictObject({
     timer_ring_max_s: z.number().int().min(5).max(3600).default(600),
+    // user commands running at once; further calls wait their turn (src/tools/command.ts Slots)
+    max_concurrent_commands: z.number().int().min(1).max(16).default(2),
     commands: z.array(toolCommand).default([]).superRefine((cs, ctx) => {
       cs.forEach((c, i) => { if (cs.findIndex((d) => d.name === c.name) !== i) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `'${c.name}' is used twice` }); });
     }),

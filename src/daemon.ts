@@ -411,7 +411,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     echo.tailMs = config.audio.echo_tail_ms;
     log.level = config.log.level;
     conversation.configure(conversationOptions(config));
-    tools.dispatcher.configure(config.tools.commands); // the next session declares them
+    tools.dispatcher.configure(config.tools.commands, config.tools.max_concurrent_commands); // the next session declares them
     if (rewake) {
       // A reload is the user's action that may have fixed the cause: try again now.
       wake?.release();

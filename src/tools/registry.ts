@@ -1,5 +1,6 @@
 // The tools this speaker has, and the dispatcher that runs the model's calls:
-// every call of a toolCall at once (the model may make several in parallel),
+// every call of a toolCall at once (the model may make several in parallel;
+// user commands up to tools.max_concurrent_commands, the rest wait their turn),
 // each answered by its id as soon as it is done; a cancelled call's handler
 // is aborted and its answer never sent. Events for `ctl watch`: 'tool' when a
 // call finishes, 'tool-cancelled' when calls are cancelled.
@@ -16,7 +17,7 @@ import { setTimer } from './set_timer.js';
 import { setAlarm } from './set_alarm.js';
 import { listTimers } from './list_timers.js';
 import { cancelTimer } from './cancel_timer.js';
-import { commandTool } from './command.js';
+import { Slots, commandTool } from './command.js';
 
 export type { ToolCall, ToolResponse } from './types.js';
 
@@ -36,15 +37,19 @@ export function errorClass(e: unknown): string {
 export class ToolDispatcher extends EventEmitter {
   private tools = new Map<string, Tool>();
   private running = new Map<string, AbortController>();
+  /** tools.max_concurrent_commands: shared by every command, and by the calls of every message. */
+  private readonly slots: Slots;
 
-  constructor(private readonly services: ToolServices, commands: Config['tools']['commands'], private readonly log: Logger, private readonly transcripts: () => boolean = () => false) {
+  constructor(private readonly services: ToolServices, commands: Config['tools']['commands'], private readonly log: Logger, private readonly transcripts: () => boolean = () => false, maxConcurrentCommands = 2) {
     super();
-    this.configure(commands);
+    this.slots = new Slots(maxConcurrentCommands);
+    this.configure(commands, maxConcurrentCommands);
   }
 
-  /** The built-ins and the config's commands (again on reload: the next session declares the new set). */
-  configure(commands: Config['tools']['commands']): void {
-    this.tools = new Map([...builtinTools(this.services), ...commands.map((c) => commandTool(c, this.log))].map((t) => [t.declaration.name!, t]));
+  /** The built-ins and the config's commands (again on reload: the next session declares the new set; a new cap applies at once). */
+  configure(commands: Config['tools']['commands'], maxConcurrentCommands: number): void {
+    this.slots.limit = maxConcurrentCommands;
+    this.tools = new Map([...builtinTools(this.services), ...commands.map((c) => commandTool(c, this.log, this.slots))].map((t) => [t.declaration.name!, t]));
   }
 
   declarations(): FunctionDeclaration[] { return [...this.tools.values()].map((t) => t.declaration); }

@@ -87,7 +87,7 @@ export function setupTools(o: { config: () => Config; stateDir: string; player: 
     endConversation: () => o.conversation().endAfterReply(),
     log,
   };
-  const dispatcher = new ToolDispatcher(services, o.config().tools.commands, log, () => o.config().log.transcripts);
+  const dispatcher = new ToolDispatcher(services, o.config().tools.commands, log, () => o.config().log.transcripts, o.config().tools.max_concurrent_commands);
   return {
     dispatcher,
     timers,
