@@ -252,6 +252,8 @@ test('members of live-speaker-ctl use ctl but cannot read the keys or the config
     const r = await guest('runuser -u ctl-user -- live-speaker ctl status --json');
     assert.equal(r.code, 0, `ctl as a member of live-speaker-ctl: ${r.out}${r.err}`);
     assert.equal(JSON.parse(r.out).state, 'idle');
+    // It cannot read the config either, says so and uses the default socket (README.md).
+    assert.match(r.err, /cannot read config file \/etc\/live-speaker\/config\.yaml: EACCES[\s\S]*trying the default socket \/run\/live-speaker\/control\.sock/);
     for (const f of ['/etc/live-speaker/gemini-api-key', '/etc/live-speaker/picovoice-access-key', '/etc/live-speaker/ha-auth', CONFIG]) {
       const c = await guest(`runuser -u ctl-user -- cat ${f}`);
       assert.notEqual(c.code, 0, `ctl-user read ${f}`);
