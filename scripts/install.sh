@@ -25,6 +25,9 @@
 #   /etc/systemd/system/live-speaker.service
 #   /usr/local/bin/live-speaker             the command (`live-speaker ctl status`, `live-speaker doctor`)
 #   user and group live-speaker, in groups audio, gpio and spi
+#   group live-speaker-ctl: the service's primary group, so its control
+#                                           socket is that group's; add yourself to use
+#                                           `live-speaker ctl` (usermod -aG live-speaker-ctl $USER)
 #   a marked block in the firmware's config.txt: the button's pull
 #                                           (gpio=17=ip,pu) and dtparam=spi=on for an
 #                                           LED ring; a reboot applies it
@@ -35,6 +38,9 @@ ETC=/etc/live-speaker
 UNIT=/etc/systemd/system/live-speaker.service
 BIN=/usr/local/bin/live-speaker
 SVC_USER=live-speaker
+# Who may use `live-speaker ctl` (the unit's Group=); not the live-speaker
+# group, which may read the config and group-readable key files.
+CTL_GROUP=live-speaker-ctl
 STATE=/var/lib/live-speaker
 
 say() { printf '==> %s\n' "$*"; }
@@ -85,6 +91,7 @@ if [ "$action" = uninstall ]; then
   rm -f "$BIN"
   if id "$SVC_USER" >/dev/null 2>&1; then userdel "$SVC_USER" 2>/dev/null || warn "could not remove user $SVC_USER"; fi
   if getent group "$SVC_USER" >/dev/null; then groupdel "$SVC_USER" 2>/dev/null || true; fi
+  if getent group "$CTL_GROUP" >/dev/null; then groupdel "$CTL_GROUP" 2>/dev/null || true; fi
   say "removed; $ETC (config and key) is left in place: rm -r $ETC to drop it too"
   exit 0
 fi
@@ -124,6 +131,10 @@ else
   useradd --system --user-group --groups audio,gpio,spi --home-dir "$STATE" --no-create-home \
     --shell /usr/sbin/nologin --comment "live-speaker daemon" "$SVC_USER"
   note "created user $SVC_USER"
+fi
+if ! getent group "$CTL_GROUP" >/dev/null; then
+  groupadd --system "$CTL_GROUP"
+  note "created group $CTL_GROUP: its members may use 'live-speaker ctl' (usermod -aG $CTL_GROUP \$USER, then log in again)"
 fi
 
 # --- the app: built in $APP.new, swapped in when it is complete (the running

@@ -1,6 +1,6 @@
 // The local control socket: one JSON request per line, one JSON answer per
 // line. `live-speaker ctl ...` is its client. Permissions come from the
-// socket file's mode (root and the service's group only).
+// socket file's mode and group (root and the live-speaker-ctl group only).
 import { createServer, createConnection, type Server } from 'node:net';
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -80,7 +80,7 @@ export function controlRequest(path: string, req: ControlRequest, timeoutMs = 50
     });
     sock.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      const hint = e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? ' (is live-speaker running?)' : e.code === 'EACCES' ? ' (run as root or a member of the service group)' : '';
+      const hint = e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? ' (is live-speaker running?)' : e.code === 'EACCES' ? ' (run as root or as a member of the live-speaker-ctl group)' : '';
       reject(new Error(`cannot reach ${path}: ${e.code ?? e.message}${hint}`));
     });
   });

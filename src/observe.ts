@@ -144,7 +144,7 @@ export function controlWatch(path: string, onLine: (line: string) => void): Prom
     });
     sock.on('close', () => resolve());
     sock.on('error', (e: NodeJS.ErrnoException) => {
-      const hint = e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? ' (is live-speaker running?)' : e.code === 'EACCES' ? ' (run as root or a member of the service group)' : '';
+      const hint = e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? ' (is live-speaker running?)' : e.code === 'EACCES' ? ' (run as root or as a member of the live-speaker-ctl group)' : '';
       reject(new Error(`cannot reach ${path}: ${e.code ?? e.message}${hint}`));
     });
   });

@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SoundCard } from './bench/soundcard.js';
+import { LiveEmulator, type EmulatedSession } from '../src/emulator/emulator.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BENCH = join(REPO, 'test', 'bench');
@@ -198,6 +199,146 @@ test('live-speaker ctl status answers through the installed command', { skip }, 
   assert.equal(String(s.pid), mainPid, 'ctl status pid is systemd\'s MainPID');
   const ppid = (await must(`ps -o ppid= -p ${s.capturePid}`)).trim();
   assert.equal(ppid, mainPid, `arecord ${s.capturePid} is a child of the main process`);
+});
+
+/** The unit file as shipped (install.sh installs it with only ExecStart's node path changed). */
+const UNIT_TEXT = readFileSync(join(REPO, 'systemd', 'live-speaker.service'), 'utf8');
+const unitValue = (key: string): string => {
+  const m = new RegExp(`^${key}=(.*)$`, 'm').exec(UNIT_TEXT);
+  assert.ok(m, `${key}= in systemd/live-speaker.service`);
+  return m[1].trim();
+};
+const bytes = (v: string) => { const m = /^(\d+)([KMG]?)$/.exec(v)!; return Number(m[1]) * 1024 ** ' KMG'.indexOf(m[2] || ' '); };
+/** Field 19 of /proc/PID/stat (the nice value), for every thread of the process. */
+async function niceOfThreads(pid: string | number): Promise<number[]> {
+  const out = await must(`cat /proc/${pid}/task/*/stat`);
+  return out.trim().split('\n').map((l) => Number(l.slice(l.lastIndexOf(')') + 2).split(' ')[16]));
+}
+
+test('the unit\'s priority and memory limits are in force: the daemon, each of its threads and its arecord at Nice=, best-effort I/O priority 0; MemoryHigh=/MemoryMax= set', { skip }, async () => {
+  const want = Number(unitValue('Nice'));
+  assert.ok(want <= -10, `the unit raises the daemon (Nice=${want})`);
+  const p = await show(['MainPID', 'Nice', 'IOSchedulingClass', 'IOSchedulingPriority', 'MemoryHigh', 'MemoryMax', 'ControlGroup']);
+  assert.equal(Number(p.Nice), want);
+  const s = JSON.parse(await must('live-speaker ctl status --json'));
+  assert.ok(Number(s.capturePid) > 0, 'arecord runs');
+  for (const [what, pid] of [['daemon', p.MainPID], ['arecord', String(s.capturePid)]] as const) {
+    const nices = await niceOfThreads(pid);
+    assert.deepEqual([...new Set(nices)], [want], `${what} ${pid}: nice of its ${nices.length} thread(s) ${nices.join(' ')}`);
+    // ionice reads the class and level back from the kernel (ioprio_get).
+    assert.equal((await must(`ionice -p ${pid}`)).trim(), 'best-effort: prio 0', `${what} ${pid}'s I/O class`);
+  }
+  assert.equal(p.MemoryHigh, String(bytes(unitValue('MemoryHigh'))));
+  assert.equal(p.MemoryMax, String(bytes(unitValue('MemoryMax'))));
+  // In the service's cgroup too, where the memory controller reaches this guest (on a host
+  // whose memory controller is on cgroup v1, the guest's systemd cannot apply it: said so).
+  const cg = `/sys/fs/cgroup${p.ControlGroup}`;
+  if ((await guest(`test -e ${cg}/memory.max`)).code === 0) {
+    assert.equal((await must(`cat ${cg}/memory.max`)).trim(), p.MemoryMax);
+    assert.equal((await must(`cat ${cg}/memory.high`)).trim(), p.MemoryHigh);
+    timings.memoryInCgroup = 1;
+  } else {
+    timings.memoryInCgroup = 0;
+    process.stderr.write(`systemd test: no memory controller in the guest's cgroup ${cg} (controllers: ${(await guest('cat /sys/fs/cgroup/cgroup.controllers')).out.trim() || 'none'}): MemoryHigh/MemoryMax checked as systemd holds them only\n`);
+  }
+});
+
+test('members of live-speaker-ctl use ctl but cannot read the keys or the config; other users cannot use ctl', { skip }, async () => {
+  await must('id ctl-user >/dev/null 2>&1 || useradd --no-create-home -G live-speaker-ctl ctl-user; id outsider >/dev/null 2>&1 || useradd --no-create-home outsider');
+  assert.equal((await must('stat -c %a:%G /run/live-speaker/control.sock')).trim(), '660:live-speaker-ctl');
+  // A token laid out as README.md says for a command's (root:live-speaker 0640).
+  await must('printf "token\\n" > /etc/live-speaker/ha-auth && chown root:live-speaker /etc/live-speaker/ha-auth && chmod 0640 /etc/live-speaker/ha-auth');
+  try {
+    const r = await guest('runuser -u ctl-user -- live-speaker ctl status --json');
+    assert.equal(r.code, 0, `ctl as a member of live-speaker-ctl: ${r.out}${r.err}`);
+    assert.equal(JSON.parse(r.out).state, 'idle');
+    // It cannot read the config either, says so and uses the default socket (README.md).
+    assert.match(r.err, /cannot read config file \/etc\/live-speaker\/config\.yaml: EACCES[\s\S]*trying the default socket \/run\/live-speaker\/control\.sock/);
+    for (const f of ['/etc/live-speaker/gemini-api-key', '/etc/live-speaker/picovoice-access-key', '/etc/live-speaker/ha-auth', CONFIG]) {
+      const c = await guest(`runuser -u ctl-user -- cat ${f}`);
+      assert.notEqual(c.code, 0, `ctl-user read ${f}`);
+      assert.match(c.err, /Permission denied/, f);
+    }
+    // The credentials systemd hands over: systemd 257 mounts them in the service's own
+    // namespace only; wherever they are visible, only the service user may read them.
+    const cred = '/run/credentials/live-speaker.service/gemini-api-key';
+    const c = await guest(`runuser -u ctl-user -- cat ${cred}`);
+    assert.notEqual(c.code, 0, `ctl-user read ${cred}`);
+    assert.match(c.err, (await guest(`test -e ${cred}`)).code === 0 ? /Permission denied/ : /No such file/, cred);
+    const o = await guest('runuser -u outsider -- live-speaker ctl status --socket /run/live-speaker/control.sock');
+    assert.notEqual(o.code, 0, 'a user outside live-speaker-ctl cannot use ctl');
+    assert.match(o.err, /EACCES.*live-speaker-ctl group/);
+  } finally {
+    await must('rm -f /etc/live-speaker/ha-auth');
+  }
+});
+
+test('a command as another user: sudo -u fails under the unit (NoNewPrivileges=yes); the socket-activated service of systemd/examples runs it as that user', { skip }, async () => {
+  const t0 = Date.now();
+  // sudo, for this test only: the cached root does not have it.
+  await must('command -v sudo >/dev/null || apt-get install -y -q --no-install-recommends sudo >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends sudo >/dev/null; }', 240000);
+  timings.sudoInstallS = (Date.now() - t0) / 1000;
+  await must('id homeauto >/dev/null 2>&1 || useradd --system --no-create-home homeauto');
+  await must("echo 'live-speaker ALL=(homeauto) NOPASSWD: /usr/bin/id' > /etc/sudoers.d/live-speaker-test && chmod 0440 /etc/sudoers.d/live-speaker-test");
+  // The rule is right: outside the unit, the service user becomes homeauto with it.
+  assert.equal((await must('runuser -u live-speaker -- sudo -n -u homeauto /usr/bin/id -un')).trim(), 'homeauto');
+  // The example, installed as its comments say. No Home Assistant here: a stand-in curl
+  // (first on the instance's PATH) says who ran it and with what URL, and leaves a file as that user.
+  const ex = '/srv/live-speaker-src/systemd/examples';
+  await must([
+    `install -m 0644 ${ex}/ha-light.socket ${ex}/ha-light@.service /etc/systemd/system/`,
+    `install -m 0755 ${ex}/ask-socket ${ex}/ha-light-serve /usr/local/bin/`,
+    'mkdir -p /etc/systemd/system/ha-light@.service.d /usr/local/lib/ha-test',
+    `printf '#!/bin/sh\\nfor a; do last=$a; done\\necho "$(id -un) $last" | tee /var/tmp/ha-light-done\\n' > /usr/local/lib/ha-test/curl`,
+    'chmod 755 /usr/local/lib/ha-test/curl',
+    `printf '[Service]\\nEnvironment=PATH=/usr/local/lib/ha-test:/usr/bin:/bin\\n' > /etc/systemd/system/ha-light@.service.d/test.conf`,
+    'rm -f /var/tmp/ha-light-done',
+    'systemctl daemon-reload',
+    'systemctl enable --now ha-light.socket',
+  ].join(' && '));
+  const emu = await LiveEmulator.start({ mode: 'scripted' });
+  const good = await must(`cat ${CONFIG}`);
+  const commands = [
+    '  commands:',
+    '    - name: light',
+    '      description: Turn a light on or off.',
+    '      parameters:',
+    '        type: object',
+    '        properties:',
+    '          service: { type: string, enum: [turn_on, turn_off] }',
+    '          entity: { type: string, enum: [light.kitchen] }',
+    '        required: [service, entity]',
+    '      argv: [/usr/local/bin/ask-socket, /run/ha-light.sock, "{service}", "{entity}"]',
+    '    - name: sudo_id',
+    '      description: Who sudo makes it.',
+    '      argv: [/usr/bin/sudo, -n, -u, homeauto, /usr/bin/id, -un]',
+    '',
+  ].join('\n');
+  assert.match(good, /^ {2}base_url: null$/m);
+  assert.match(good, /^ {2}commands: \[\]$/m);
+  const cfg = good.replace(/^ {2}base_url: null$/m, `  base_url: ${emu.url}`).replace(/^ {2}commands: \[\]\n/m, commands);
+  const write = (text: string) => must(`base64 -d > ${CONFIG} <<< ${Buffer.from(text).toString('base64')}`);
+  try {
+    const n = (await journal()).length;
+    await write(cfg);
+    await must('systemctl reload live-speaker.service', 40000);
+    await waitLog((l) => l.msg === 'config reloaded', n, "'config reloaded'");
+    const sessionP = emu.waitFor('session', undefined, 20000);
+    await must('live-speaker ctl press');
+    const [s] = (await sessionP) as [EmulatedSession];
+    assert.ok(s.declaredTools.includes('light') && s.declaredTools.includes('sudo_id'), String(s.declaredTools));
+    const [lightId, sudoId] = s.toolCall([{ name: 'light', args: { service: 'turn_on', entity: 'light.kitchen' } }, { name: 'sudo_id', args: {} }]);
+    const sudo = await s.toolResponse(sudoId, 20000);
+    assert.match(String(sudo.response?.error), /"no new privileges" flag is set/, `sudo -u under the unit: ${JSON.stringify(sudo.response)}`);
+    const light = await s.toolResponse(lightId, 20000);
+    assert.equal(light.response?.output, 'homeauto http://homeassistant.local:8123/api/services/light/turn_on\n', JSON.stringify(light.response));
+    assert.equal((await must('stat -c %U /var/tmp/ha-light-done')).trim(), 'homeauto', 'the effect happened as homeauto');
+    await must('live-speaker ctl press'); // ends the conversation
+  } finally {
+    await write(good);
+    await must('systemctl disable --now ha-light.socket; rm -f /etc/sudoers.d/live-speaker-test; systemctl reload live-speaker.service', 40000);
+    await emu.close();
+  }
 });
 
 test('systemctl reload applies a config change; a bad config is refused and the old one kept', { skip }, async () => {
