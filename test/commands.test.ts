@@ -221,3 +221,14 @@ test('arguments are checked all the way down: array items, object properties, re
   const good = await tool.run({ rooms: ['hall'], scene: { level: 3, colours: [{ name: 'blue' }] } }, ctx);
   assert.deepEqual(good, { output: '["hall"] {"level":3,"colours":[{"name":"blue"}]}\n' });
 });
+
+test('a command runs at the normal priority (nice 0) when the daemon runs raised (the unit\'s Nice=)', { skip: process.getuid?.() !== 0 && 'needs root to raise this process' }, async () => {
+  const { getPriority, setPriority } = await import('node:os');
+  const before = getPriority();
+  setPriority(-7);
+  try {
+    const r = await run(['/bin/sh', '-c', 'cut -d" " -f19 /proc/$$/stat']);
+    assert.equal(r.ok, true, JSON.stringify(r));
+    assert.equal(r.output!.trim(), '0', 'the command\'s nice value');
+  } finally { setPriority(before); }
+});

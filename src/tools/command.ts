@@ -8,6 +8,7 @@
 // model; a failure (non-zero exit, timeout, missing program) goes back as a
 // clear error. At most tools.max_concurrent_commands run at once (Slots).
 import { spawn } from 'node:child_process';
+import { getPriority, setPriority } from 'node:os';
 import { Behavior, FunctionResponseScheduling, type Schema } from '@google/genai';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -106,6 +107,13 @@ export function runCommand(argv: string[], opts: { timeoutMs: number; maxBytes: 
     const t0 = performance.now();
     if (opts.signal.aborted) { reject(Object.assign(new Error('cancelled'), { errorClass: 'cancelled' })); return; }
     const child = spawn(argv[0], argv.slice(1), { shell: false, stdio: ['ignore', 'pipe', 'pipe'], env: childEnv(), detached: true });
+    // The service runs raised (the unit's Nice=, for audio); a user's program
+    // is not audio and must not compete with it: back to the normal 0 (raising
+    // a nice value needs no privilege). Set straight after the fork, before
+    // the program has had time to start children of its own.
+    if (child.pid !== undefined && getPriority() < 0) {
+      try { setPriority(child.pid, 0); } catch { /* it has already exited */ }
+    }
     const out: Buffer[] = [];
     let outBytes = 0;
     let truncated = false;
