@@ -1,5 +1,6 @@
 // Config: YAML file -> validated, typed object. The zod schema below is the
-// single source of defaults; config.yaml at the top of the repo documents it.
+// single source of defaults and of what each key means; config.yaml at the
+// top of the repo and docs/configuration.md are generated from it.
 import { readFileSync, existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { userInfo } from 'node:os';
@@ -11,9 +12,15 @@ import { DEFAULT_LIVE_MODEL } from './live/models.js';
 import { BUILTIN_TOOL_NAMES } from './tools/names.js';
 
 const pin = z.number().int().min(0).max(63);
+// Every key's meaning lives next to its default: `.describe(text)` (or
+// `.meta({ description, example })`), after the default. The shipped
+// config.yaml (as comments above each key) and docs/configuration.md are
+// generated from these by `npm run config-docs` (scripts/config-reference.ts);
+// test/config-reference.test.ts fails when they drift or a key has none.
+// Developer notes stay in // comments.
 const led = z.strictObject({
-  pin,
-  active_low: z.boolean().default(false),
+  pin: pin.describe('BCM pin number.'),
+  active_low: z.boolean().default(false).describe('true: the LED lights when the pin is low (LED wired to 3.3 V).'),
 });
 const colour = z.string().regex(/^#[0-9a-fA-F]{6}$/, 'a colour like "#00a0ff"');
 
@@ -29,17 +36,26 @@ const jsonProp: z.ZodType<JsonProp> = z.lazy(() => z.strictObject({
 }));
 const toolCommand = z.strictObject({
   name: z.string().regex(/^[a-z_][a-z0-9_]{0,63}$/, 'a function name: lower-case letters, digits and _, at most 64')
-    .refine((n) => !(BUILTIN_TOOL_NAMES as readonly string[]).includes(n), 'the name of a built-in tool'),
-  description: z.string().min(1),
+    .refine((n) => !(BUILTIN_TOOL_NAMES as readonly string[]).includes(n), 'the name of a built-in tool')
+    .describe("The function's name, as the model calls it: lower-case letters, digits and _, at most 64, not a built-in tool's name."),
+  description: z.string().min(1)
+    .describe('What the function does, as the model is told (it decides from this when to call it).'),
   parameters: z.strictObject({
-    type: z.literal('object'),
-    properties: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a parameter name (letters, digits, _)'), jsonProp).default({}),
-    required: z.array(z.string()).default([]),
-  }).default({ type: 'object', properties: {}, required: [] }),
-  argv: z.array(z.string().min(1)).min(1),
-  timeout_s: z.number().positive().max(600).default(10),
-  max_output_bytes: z.number().int().min(64).max(1_000_000).default(4000),
-  non_blocking: z.boolean().default(false),
+    type: z.literal('object').describe('Always object.'),
+    properties: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a parameter name (letters, digits, _)'), jsonProp).default({})
+      .describe('Each argument by name (letters, digits, _): a JSON schema with a type (string, number, integer, boolean, array or object) and, as needed, description, enum (of strings), items, properties and required.'),
+    required: z.array(z.string()).default([])
+      .describe('The arguments the model must give; each must be one of properties.'),
+  }).default({ type: 'object', properties: {}, required: [] })
+    .describe('Its arguments, as a JSON schema: type object, properties, required.'),
+  argv: z.array(z.string().min(1)).min(1)
+    .describe('The program and its arguments, run directly (no shell). An element that is exactly "{name}" is replaced by that argument (left out when an optional one is not given); a placeholder inside a longer element, or as the program itself, is a config error.'),
+  timeout_s: z.number().positive().max(600).default(10)
+    .describe('Seconds after which the command is killed (with its children).'),
+  max_output_bytes: z.number().int().min(64).max(1_000_000).default(4000)
+    .describe('Stdout beyond this many bytes is dropped (and the model told).'),
+  non_blocking: z.boolean().default(false)
+    .describe('true: declared NON_BLOCKING; the model keeps talking while it runs.'),
 }).superRefine((c, ctx) => {
   const props = Object.keys(c.parameters.properties);
   for (const r of c.parameters.required) if (!props.includes(r)) ctx.addIssue({ code: 'custom', path: ['parameters', 'required'], message: `'${r}' is not in parameters.properties` });
@@ -54,135 +70,235 @@ const i0 = (a: string) => /^\{.*\}$/.test(a);
 
 export const ConfigSchema = z.strictObject({
   // A voice HAT: sets the sound card, button, LEDs and mixer beneath this file (src/hardware.ts); any key here still wins.
-  hardware: z.enum(Object.keys(HARDWARE_PROFILES) as [string, ...string[]]).default('custom'),
+  hardware: z.enum(Object.keys(HARDWARE_PROFILES) as [string, ...string[]]).default('custom')
+    .describe('A voice HAT: one line sets its sound card (by ALSA card name), button (pin and pull), LEDs or LED ring, and the codec\'s mixer switches, beneath this file: any key you set below still wins. custom: your own wiring, every key as below. respeaker-2mic: Seeed ReSpeaker 2-Mics Pi HAT (WM8960, 3 APA102, button BCM 17). respeaker-4mic: ReSpeaker 4-Mic Array (AC108, capture only, 12 APA102 powered by BCM 5, no button). voice-bonnet: Adafruit Voice Bonnet (WM8960, 3 DotStars bit-banged on BCM 6/5, button BCM 17). aiy-voice: Google AIY Voice HAT v1 (button BCM 23, its LED BCM 25). `live-speaker doctor` lists the sound cards it sees and suggests one. README "Voice HATs".'),
   live: z.strictObject({
-    model: z.string().min(1).default(DEFAULT_LIVE_MODEL), // src/live/models.ts: the current stable native-audio Live model
-    voice: z.string().min(1).default('Kore'),
-    language: z.string().min(2).default('en-US'),
+    model: z.string().min(1).default(DEFAULT_LIVE_MODEL) // src/live/models.ts: the current stable native-audio Live model
+      .describe('The Live API model. The default is the current stable native-audio Live model on the Gemini API (checked 2026-11-26 against https://ai.google.dev/gemini-api/docs/models and .../deprecations). Model names change: when Google retires the one set here, the service refuses it, `ctl status`, `systemctl status` and `live-speaker doctor` say so and name this setting; set a current one and `systemctl reload live-speaker`.'),
+    voice: z.string().min(1).default('Kore')
+      .describe('Prebuilt voice name (Kore, Puck, Charon, Aoede, Fenrir, ...).'),
+    language: z.string().min(2).default('en-US')
+      .describe('BCP-47 language of the spoken replies.'),
     system_instruction: z.string().default(
-      'You are a friendly voice assistant on a smart speaker in a home. Answer briefly and conversationally.'),
-    base_url: z.url().nullable().default(null),
-    api_key_file: z.string().nullable().default(null),
-    connect_timeout_s: z.number().positive().max(120).default(10),
+      'You are a friendly voice assistant on a smart speaker in a home. Answer briefly and conversationally.')
+      .describe('What the assistant is told about itself at the start of each conversation.'),
+    base_url: z.url().nullable().default(null)
+      .describe('Another Live endpoint, e.g. `live-speaker emulator` (http://127.0.0.1:8765). null = Google\'s endpoint with the API key; with no key at all the daemon runs the built-in emulator in parrot mode (it says your words back).'),
+    api_key_file: z.string().nullable().default(null)
+      .describe('A file holding the API key, if not given by GEMINI_API_KEY / GOOGLE_API_KEY or the systemd credential `gemini-api-key` (the installed root-only /etc/live-speaker/gemini-api-key). The service runs as the live-speaker user, so the file must be readable by it: owner root, group live-speaker, mode 0640. One it cannot read stops the daemon with a config error naming the file (exit 78). Never put the key itself here.'),
+    connect_timeout_s: z.number().positive().max(120).default(10)
+      .describe('How long to wait for the Live API to answer the session setup.'),
     // The server's voice activity detection (realtimeInputConfig.automaticActivityDetection in the setup).
     vad: z.strictObject({
-      start_sensitivity: z.enum(['default', 'low', 'high']).default('default'), // default: not sent (the server's own)
-      end_sensitivity: z.enum(['default', 'low', 'high']).default('default'),
-      prefix_padding_ms: z.number().int().min(0).max(2000).nullable().default(null), // null: not sent
-      silence_duration_ms: z.number().int().min(100).max(5000).nullable().default(null), // null: audio.end_of_speech_ms
-    }).prefault({}),
+      start_sensitivity: z.enum(['default', 'low', 'high']).default('default') // default: not sent (the server's own)
+        .describe('How readily the server hears the start of speech: low, high, or default (not sent: the server\'s own). A low start sensitivity makes residual echo and noise less likely to interrupt a reply.'),
+      end_sensitivity: z.enum(['default', 'low', 'high']).default('default')
+        .describe('How readily the server hears the end of speech: low, high, or default (not sent: the server\'s own).'),
+      prefix_padding_ms: z.number().int().min(0).max(2000).nullable().default(null) // null: not sent
+        .describe('Speech needed before a start is counted, ms; null = the server\'s default.'),
+      silence_duration_ms: z.number().int().min(100).max(5000).nullable().default(null) // null: audio.end_of_speech_ms
+        .describe('Silence that ends the user\'s turn, ms; null = audio.end_of_speech_ms.'),
+    }).prefault({}).describe('The server\'s voice activity detection, sent in the session setup.'),
     // issue 12: Google Search grounding (news, weather); a place for the context line (null = none).
-    google_search: z.boolean().default(false),
-    location: z.string().max(100).nullable().default(null),
-  }).prefault({}),
+    google_search: z.boolean().default(false)
+      .describe('Google Search grounding: the model may search the web for news, weather and other current answers.'),
+    location: z.string().max(100).nullable().default(null)
+      .describe('A place told to the model at each session start, after the local date, time and time zone (always sent), e.g. "Lyon, France"; null = none.'),
+  }).prefault({}).describe('The Live API session: the model, its voice and language, what it is told, where it is reached.'),
   audio: z.strictObject({
-    capture_device: z.string().min(1).default('default'),
-    playback_device: z.string().min(1).default('default'),
-    capture_period_ms: z.number().int().min(5).max(200).default(20),
-    preroll_ms: z.number().int().min(0).max(5000).default(300),
-    playback_lead_ms: z.number().int().min(100).max(400).default(200), // under the addon's 0.5 s ALSA buffer: writes never block; at least 100: audio is only written behind 50 ms queued (playback.ts GUARD_MS) and the idle queue is 120 ms
-    output_latency_ms: z.number().min(0).max(500).default(0),
-    volume: z.number().int().min(0).max(MAX_VOLUME).default(100),
-    vad_threshold_dbfs: z.number().min(-100).max(0).default(-45),
-    end_of_speech_ms: z.number().int().min(100).max(5000).default(700),
+    capture_device: z.string().min(1).default('default')
+      .describe('ALSA capture device (`arecord -L` lists them), e.g. plughw:CARD=Device,DEV=0.'),
+    playback_device: z.string().min(1).default('default')
+      .describe('ALSA playback device (`aplay -L`). Opened when a conversation starts, closed when it ends. A hw:/plughw: card is exclusive: in a desktop session PipeWire holds it, so use `default` there.'),
+    capture_period_ms: z.number().int().min(5).max(200).default(20)
+      .describe('arecord period: audio reaches the daemon in frames this long.'),
+    preroll_ms: z.number().int().min(0).max(5000).default(300)
+      .describe('Audio from just before a press that is sent first, so no word is lost.'),
+    playback_lead_ms: z.number().int().min(100).max(400).default(200) // under the addon's 0.5 s ALSA buffer: writes never block; at least 100: audio is only written behind 50 ms queued (playback.ts GUARD_MS) and the idle queue is 120 ms
+      .describe('Reply audio kept queued in the sound device while a reply plays (100-400; under the `speaker` addon\'s 0.5 s ALSA buffer): the daemon may be late by this much without a gap. Barge-in does not wait for it: it drops what the device holds. Between replies 120 ms of silence is kept queued (less if this is less): a reply\'s first sample waits behind that.'),
+    output_latency_ms: z.number().min(0).max(500).default(0)
+      .describe('What follows the ALSA queue before a sample is heard (a sound server\'s mixing, a DAC\'s buffer), in ms: added to the daemon\'s count of the queue to tell when each sample leaves the speaker (when a reply has finished, and the reference for echo cancellation). With 0, a reply\'s last sample was heard 11-12 ms after the daemon said on the simulated PulseAudio card (npm run bench, "timeline" row); 0 suits a hw:/plughw: device.'),
+    volume: z.number().int().min(0).max(MAX_VOLUME).default(100)
+      .describe('Reply volume in percent (0-150), for everything the speaker plays. Above 100 a soft limiter keeps peaks at -2 dBFS, so nothing clips. `live-speaker ctl volume N|up|down` changes it at run time and that is kept across restarts (state.dir); a changed value here (and a reload) takes over again.'),
+    vad_threshold_dbfs: z.number().min(-100).max(0).default(-45)
+      .describe('Level above which the microphone counts as speech (local VAD: LEDs and timeouts only; the server decides turns).'),
+    end_of_speech_ms: z.number().int().min(100).max(5000).default(700)
+      .describe('Silence that ends the user\'s turn (sent to the server\'s VAD as well, unless live.vad.silence_duration_ms is set).'),
     // Echo cancellation between capture and everything that reads the mic (src/audio/echo.ts).
-    echo_cancel: z.enum(['auto', 'on', 'off']).default('auto'),
+    echo_cancel: z.enum(['auto', 'on', 'off']).default('auto')
+      .describe('Echo cancellation between the microphone and everything that reads it (wake word, local VAD, what is sent), against the exact samples the speaker played. auto: when an engine can run here, else half-duplex. on: an engine is required (the daemon will not start without one). off: none, for hardware that cancels its own echo (USB speakerphones). `live-speaker ctl status` and `doctor` say which engine runs, its delay estimate and whether it has converged. README "Echo cancellation".'),
     // voice: talking over a reply interrupts it (needs a converged canceller); press: only the button or the wake word do.
-    barge_in: z.enum(['voice', 'press']).default('voice'),
+    barge_in: z.enum(['voice', 'press']).default('voice')
+      .describe('What may interrupt a reply. voice: talking over it (once the canceller has converged and taken the echo 20 dB down; what it leaves of the echo is gated), the button and the wake word. press: only the button and the wake word; the server gets silence while a reply plays.'),
     // Half-duplex: silence is sent for this long after a reply's last sample was heard (the echo still on its way).
-    echo_tail_ms: z.number().int().min(0).max(3000).default(1000),
-  }).prefault({}),
+    echo_tail_ms: z.number().int().min(0).max(3000).default(1000)
+      .describe('How long after a sample is heard its echo may still reach the mic (the echo\'s delay plus the room\'s reverberation). The canceller\'s output is used until then (the mic passes untouched otherwise); half-duplex (no engine, barge_in: press, or the echo not yet 20 dB down) sends silence in place of the mic while a reply plays and for this long after it. The simulated PulseAudio card needs about 1000; a speaker and mic on one hw: card less.'),
+  }).prefault({}).describe('The microphone and the speaker: ALSA devices and timing, volume, local speech detection, echo cancellation and barge-in.'),
   // amixer settings applied at start (codec switches a HAT needs); failures are logged, never fatal.
   mixer: z.strictObject({
-    card: z.string().min(1).nullable().default(null), // null: the CARD= of audio.playback_device, else of audio.capture_device
-    settings: z.array(z.strictObject({ control: z.string().min(1), value: z.string().min(1) })).default([]),
-  }).prefault({}),
+    card: z.string().min(1).nullable().default(null) // null: the CARD= of audio.playback_device, else of audio.capture_device
+      .describe('The ALSA card name; null = the CARD= of audio.playback_device (else of audio.capture_device).'),
+    settings: z.array(z.strictObject({
+      control: z.string().min(1).describe('The control\'s name, as `amixer -c CARD scontrols` lists it.'),
+      value: z.string().min(1).describe('Its value, as amixer takes it (words separated by spaces are separate arguments), e.g. on, off, 80%.'),
+    })).default([])
+      .describe('The settings, applied in order, e.g. - { control: "Left Output Mixer PCM", value: "on" }'),
+  }).prefault({})
+    .describe('Mixer settings applied with `amixer -c CARD sset CONTROL VALUE` at start and on reload (a HAT\'s codec may start with its outputs or capture switched off). A setting that fails is logged; the rest still apply.'),
   gpio: z.strictObject({
-    enabled: z.boolean().default(true),
-    backend: z.enum(['auto', 'sysfs', 'chardev']).default('auto'),
+    enabled: z.boolean().default(true)
+      .describe('false: run without button and LEDs (ctl press / SIGUSR1 still work).'),
+    backend: z.enum(['auto', 'sysfs', 'chardev']).default('auto')
+      .describe('sysfs: onoff over /sys/class/gpio (deprecated upstream; cannot set a pull, so install.sh writes the firmware line gpio=PIN=ip,pu to config.txt and a reboot applies it). chardev: the GPIO character device through libgpiod\'s tools (Debian package gpiod; sets the pull itself). auto: sysfs where /sys/class/gpio exists, else chardev.'),
     button: z.strictObject({
-      pin: pin.nullable().default(17),
-      active_low: z.boolean().default(true),
-      bias: z.enum(['pull-up', 'pull-down', 'none']).default('pull-up'),
-      debounce_ms: z.number().int().min(0).max(500).default(20),
-      long_press_ms: z.number().int().min(300).max(10000).default(1500),
-    }).prefault({}),
+      pin: pin.nullable().default(17)
+        .describe('BCM pin number (as on every pinout); null = no button.'),
+      active_low: z.boolean().default(true)
+        .describe('true: pressed pulls the pin low (button to GND).'),
+      bias: z.enum(['pull-up', 'pull-down', 'none']).default('pull-up')
+        .describe('The pin\'s pull resistor: pull-up (button to GND), pull-down (button to 3.3 V) or none (the board has its own resistor). BCM 17 comes out of reset pulled down, so a button to GND needs pull-up.'),
+      debounce_ms: z.number().int().min(0).max(500).default(20)
+        .describe('Contact bounce: a change of the pin counts once it has held this long, ms (0 = off).'),
+      long_press_ms: z.number().int().min(300).max(10000).default(1500)
+        .describe('Holding the button this long toggles mute.'),
+    }).prefault({}).describe('A push button. A press starts a conversation, ends one that is listening, interrupts a reply, or stops a ringing timer; holding it toggles mute.'),
     leds: z.strictObject({
-      listening: led.nullable().default({ pin: 5, active_low: false }),
-      activity: led.nullable().default({ pin: 6, active_low: false }),
-      muted: led.nullable().default({ pin: 13, active_low: false }),
-      error: led.nullable().default({ pin: 19, active_low: false }),
-    }).prefault({}),
+      listening: led.nullable().default({ pin: 5, active_low: false })
+        .describe('The privacy light: on whenever microphone audio may leave the device.'),
+      activity: led.nullable().default({ pin: 6, active_low: false })
+        .describe('Connecting, thinking, speaking, follow-up patterns.'),
+      muted: led.nullable().default({ pin: 13, active_low: false })
+        .describe('On while the microphone is muted.'),
+      error: led.nullable().default({ pin: 19, active_low: false })
+        .describe('Blinks when a conversation fails; a short flash every 3 s while idle with a problem only you can fix (bad key, unknown model).'),
+    }).prefault({}).describe('One LED per role, BCM pin; null = not fitted. Patterns per state: README "LEDs".'),
     // An APA102 / DotStar ring (or strip); null = none.
     ring: z.strictObject({
-      count: z.number().int().min(1).max(256),
+      count: z.number().int().min(1).max(256).describe('LEDs on the ring.'),
       // SPI device (e.g. /dev/spidev0.1), or null to bit-bang over clock_pin/data_pin (sysfs GPIO only).
-      spi: z.string().min(1).nullable().default('/dev/spidev0.1'),
-      clock_pin: pin.nullable().default(null),
-      data_pin: pin.nullable().default(null),
-      speed_hz: z.number().int().min(10_000).max(32_000_000).default(4_000_000),
+      spi: z.string().min(1).nullable().default('/dev/spidev0.1')
+        .describe('SPI device (e.g. /dev/spidev0.1); null = bit-bang clock_pin/data_pin (sysfs GPIO only).'),
+      clock_pin: pin.nullable().default(null).describe('The clock line\'s BCM pin, when bit-banged (spi: null).'),
+      data_pin: pin.nullable().default(null).describe('The data line\'s BCM pin, when bit-banged (spi: null).'),
+      speed_hz: z.number().int().min(10_000).max(32_000_000).default(4_000_000).describe('The SPI clock, Hz.'),
       // A pin that must be high for the LEDs to get power (ReSpeaker 4-Mic: BCM 5); null = none.
-      power_pin: pin.nullable().default(null),
+      power_pin: pin.nullable().default(null)
+        .describe('A pin driven high to power the LEDs (ReSpeaker 4-Mic: BCM 5); null = none.'),
       // 0..1 of the LEDs' 5-bit global brightness; never 0, or the privacy light would be dark.
-      brightness: z.number().min(0.04).max(1).default(0.25),
+      brightness: z.number().min(0.04).max(1).default(0.25)
+        .describe('0.04..1 of the LEDs\' 5-bit global brightness; never 0, or the privacy light would be dark.'),
       colours: z.strictObject({
-        listening: colour.default('#0060ff'),
-        activity: colour.default('#ffffff'),
-        speaking: colour.default('#00c040'),
-        muted: colour.default('#ff0000'),
-        error: colour.default('#ff3000'),
-        timer: colour.default('#ffa000'),
-      }).prefault({}),
-    }).nullable().default(null),
-  }).prefault({}),
+        listening: colour.default('#0060ff').describe('Listening, and the even pixels whenever audio may leave the device (the privacy light).'),
+        activity: colour.default('#ffffff').describe('The spin or flash on the odd pixels while connecting, thinking and in a follow-up.'),
+        speaking: colour.default('#00c040').describe('Pulses on the odd pixels while a reply plays.'),
+        muted: colour.default('#ff0000').describe('Every pixel while muted.'),
+        error: colour.default('#ff3000').describe('Blinks when a conversation fails; pixel 0 flashes it every 3 s while idle with a problem only you can fix.'),
+        timer: colour.default('#ffa000').describe('A double flash while a timer or alarm rings (on the odd pixels only while audio may leave).'),
+      }).prefault({}).describe('The colour of each state, "#rrggbb".'),
+    }).nullable().default(null).meta({
+      description: 'An APA102 / DotStar ring or strip (the voice HATs\' LEDs); null = none. Patterns per state: README "LEDs". The even pixels (0, 2, ...) show the listening colour whenever audio may leave the device: the privacy light.\nFor example (what hardware: respeaker-2mic sets):',
+      example: [
+        'ring:',
+        '  count: 3                  # LEDs on the ring',
+        '  spi: /dev/spidev0.1       # SPI device; null = bit-bang clock_pin/data_pin (sysfs only)',
+        '  clock_pin: null',
+        '  data_pin: null',
+        '  speed_hz: 4000000',
+        '  power_pin: null           # a pin driven high to power the LEDs (ReSpeaker 4-Mic: 5)',
+        '  brightness: 0.25          # 0.04..1 of the LEDs\' 5-bit global brightness',
+        '  colours: { listening: "#0060ff", activity: "#ffffff", speaking: "#00c040",',
+        '             muted: "#ff0000", error: "#ff3000", timer: "#ffa000" }',
+      ].join('\n'),
+    }),
+  }).prefault({}).describe('The button and the LEDs, on the Pi\'s GPIO header (BCM pin numbers). Changes here need a restart.'),
   wake: z.strictObject({
-    engine: z.enum(['none', 'porcupine', 'tone']).default('none'),
+    engine: z.enum(['none', 'porcupine', 'tone']).default('none')
+      .describe('none: button only. porcupine: Picovoice Porcupine (needs a free AccessKey: PICOVOICE_ACCESS_KEY, the systemd credential picovoice-access-key, or access_key_file). tone: a test stand-in that takes a steady pure tone of tone_hz as the wake word.'),
     keywords: z.array(z.strictObject({
-      name: z.string().min(1), // a built-in keyword (jarvis, computer, ...) or a path to a .ppn file
-      sensitivity: z.number().min(0).max(1).default(0.5),
-    })).min(1).default([{ name: 'jarvis', sensitivity: 0.5 }]),
-    access_key_file: z.string().nullable().default(null),
-    model_path: z.string().nullable().default(null),
-    trim_wake_word: z.boolean().default(true),
-    before_ms: z.number().int().min(0).max(3000).default(1000),
-    refractory_ms: z.number().int().min(0).max(10000).default(1500),
-    tone_hz: z.number().positive().max(7000).default(1000),
-  }).prefault({}),
+      name: z.string().min(1) // a built-in keyword (jarvis, computer, ...) or a path to a .ppn file
+        .describe('A built-in keyword (jarvis, computer, ...) or the path of a custom .ppn file.'),
+      sensitivity: z.number().min(0).max(1).default(0.5)
+        .describe('0..1: higher wakes more easily (and falsely more often).'),
+    })).min(1).default([{ name: 'jarvis', sensitivity: 0.5 }])
+      .describe('Built-in keywords: alexa, americano, blueberry, bumblebee, computer, grapefruit, grasshopper, hey google, hey siri, jarvis, ok google, picovoice, porcupine, terminator; or the path of a custom .ppn file. Sensitivity 0..1: higher wakes more easily (and falsely more often).'),
+    access_key_file: z.string().nullable().default(null)
+      .describe('A file holding the Picovoice AccessKey, readable by the service (root:live-speaker, 0640), if not in PICOVOICE_ACCESS_KEY or the systemd credential (/etc/live-speaker/picovoice-access-key). Never the key here.'),
+    model_path: z.string().nullable().default(null)
+      .describe('Porcupine model (.pv) for another language; null = the English one shipped.'),
+    trim_wake_word: z.boolean().default(true)
+      .describe('true: send audio from the end of the wake word; false: from before_ms before its end (so the wake word itself is sent too).'),
+    before_ms: z.number().int().min(0).max(3000).default(1000)
+      .describe('With trim_wake_word: false, how long before the end of the wake word the audio sent starts, ms.'),
+    refractory_ms: z.number().int().min(0).max(10000).default(1500)
+      .describe('After a detection, further detections are ignored for this long.'),
+    tone_hz: z.number().positive().max(7000).default(1000)
+      .describe('Only for engine: tone.'),
+  }).prefault({}).describe('The wake word: saying it starts a conversation, interrupts a reply or stops a ringing timer.'),
   feedback: z.strictObject({
-    wake_sound: z.boolean().default(true),
-    error_sound: z.boolean().default(true),
-    volume: z.number().min(0).max(1).default(0.25),
-  }).prefault({}),
+    wake_sound: z.boolean().default(true)
+      .describe('A short two-note chime when the wake word is heard. Its notes are filtered out of the microphone audio while it plays, so the server never hears it.'),
+    error_sound: z.boolean().default(true)
+      .describe('A low two-note sound when a conversation fails.'),
+    volume: z.number().min(0).max(1).default(0.25)
+      .describe('Level of these sounds, 0..1 of full scale (audio.volume applies on top).'),
+  }).prefault({}).describe('Sounds of the speaker\'s own.'),
   conversation: z.strictObject({
-    no_speech_timeout_s: z.number().positive().max(120).default(8),
-    follow_up_s: z.number().min(0).max(120).default(8),
-    max_conversation_s: z.number().positive().max(3600).default(600),
-    error_display_s: z.number().min(0).max(60).default(3),
-    resume_within_s: z.number().min(0).max(7200).default(0),
-  }).prefault({}),
+    no_speech_timeout_s: z.number().positive().max(120).default(8)
+      .describe('Ends the conversation if nobody speaks (or no reply comes) this long. Not while a tool call runs: it starts again once the tools have answered.'),
+    follow_up_s: z.number().min(0).max(120).default(8)
+      .describe('After a reply, listen this long for a follow-up without a new press (0 = off). Likewise put off while a tool call runs.'),
+    max_conversation_s: z.number().positive().max(3600).default(600)
+      .describe('A conversation is closed after this long, whatever happens.'),
+    error_display_s: z.number().min(0).max(60).default(3)
+      .describe('How long the error pattern shows before going back to idle.'),
+    resume_within_s: z.number().min(0).max(7200).default(0)
+      .describe('Continuity: a new conversation started within this many seconds of the last one continues it (the model remembers what was said). 0 = off: every conversation starts fresh, which is the private default.'),
+  }).prefault({}).describe('How long a conversation lasts, in seconds.'),
   control: z.strictObject({
-    socket: z.string().min(1).default('/run/live-speaker/control.sock'),
-    mode: z.string().regex(/^0?[0-7]{3}$/).default('0660'),
-  }).prefault({}),
+    socket: z.string().min(1).default('/run/live-speaker/control.sock')
+      .describe('Local control socket for `live-speaker ctl`.'),
+    mode: z.string().regex(/^0?[0-7]{3}$/).default('0660')
+      .describe('Its file mode: root and the service\'s group only.'),
+  }).prefault({}).describe('`live-speaker ctl` talks to the daemon over a local socket. Changes here need a restart.'),
   log: z.strictObject({
-    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info')
+      .describe('trace, debug, info, warn, error or fatal. JSON lines on stdout (journald).'),
     // What was heard and said, in the journal and `ctl watch`: off for privacy unless asked for.
-    transcripts: z.boolean().default(false),
-  }).prefault({}),
+    transcripts: z.boolean().default(false)
+      .describe('What you said and what it answered, as text: false (private default) asks the Live API for no transcription and logs none. true asks for it and writes one "heard" and one "said" line per turn to the journal (at info), and shows them to `live-speaker ctl watch`. It also covers the tools: with false, timer labels, tool arguments, results and error text stay out of the journal and the watch (a timer is logged by its id).'),
+  }).prefault({}).describe('The log: JSON lines on stdout, which systemd keeps in the journal (`journalctl -u live-speaker`).'),
   state: z.strictObject({
     // null: $STATE_DIRECTORY (systemd's StateDirectory=), else /var/lib/live-speaker
-    dir: z.string().min(1).nullable().default(null),
-  }).prefault({}),
+    dir: z.string().min(1).nullable().default(null)
+      .describe('Where what you set at run time is kept across restarts and power cuts (mute and `ctl volume`, in state.json). null = $STATE_DIRECTORY (the unit\'s StateDirectory=, /var/lib/live-speaker), else /var/lib/live-speaker.'),
+  }).prefault({}).describe('What the daemon keeps across restarts. Changes here need a restart.'),
   // ---- tools (issue 12)
   tools: z.strictObject({
-    timer_ring_max_s: z.number().int().min(5).max(3600).default(600),
+    timer_ring_max_s: z.number().int().min(5).max(3600).default(600)
+      .describe('A ringing timer or alarm stops by itself after this many seconds if nobody presses the button or says the wake word (5-3600). A reload applies a new value from the next ringing on.'),
     // user commands running at once; further calls wait their turn (src/tools/command.ts Slots)
-    max_concurrent_commands: z.number().int().min(1).max(16).default(2),
+    max_concurrent_commands: z.number().int().min(1).max(16).default(2)
+      .describe('At most this many of your commands run at once (1-16); a message from the model with more calls runs the rest as these answer, in order (up to 16 waiting; one more is answered with an error). A program a command leaves running in the background does not count.'),
     commands: z.array(toolCommand).default([]).superRefine((cs, ctx) => {
       cs.forEach((c, i) => { if (cs.findIndex((d) => d.name === c.name) !== i) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `'${c.name}' is used twice` }); });
+    }).meta({
+      description: 'Your own commands, each declared to the model as a function. When the model calls one, argv is run directly (no shell), as the service user, inside the service\'s sandbox (read-only system, no home directories). An argv element that is exactly "{name}" is replaced by that argument (left out when an optional one is not given); a placeholder inside a longer element is a config error. Its stdout, cut at max_output_bytes, goes back to the model when it exits; a non-zero exit, a timeout or a missing program goes back as an error (and to the log). A program it starts in the background keeps running (README "Your own commands").',
+      example: [
+        '- name: lights                      # lower-case letters, digits, _ (not a built-in\'s name)',
+        '  description: Turn the living-room lights on or off.',
+        '  parameters:                       # JSON schema: type object, properties, required',
+        '    type: object',
+        '    properties:',
+        '      state: { type: string, enum: ["on", "off"] }',
+        '    required: [state]',
+        '  argv: [/usr/local/bin/lights.sh, "{state}"]',
+        '  timeout_s: 10                     # killed (with its children) after this long',
+        '  max_output_bytes: 4000            # stdout beyond this is dropped (and the model told)',
+        '  non_blocking: false               # true: declared NON_BLOCKING; the model keeps talking while it runs',
+      ].join('\n'),
     }),
-  }).prefault({}),
-});
+  }).prefault({}).describe('Tools the model may call (README "What you can ask it"). The built-in ones (end_conversation, set_volume, get_volume, set_timer, set_alarm, list_timers, cancel_timer) are always declared.'),
+}).describe('live-speaker configuration. Installed as /etc/live-speaker/config.yaml (kept on upgrade). Every key is optional: the values below are the defaults. A misspelt key or a wrong type stops the daemon with an error that names the key and this file. `systemctl reload live-speaker` re-reads it; a bad file is refused and the running config kept.');
 
 export type Config = z.infer<typeof ConfigSchema>;
 
