@@ -222,6 +222,7 @@ export class Timers extends EventEmitter {
   }
 
   private add(e: Omit<TimerEntry, 'id'>, dueMono: number): TimerView {
+    if (e.label !== null && e.label.trim() === '') e = { ...e, label: null }; // a blank label is none: "unlabelled" has one meaning
     if (e.label !== null && e.label.length > MAX_LABEL) throw new Error(`a label is at most ${MAX_LABEL} characters`);
     if (this.entries.size >= MAX_TIMERS) throw new Error(`there are already ${MAX_TIMERS} timers and alarms; cancel one first`);
     const id = String(this.nextId++);
