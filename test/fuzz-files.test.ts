@@ -18,7 +18,7 @@ import { parse, stringify } from 'yaml';
 import { rng, int, pick, mutateN, brokenJson, junkBytes, type Rand } from './bench/fuzz.js';
 import { Timers, MAX_TIMERS, type Clock, type Ringer, type TimerEntry } from '../src/timers.js';
 import { StateStore, MAX_VOLUME } from '../src/state.js';
-import { ConfigError, loadConfig, readApiKey, readAccessKey, stateDir } from '../src/config.js';
+import { ConfigError, loadConfig, parseConfig, readApiKey, readAccessKey, stateDir } from '../src/config.js';
 import type { Logger } from '../src/log.js';
 import { SoundCard } from './bench/soundcard.js';
 import { DaemonProcess, MAIN } from './bench/daemon.js';
@@ -33,6 +33,8 @@ const BUDGET_MS = Number(process.env.FUZZ_MS ?? 5000);
 const MIN_CASES = 25;
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const NOW = Date.UTC(2026, 10, 26, 12, 0, 0);
+/** The in-process cases' files: in memory when there is a /dev/shm (the loaders are under test here, not the disk's fsync). */
+const SCRATCH = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 
 class FakeClock implements Clock {
   w: number; m = 1_000_000;
@@ -68,9 +70,12 @@ function fakeLog() {
  * run out of stack on a value nested deep twice over (15,000 levels); then one
  * round, and text built by hand for a deeper one.
  */
+function mutatedValue(r: Rand, sample: unknown): unknown {
+  try { return mutateN(r, sample); } catch (e) { if (!(e instanceof RangeError)) throw e; return mutateN(r, sample, 1); }
+}
+const safeJson = (v: unknown): string => { try { return JSON.stringify(v) ?? 'undefined'; } catch { return '(too deep for JSON)'; } };
 function mutatedJson(r: Rand, sample: unknown): string {
-  let v: unknown;
-  try { v = mutateN(r, sample); } catch (e) { if (!(e instanceof RangeError)) throw e; v = mutateN(r, sample, 1); }
+  const v = mutatedValue(r, sample);
   try { return JSON.stringify(v) ?? ''; } catch (e) {
     if (!(e instanceof RangeError)) throw e;
     return `{"timers": ${'['.repeat(20_000)}${']'.repeat(20_000)}, "muted": ${'{"a":'.repeat(20_000)}1${'}'.repeat(20_000)}}`;
@@ -125,7 +130,7 @@ const ringer = (): Ringer & { once: string[] } => {
 let fuzzTimers: { text: string | Buffer; dropped: number; whole: boolean }[] = [];
 
 test(`timers.json: mutated, broken and random files never stop a start; every bad entry has its line, the rest are kept (seed ${SEED})`, (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'fuzz-timers-'));
+  const dir = mkdtempSync(join(SCRATCH, 'fuzz-timers-'));
   let withDrops = 0; let wholeBad = 0; let clean = 0;
   try {
     const res = campaign('timers.json', SEED, (r) => {
@@ -200,7 +205,7 @@ function stateOracle(text: string): { muted: boolean; volume: number | null } | 
 }
 
 test(`state.json: any file that cannot be trusted starts muted, with one line; a good one is used as written (seed ${SEED})`, (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'fuzz-state-'));
+  const dir = mkdtempSync(join(SCRATCH, 'fuzz-state-'));
   let bad = 0; let good = 0;
   try {
     const res = campaign('state.json', SEED + 1, (r) => {
@@ -253,9 +258,7 @@ const configSamples = (): unknown[] => [
 
 /** config.yaml text: the mutated value as YAML (JSON when YAML cannot write it), sometimes with a stray byte or cut short. */
 function configText(r: Rand, samples: unknown[]): string | Buffer {
-  const sample = pick(r, samples);
-  let v: unknown;
-  try { v = mutateN(r, sample); } catch (e) { if (!(e instanceof RangeError)) throw e; v = mutateN(r, sample, 1); } // see mutatedJson
+  const v = mutatedValue(r, pick(r, samples));
   let text: string;
   try { text = stringify(v) ?? ''; } catch {
     try { text = JSON.stringify(v) ?? ''; } catch { text = `live:\n  model: ${'['.repeat(20_000)}${']'.repeat(20_000)}\n`; } // deeper than JSON.stringify goes
@@ -271,17 +274,20 @@ function configText(r: Rand, samples: unknown[]): string | Buffer {
 let rejectedConfigs: { text: string | Buffer; message: string; file: string }[] = [];
 
 test(`config.yaml: every mutated config loads or is refused with one clear error naming the file and the key, never a crash (seed ${SEED})`, (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'fuzz-config-'));
+  const dir = mkdtempSync(join(SCRATCH, 'fuzz-config-'));
   const file = join(dir, 'config.yaml');
   const samples = configSamples();
   for (const s of samples) loadConfig(writeAnd(file, stringify(s))); // the samples are valid
-  let ok = 0; let refused = 0; let longest = 0;
+  let ok = 0; let refused = 0; let longest = 0; let files = 0;
   try {
     const res = campaign('config.yaml', SEED + 2, (r) => {
-      const text = configText(r, samples);
-      writeFileSync(file, text);
+      // One case in four through the file and the YAML parser (slow: ~20-70 ms a case here); the rest are the parsed values, straight to the schema.
+      const viaFile = r() < 0.25;
+      const value = viaFile ? null : mutatedValue(r, pick(r, samples));
+      const text = viaFile ? configText(r, samples) : `(parsed value) ${safeJson(value).slice(0, 300)}`;
+      if (viaFile) { writeFileSync(file, text); files++; }
       try {
-        const { config } = loadConfig(file);
+        const { config } = viaFile ? loadConfig(file) : { config: parseConfig(value, file) };
         stateDir(config, {});
         for (const read of [readApiKey, readAccessKey]) {
           try { read(config, {}); } catch (e) { if (!(e instanceof ConfigError)) throw e; }
@@ -295,11 +301,11 @@ test(`config.yaml: every mutated config loads or is refused with one clear error
         longest = Math.max(longest, e.message.length);
         assert.ok(e.message.length <= 4096, `a ${e.message.length}-character error: ${e.message.slice(0, 300)}...`);
         refused++;
-        if (rejectedConfigs.length < 20) rejectedConfigs.push({ text, message: e.message, file });
+        if (viaFile && rejectedConfigs.length < 20) rejectedConfigs.push({ text, message: e.message, file });
       }
     });
-    t.diagnostic(`config.yaml: ${res.cases} cases in ${res.ms} ms (${refused} refused, longest error ${longest} characters; ${ok} loaded)`);
-    console.log(`# fuzz config.yaml: ${res.cases} cases in ${res.ms} ms, seed ${SEED + 2} (${refused} refused, longest error ${longest} characters; ${ok} loaded)`);
+    t.diagnostic(`config.yaml: ${res.cases} cases in ${res.ms} ms (${files} through the file and YAML; ${refused} refused, longest error ${longest} characters; ${ok} loaded)`);
+    console.log(`# fuzz config.yaml: ${res.cases} cases in ${res.ms} ms, seed ${SEED + 2} (${files} through the file and YAML; ${refused} refused, longest error ${longest} characters; ${ok} loaded)`);
     assert.ok(res.cases >= MIN_CASES && refused > 0 && ok > 0, `${res.cases} cases, ${refused} refused, ${ok} loaded`);
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
@@ -378,4 +384,25 @@ test('whole daemons on mutated config.yaml files the loader refused: exit 78 wit
       assert.ok(!/\n\s+at /.test(err));
     } finally { rmSync(dir, { recursive: true, force: true }); }
   }
+});
+
+test('YAML that parses but cannot be built (an alias to no anchor, a billion laughs) is a config error naming the file: exit 78, not a crash (exit 1)', { timeout: 30_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ls-config-'));
+  try {
+    const cases: [string, string, RegExp][] = [
+      ['an alias to no anchor (the fuzz found it: seed 9, case 81)', '<<: *x\n', /Unresolved alias/],
+      ['a billion laughs', `a: &a [1,1,1,1,1,1,1,1,1]\n${['b', 'c', 'd', 'e', 'f', 'g'].map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefg'[i]}`).join(',')}]`).join('\n')}\n`, /Excessive alias count/],
+    ];
+    for (const [what, text, why] of cases) {
+      const file = join(dir, 'config.yaml');
+      writeFileSync(file, text);
+      assert.throws(() => loadConfig(file), (e: Error) => e instanceof ConfigError && e.message.startsWith(`invalid YAML in ${file}: `) && why.test(e.message), what);
+      const child = spawn(process.execPath, [MAIN, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
+      const code = await new Promise<number | null>((res) => child.on('exit', res));
+      assert.equal(code, 78, `${what}: ${err}`);
+      assert.match(err, new RegExp(`^live-speaker: invalid YAML in ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `));
+    }
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
