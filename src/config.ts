@@ -354,7 +354,12 @@ export function loadConfig(explicit?: string): { config: Config; file: string | 
     const pos = e.linePos?.[0];
     throw new ConfigError(`invalid YAML in ${file}${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}: ${e.message.split('\n')[0]}`, file);
   }
-  return { config: parseConfig(doc.toJS(), file), file };
+  // Building the value can still fail: an alias to no anchor, or so many aliases that expanding them would eat the memory ("billion laughs").
+  let raw: unknown;
+  try { raw = doc.toJS({ maxAliasCount: 100 }); } catch (e) {
+    throw new ConfigError(`invalid YAML in ${file}: ${(e as Error).message.split('\n')[0]}`, file);
+  }
+  return { config: parseConfig(raw, file), file };
 }
 
 /** The directory for what must survive a restart (mute, ...): state.dir, else $STATE_DIRECTORY, else /var/lib/live-speaker. */

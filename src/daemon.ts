@@ -202,7 +202,7 @@ export function openEcho(config: Config, file: string | null | undefined, log: L
   }
 }
 
-function statusLine(state: State, endpoint: string, problem: string | null, lastError: string | null, wake: WakeWord | null, fault: string | null = null): string {
+function statusLine(state: State, endpoint: string, problem: string | null, lastError: string | null, wake: WakeWord | null, fault: string | null = null, muteReason: string | null = null): string {
   if (fault && (state === 'idle' || state === 'error')) return `error: ${fault} (fix it, then press or reload)`;
   if (problem && (state === 'idle' || state === 'error')) return `degraded: ${problem}`;
   switch (state) {
@@ -215,7 +215,7 @@ function statusLine(state: State, endpoint: string, problem: string | null, last
     case 'thinking': return 'thinking (microphone streaming)';
     case 'speaking': return 'speaking (microphone streaming for barge-in)';
     case 'follow-up': return 'waiting for a follow-up question (microphone streaming)';
-    case 'muted': return 'muted: microphone off';
+    case 'muted': return muteReason ? `muted: microphone off (${muteReason})` : 'muted: microphone off';
     case 'error': return `error: ${lastError ?? 'unknown'}`;
   }
 }
@@ -274,10 +274,12 @@ export async function runDaemon(configPath?: string): Promise<void> {
 
   // ---- events from the adapters
   let micProblem: string | null = null;
+  // Why the speaker is muted when the user did not say so (an unusable state.json); cleared by an unmute.
+  let muteReason: string | null = store.problem ? `${store.file} cannot be used (${store.problem}); unmute to go on` : null;
   let lastFrameAt = 0;
   // Idle, the status line also says how the echo is handled (engine, delay, converged; or why half-duplex).
   const withEcho = (line: string) => (conversation.state === 'idle' && !line.startsWith('degraded') && !line.startsWith('error') ? `${line}; echo cancellation: ${echo.describe()}` : line);
-  const updateStatus = () => notify.status(withEcho(statusLine(conversation.state, endpoint.description, micProblem, conversation.lastError?.message ?? null, wake, conversation.fault)));
+  const updateStatus = () => notify.status(withEcho(statusLine(conversation.state, endpoint.description, micProblem, conversation.lastError?.message ?? null, wake, conversation.fault, muteReason)));
 
   // ---- wake word: every capture chunk goes through it first; a detection splits the chunk exactly there
   const wireWake = (w: WakeWord) => {
@@ -318,7 +320,10 @@ export async function runDaemon(configPath?: string): Promise<void> {
   gpio.button?.on('long-press', () => conversation.toggleMute());
   conversation.on('state', updateStatus);
   // Mute is the user's word: it holds across restarts, crashes and power cuts.
-  conversation.on('state', (to: State, from: State) => { if (to === 'muted' || from === 'muted') store.set({ muted: to === 'muted' }); });
+  conversation.on('state', (to: State, from: State) => {
+    if (from === 'muted' && to !== 'muted') muteReason = null;
+    if (to === 'muted' || from === 'muted') store.set({ muted: to === 'muted' });
+  });
 
   // ---- control socket
   const started = monotonicMs();
@@ -331,6 +336,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
     leds: leds.snapshot(),
     gpio: gpio.state,
     microphone: micProblem ?? (mic.running ? 'running' : conversation.state === 'muted' ? 'stopped (muted)' : 'starting'),
+    muteReason: conversation.state === 'muted' ? muteReason : null,
     lastError: conversation.lastError,
     fault: conversation.fault,
     counters: conversation.counters,
@@ -464,7 +470,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
   // Ready means ready: the pre-roll needs audio already flowing when the first press comes.
   if (store.get().muted) {
     conversation.mute(); // before the mic ever starts: muted means the microphone is not opened
-    log.info({ state: store.file }, 'muted before the restart: the microphone stays off until you unmute (long press or `live-speaker ctl unmute`)');
+    if (!store.problem) log.info({ state: store.file }, 'muted before the restart: the microphone stays off until you unmute (long press or `live-speaker ctl unmute`)');
   } else {
     mic.start();
   }
@@ -492,5 +498,5 @@ export async function runDaemon(configPath?: string): Promise<void> {
   notify.startWatchdog(() => conversation.state === 'muted' || micProblem !== null || monotonicMs() - lastFrameAt < STUCK_CAPTURE_MS);
   tools.start(conversation); // saved timers: one that fell due while the daemon was down rings once now
   log.info({ endpoint: endpoint.description, gpio: gpio.state, socket: config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
-  notify.ready(withEcho(statusLine(conversation.state, endpoint.description, micProblem, null, wake)));
+  notify.ready(withEcho(statusLine(conversation.state, endpoint.description, micProblem, null, wake, null, muteReason)));
 }

@@ -88,6 +88,7 @@ function formatStatus(s: Record<string, any>): string {
   const c = s.counters ?? {};
   const lines = [
     `state:       ${s.state}${s.session === 'open' ? ' (session open)' : ''}`,
+    ...(s.muteReason ? [`muted:       ${s.muteReason}`] : []),
     `endpoint:    ${s.endpoint} (model ${s.model})`,
     `microphone:  ${s.microphone}${s.micLive ? ', streaming (listening LED on)' : ''}`,
     `gpio:        ${s.gpio}`,

@@ -19,9 +19,10 @@
 //    boot, before NTP set it).
 // A timer that fell due while the daemon was down rings once after the
 // restart (or once NTP shows it had), and the log says so.
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
+import { z } from 'zod';
 import type { Logger } from './log.js';
 import { monotonicMs } from './clock.js';
 import { writeAtomic } from './state.js';
@@ -91,6 +92,29 @@ export interface TimersOptions {
 const STEP_MS = 2000;
 export const MAX_TIMERS = 20;
 export const MAX_TIMER_S = 7 * 24 * 3600;
+/** The longest label a timer keeps (characters). */
+export const MAX_LABEL = 200;
+/** A timers.json larger than this is not one the daemon wrote (20 timers with the longest labels are under 30 KiB). */
+export const MAX_TIMERS_FILE = 256 * 1024;
+/** How many bad entries of timers.json get a line each; the rest are counted in one line. */
+const MAX_BAD_LINES = 20;
+/** Date's range (ECMA-262: ±8.64e15 ms around the epoch). */
+const DATE_MAX_MS = 8.64e15;
+
+/** One saved timer as timers.json holds it; unknown fields are ignored. */
+const SavedEntry = z.object({
+  id: z.string().regex(/^[1-9][0-9]{0,8}$/, 'a positive integer id (as a string, at most 9 digits)'),
+  kind: z.enum(['timer', 'alarm']),
+  label: z.string().max(MAX_LABEL).nullable().default(null),
+  dueAt: z.number().finite().min(-DATE_MAX_MS).max(DATE_MAX_MS),
+  seconds: z.number().int().min(1).max(MAX_TIMER_S).optional(),
+  time: z.string().regex(/^([01][0-9]|2[0-3]):[0-5][0-9]$/, 'HH:MM').optional(),
+});
+
+/** What was wrong with a value, from zod's issues, short and without the value itself (a label is what the user said). */
+function why(e: z.ZodError): string {
+  return e.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(entry)'}: ${i.message}`).join('; ');
+}
 
 const pad = (n: number) => String(n).padStart(2, '0');
 export function localTime(ms: number): string {
@@ -198,6 +222,8 @@ export class Timers extends EventEmitter {
   }
 
   private add(e: Omit<TimerEntry, 'id'>, dueMono: number): TimerView {
+    if (e.label !== null && e.label.trim() === '') e = { ...e, label: null }; // a blank label is none: "unlabelled" has one meaning
+    if (e.label !== null && e.label.length > MAX_LABEL) throw new Error(`a label is at most ${MAX_LABEL} characters`);
     if (this.entries.size >= MAX_TIMERS) throw new Error(`there are already ${MAX_TIMERS} timers and alarms; cancel one first`);
     const id = String(this.nextId++);
     const live: Live = { id, ...e, dueMono };
@@ -212,14 +238,16 @@ export class Timers extends EventEmitter {
     return [...this.entries.values()].sort((a, b) => a.dueMono - b.dueMono).map((e) => this.view(e));
   }
 
-  /** Cancel by id, or by label (case-insensitive), or 'all'. What was cancelled. */
+  /** Cancel by id, or by label (case-insensitive, spaces around it ignored), or 'all'. What was cancelled. A blank `which` names nothing: an error, never a mass cancel. */
   cancel(which: string): TimerView[] {
     const w = which.trim().toLowerCase();
-    const hit = [...this.entries.values()].filter((e) => w === 'all' || e.id === w || (e.label ?? '').toLowerCase() === w);
+    if (!w) throw new Error('say which timer or alarm to cancel: its id, its label, or "all"');
+    const matches = (e: { id: string; label: string | null }) => w === 'all' || e.id === w || (e.label !== null && e.label.trim().toLowerCase() === w);
+    const hit = [...this.entries.values()].filter(matches);
     for (const e of hit) this.entries.delete(e.id);
     if (hit.length) { this.save(); this.schedule(); this.log.info({ timers: hit.map((e) => e.id) }, 'timer cancelled'); }
     const views = hit.map((e) => this.view(e));
-    if (this.ringing && (w === 'all' || this.ringing.entries.some((e) => e.id === w || (e.label ?? '').toLowerCase() === w))) {
+    if (this.ringing && (w === 'all' || this.ringing.entries.some(matches))) {
       this.stopRinging('cancel_timer');
     }
     return views;
@@ -314,24 +342,84 @@ export class Timers extends EventEmitter {
     this.ringMissed(missed, wall);
   }
 
+  /**
+   * What timers.json holds, checked entry by entry: a bad entry (a due time
+   * outside Date's range, a non-string label, an unknown kind, a repeated
+   * id...) is dropped with a line naming it and why, the rest are kept.
+   * A file that cannot be read or parsed at all starts with none. Either
+   * way the file is never the reason the daemon does not start, and it is
+   * moved to timers.json.bad (replacing an older one), so the next save
+   * does not silently destroy what a person may want to look at.
+   * The next id is one past the highest restored id, whatever the file says.
+   */
   private load(): TimerEntry[] {
-    let text: string;
-    try { text = readFileSync(this.file, 'utf8'); } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file: this.file, error: (e as Error).message }, 'cannot read the saved timers');
+    const got = this.readFile();
+    if (got === null) return [];
+    const bad = (error: string) => {
+      this.log.warn({ file: this.file, error, ...this.keepBad() }, 'the saved timers cannot be used; starting with none');
       return [];
+    };
+    if ('error' in got) return bad(got.error);
+    let raw: unknown;
+    try { raw = JSON.parse(got.text); } catch (e) { return bad(`not valid JSON (${(e as Error).message.slice(0, 200)})`); }
+    const list = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? (raw as { timers?: unknown }).timers : undefined;
+    if (!Array.isArray(list)) return bad('not an object with a "timers" list');
+    const out: TimerEntry[] = [];
+    const ids = new Set<string>();
+    let dropped = 0;
+    list.forEach((item: unknown, index) => {
+      const r = SavedEntry.safeParse(item);
+      let reason: string | null = null;
+      if (!r.success) reason = why(r.error);
+      else if (ids.has(r.data.id)) reason = `id ${r.data.id} is used by an earlier entry`;
+      else if (out.length >= MAX_TIMERS) reason = `more than ${MAX_TIMERS} timers and alarms`;
+      if (reason !== null) {
+        if (dropped++ < MAX_BAD_LINES) {
+          const id = (item as { id?: unknown } | null)?.id;
+          this.log.warn({ file: this.file, entry: index, ...(typeof id === 'string' && id.length <= 20 ? { timer: id } : {}), error: reason },
+            'a saved timer cannot be used: dropped, the others are kept');
+        }
+        return;
+      }
+      const e = r.data!;
+      ids.add(e.id);
+      out.push({ id: e.id, kind: e.kind, label: e.label, dueAt: e.dueAt, ...(e.seconds !== undefined ? { seconds: e.seconds } : {}), ...(e.time !== undefined ? { time: e.time } : {}) });
+    });
+    this.nextId = out.reduce((m, e) => Math.max(m, Number(e.id)), 0) + 1;
+    if (dropped) {
+      this.log.warn({ file: this.file, dropped, kept: out.length, ...this.keepBad() }, 'saved timers dropped; the file as it was is kept aside');
+      this.save(out); // at once, without what was dropped
+    }
+    return out;
+  }
+
+  /** The file's text; null: there is none (nothing saved); an error: it cannot be read, or is too large to be one the daemon wrote. */
+  private readFile(): { text: string } | { error: string } | null {
+    let fd: number;
+    try { fd = openSync(this.file, constants.O_RDONLY | constants.O_NONBLOCK); } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'ENOENT' ? null : { error: (e as Error).message };
     }
     try {
-      const raw = JSON.parse(text) as { nextId?: number; timers?: TimerEntry[] };
-      this.nextId = Number.isInteger(raw.nextId) && raw.nextId! > 0 ? raw.nextId! : 1;
-      return (raw.timers ?? []).filter((t) => typeof t?.id === 'string' && (t.kind === 'timer' || t.kind === 'alarm') && Number.isFinite(t.dueAt));
-    } catch {
-      this.log.warn({ file: this.file }, 'the saved timers are not valid JSON; starting with none');
-      return [];
+      if (!fstatSync(fd).isFile()) return { error: 'not a regular file' };
+      const buf = Buffer.alloc(MAX_TIMERS_FILE + 1);
+      let n = 0;
+      for (let got = 1; got > 0 && n < buf.length; n += got) got = readSync(fd, buf, n, buf.length - n, null);
+      if (n > MAX_TIMERS_FILE) return { error: `larger than the ${MAX_TIMERS_FILE} bytes a timers file can hold` };
+      return { text: buf.toString('utf8', 0, n) };
+    } catch (e) {
+      return { error: (e as Error).message };
+    } finally { closeSync(fd); }
+  }
+
+  /** Move the unusable timers.json aside (timers.json.bad, replacing an older one), so that saving the timers set from now on does not destroy it unseen. */
+  private keepBad(): { keptAs: string } | { keptAs: null; moveError: string } {
+    const to = `${this.file}.bad`;
+    try { renameSync(this.file, to); return { keptAs: to }; } catch (e) {
+      return { keptAs: null, moveError: `${(e as Error).message}: the next save replaces it` };
     }
   }
 
-  private save(): void {
-    const timers = [...this.entries.values()].map(({ dueMono: _m, restored: _r, ...e }) => e);
+  private save(timers: TimerEntry[] = [...this.entries.values()].map(({ dueMono: _m, restored: _r, ...e }) => e)): void {
     try {
       writeAtomic(this.file, `${JSON.stringify({ nextId: this.nextId, timers }, null, 2)}\n`);
     } catch (e) {

@@ -4,11 +4,13 @@
 // that fell due meanwhile rings once with a line saying so.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Timers, nextOccurrence, type Clock, type Ringer, type TimerEntry } from '../src/timers.js';
 import type { Logger } from '../src/log.js';
+import { cancelTimer } from '../src/tools/cancel_timer.js';
+import type { ToolServices } from '../src/tools/types.js';
 
 class FakeClock implements Clock {
   w: number; m = 1_000_000;
@@ -215,4 +217,102 @@ test('set_alarm: the next HH:MM in the local time zone, across a daylight-saving
     assert.throws(() => nextOccurrence('25:00', now), /HH:MM/);
     assert.throws(() => nextOccurrence('seven', now), /HH:MM/);
   } finally { process.env.TZ = tz; if (tz === undefined) delete process.env.TZ; }
+});
+
+test('a corrupt timers.json entry is dropped with a line naming it and why; the others are kept, the file as it was is kept as timers.json.bad, and new ids follow the restored ones', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'timers-'));
+  try {
+    const now = Date.UTC(2026, 10, 26, 12, 0, 0);
+    const file = join(dir, 'timers.json');
+    const text = JSON.stringify({
+      nextId: 2, // stale: a new timer would get id 2 and overwrite the restored one
+      timers: [
+        { id: '1', kind: 'timer', label: 'eggs', dueAt: now + 60_000, seconds: 120 },
+        { id: '2', kind: 'alarm', label: 'Bread', dueAt: now + 3600_000, time: '13:00' },
+        { id: '3', kind: 'timer', label: null, dueAt: -1e300, seconds: 60 }, // out of Date's range: "Invalid time value" on every start
+        { id: '4', kind: 'timer', label: 42, dueAt: now + 1000 }, // a non-string label: cancel threw
+        { id: '5', kind: 'egg', label: null, dueAt: now + 1000 },
+        { id: '1', kind: 'timer', label: 'again', dueAt: now + 5000 }, // a repeated id
+        null,
+      ],
+    });
+    writeFileSync(file, text);
+    const clock = new FakeClock(now);
+    const { timers, lines, ringer } = setup(dir, clock);
+    timers.start();
+    assert.deepEqual(timers.list().map((t) => [t.id, t.label]), [['1', 'eggs'], ['2', 'Bread']]);
+    assert.equal(ringer.rings.length, 0, 'nothing bad rang');
+    const dropped = lines.filter((l) => l.msg === 'a saved timer cannot be used: dropped, the others are kept');
+    assert.deepEqual(dropped.map((l) => l.o.entry), [2, 3, 4, 5, 6], 'one line per bad entry, by its index');
+    assert.deepEqual(dropped.map((l) => l.o.timer), ['3', '4', '5', '1', undefined]);
+    assert.match(dropped[0].o.error, /dueAt/);
+    assert.match(dropped[1].o.error, /label/);
+    assert.match(dropped[2].o.error, /kind/);
+    assert.match(dropped[3].o.error, /id 1 is used by an earlier entry/);
+    assert.equal(readFileSync(`${file}.bad`, 'utf8'), text, 'the file as it was is kept');
+    assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')).timers.map((t: TimerEntry) => t.id), ['1', '2'], 'saved again without the bad entries');
+    const t = timers.addTimer(30, 'tea');
+    assert.equal(t.id, '3', 'one past the highest restored id, whatever nextId said');
+    assert.deepEqual(timers.list().map((v) => v.id).sort(), ['1', '2', '3'], 'nothing restored was overwritten');
+    assert.deepEqual(timers.cancel(' bread ').map((v) => v.id), ['2']);
+    timers.stop();
+    // The next start finds a good file: no lines, nothing moved.
+    const again = setup(dir, new FakeClock(now + 1000));
+    again.timers.start();
+    assert.deepEqual(again.lines.filter((l) => l.level === 'warn'), []);
+    assert.deepEqual(again.timers.list().map((v) => v.id).sort(), ['1', '3']);
+    again.timers.stop();
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
+test('a timers.json that cannot be used at all (not JSON, not a timers file, too large, a directory) starts with none, says why once, and is kept aside, not overwritten by the next save', () => {
+  const cases: [string, (f: string) => void, RegExp][] = [
+    ['not JSON', (f) => writeFileSync(f, '{"timers": [{"id": "1", "ki'), /not valid JSON/],
+    ['not a timers file', (f) => writeFileSync(f, '[1, 2, 3]'), /"timers" list/],
+    ['too large', (f) => writeFileSync(f, JSON.stringify({ timers: [], pad: 'x'.repeat(300 * 1024) })), /larger than/],
+    ['a directory', (f) => mkdirSync(f), /not a regular file|EISDIR/],
+  ];
+  for (const [what, make, why] of cases) {
+    const dir = mkdtempSync(join(tmpdir(), 'timers-'));
+    try {
+      const file = join(dir, 'timers.json');
+      make(file);
+      const clock = new FakeClock(Date.UTC(2026, 10, 26, 12, 0, 0));
+      const { timers, lines } = setup(dir, clock);
+      timers.start();
+      assert.deepEqual(timers.list(), [], what);
+      const warns = lines.filter((l) => l.level === 'warn');
+      assert.equal(warns.length, 1, `${what}: one line (${JSON.stringify(warns)})`);
+      assert.equal(warns[0].msg, 'the saved timers cannot be used; starting with none');
+      assert.match(warns[0].o.error, why, what);
+      assert.equal(warns[0].o.keptAs, `${file}.bad`, what);
+      assert.ok(existsSync(`${file}.bad`), `${what}: kept`);
+      assert.equal(timers.addTimer(60, null).id, '1');
+      assert.equal(JSON.parse(readFileSync(file, 'utf8')).timers.length, 1, `${what}: the new timer is saved`);
+      timers.stop();
+    } finally { rmSync(dir, { recursive: true, force: true }); }
+  }
+});
+
+test('cancel_timer with a blank name is an error that cancels nothing (it cancelled every unlabelled timer and alarm)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'timers-'));
+  try {
+    const clock = new FakeClock(Date.UTC(2026, 10, 26, 12, 0, 0));
+    const { timers } = setup(dir, clock);
+    timers.start();
+    timers.addTimer(60, null);
+    timers.addAlarm('13:00', null);
+    timers.addTimer(90, '  '); // a blank label is no label
+    timers.addTimer(120, 'pasta');
+    const tool = cancelTimer({ timers } as unknown as ToolServices);
+    for (const which of [' ', '\t', '   \n']) {
+      assert.throws(() => tool.run({ which }, { id: 'c1', signal: new AbortController().signal }), /say which timer or alarm to cancel/, JSON.stringify(which));
+      assert.throws(() => timers.cancel(which), /say which/);
+    }
+    assert.equal(timers.list().length, 4, 'nothing was cancelled');
+    assert.equal(timers.list().find((t) => t.id === '3')!.label, null);
+    assert.deepEqual((tool.run({ which: 'Pasta' }, { id: 'c2', signal: new AbortController().signal }) as { cancelled: { id: string }[] }).cancelled.map((t) => t.id), ['4']);
+    assert.equal(timers.cancel('all').length, 3);
+    timers.stop();
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
