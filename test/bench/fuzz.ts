@@ -78,7 +78,7 @@ export function mutate(r: Rand, sample: unknown): unknown {
       if (here && typeof here === 'object' && !Array.isArray(here)) (here as Record<string, unknown>)[pick(r, ['extra', 'unknownField', '__proto__'])] = oddValue(r);
       else parent[key] = oddValue(r);
       break;
-    case 5: parent[key] = deep(pick(r, [50, 1000, 5000]), here, r() < 0.5); break;
+    case 5: parent[key] = deep(pick(r, [50, 500, 2000]), here, r() < 0.5); break; // twice over stays within structuredClone's and JSON's stack
     default:
       if (Array.isArray(here)) parent[key] = Object.fromEntries(here.map((x, i) => [String(i), x]));
       else if (here && typeof here === 'object') parent[key] = Object.values(here);
