@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The Debian packages live-speaker needs, in one place, installed when missing.
 # Called by scripts/install.sh (runtime), scripts/demo.sh (demo) and
-# scripts/test.sh (test); each group includes the one before it.
+# scripts/test.sh (test); each group includes the one before it. The
+# programs the tests that cannot run in test/fresh-debian.test.ts's root
+# call are listed with their packages in test/bench/needs.ts: each of those
+# packages is here or on every Debian (test/needs.test.ts), and is installed
+# in a fresh root after `deps.sh test` (test/fresh-debian.test.ts).
 #
 #   scripts/deps.sh runtime|demo|test          install what is missing
 #   scripts/deps.sh --list runtime|demo|test   print the group's packages, one a
@@ -44,10 +48,12 @@ demo=(
 test=(
   debootstrap         # the Debian roots test/systemd.test.ts and test/fresh-debian.test.ts run in
   mmdebstrap          # the bookworm arm64/armhf roots test/bookworm.test.ts checks the echo engine in
+  arch-test           # mmdebstrap, for a foreign architecture ("E: install arch-test for foreign architecture support"; only Recommended)
   faketime            # libfaketime: the test that steps the wall clock mid-reply (test/promises-daemon.test.ts)
   qemu-user-static    # runs arm64 and armhf programs: test/arm.test.ts builds and plays audio in Pi-like roots
   binfmt-support      # registers qemu for those architectures (update-binfmts)
   patch               # vendor/speaker/pack.sh --check: the vendored speaker is the registry's plus its patch
+  kmod                # modprobe overlay: test/fresh-debian.test.ts, when the kernel has not loaded it
 )
 # Node.js from Debian, when there is none: npm, and node-gyp with Node's
 # headers (libnode-dev), so the addons build offline against this very node.

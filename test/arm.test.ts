@@ -17,7 +17,9 @@
 // test follows its reply at the card against what the emulator sent.
 // The root has scripts/deps.sh's runtime and demo packages (arm-root.sh).
 //
-// Skipped, with the reason, without root, qemu-user-static or binfmt_misc;
+// Skipped, with the reason, without root, binfmt_misc or a program it calls
+// (test/bench/needs.ts's NEEDS.arm: qemu-user-static, debootstrap, PulseAudio,
+// ..., which test/fresh-debian.test.ts checks in a fresh root);
 // LIVE_SPEAKER_SKIP_ARM_TEST=1 skips it, LIVE_SPEAKER_ARM_ARCHES=arm64 runs
 // one architecture only.
 import { after, before, describe, test } from 'node:test';
@@ -31,11 +33,11 @@ import { SoundCard, findTone, speechMs, speechPeakRms, wholeCorrelation } from '
 import { DaemonProcess } from './bench/daemon.js';
 import { LiveEmulator } from '../src/emulator/emulator.js';
 import { resample } from '../src/audio/pcm.js';
+import { NEEDS, missingProgram } from './bench/needs.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BENCH = join(REPO, 'test', 'bench');
 const CACHE = process.env.LIVE_SPEAKER_TEST_CACHE ?? '/var/cache/live-speaker-test';
-const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
 interface Arch {
   /** Debian's name. */ deb: 'arm64' | 'armhf';
@@ -54,10 +56,10 @@ function skipReason(a: Arch): string | false {
   if (!wanted.includes(a.deb)) return `LIVE_SPEAKER_ARM_ARCHES=${wanted.join(',')}`;
   if (process.platform !== 'linux') return 'needs Linux';
   if (process.getuid?.() !== 0) return 'needs root (mounts, chroot, binfmt_misc)';
-  for (const c of ['unshare', 'chroot', 'flock', 'pulseaudio', 'parec']) if (!has(c)) return `${c} not installed`;
-  if (!existsSync(`/usr/bin/qemu-${a.qemu}-static`)) return `qemu-${a.qemu}-static not installed (Debian: qemu-user-static binfmt-support)`;
+  // debootstrap: only to build a root that is not cached yet.
+  const missing = missingProgram(NEEDS.arm, existsSync(join(CACHE, `${a.deb}-root`, '.stamp')) ? ['debootstrap'] : []);
+  if (missing) return missing;
   if (!existsSync('/proc/sys/fs/binfmt_misc')) return 'this kernel has no binfmt_misc';
-  if (!existsSync(join(CACHE, `${a.deb}-root`, '.stamp')) && !has('debootstrap')) return 'debootstrap not installed and no cached root';
   const probe = spawnSync('unshare', ['--mount', 'true'], { timeout: 10000 });
   if (probe.status !== 0) return `unshare --mount is not permitted here (${String(probe.stderr).trim() || probe.status})`;
   return false;

@@ -7,30 +7,31 @@
 // (test/arm.test.ts runs all of it on trixie).
 //
 // Skipped, with the reason, where test/arm.test.ts is (LIVE_SPEAKER_SKIP_ARM_TEST=1,
-// no root, no qemu-user-static or binfmt_misc) or without mmdebstrap.
+// no root, no binfmt_misc) or without a program it calls: the list is
+// test/bench/needs.ts's NEEDS.bookworm (mmdebstrap, arch-test, qemu-user-static,
+// ...), which test/fresh-debian.test.ts checks in a fresh root.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { NEEDS, missingProgram } from './bench/needs.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-
-function skipReason(qemu: string): string | false {
+function skipReason(): string | false {
   if (process.env.LIVE_SPEAKER_SKIP_ARM_TEST === '1') return 'LIVE_SPEAKER_SKIP_ARM_TEST=1';
   if (process.platform !== 'linux') return 'needs Linux';
   if (process.getuid?.() !== 0) return 'needs root (mmdebstrap, chroot, binfmt_misc)';
-  if (!has('mmdebstrap')) return 'mmdebstrap not installed (scripts/deps.sh test)';
-  if (!existsSync(`/usr/bin/qemu-${qemu}-static`)) return `qemu-${qemu}-static not installed (Debian: qemu-user-static binfmt-support)`;
+  const missing = missingProgram(NEEDS.bookworm);
+  if (missing) return missing;
   if (!existsSync('/proc/sys/fs/binfmt_misc')) return 'this kernel has no binfmt_misc';
   return false;
 }
 
-for (const [deb, qemu, node] of [['arm64', 'aarch64', 'arm64'], ['armhf', 'arm', 'arm']] as const) {
+for (const [deb, node] of [['arm64', 'arm64'], ['armhf', 'arm']] as const) {
   test(`bookworm ${deb}: the echo canceller's engine runs there (koffi's prebuilt binary loads bookworm's libspeexdsp1 and Speex cancels a frame)`,
-    { skip: skipReason(qemu), timeout: 900_000 }, async () => {
+    { skip: skipReason(), timeout: 900_000 }, async () => {
       const r = await new Promise<{ code: number; out: string }>((resolve) => {
         execFile('bash', [join(REPO, 'test', 'bench', 'bookworm-engine.sh'), deb], { timeout: 840_000, killSignal: 'SIGKILL', maxBuffer: 16 << 20 },
           (err, stdout, stderr) => resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0, out: `${stdout}\n${stderr}` }));

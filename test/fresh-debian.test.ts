@@ -6,7 +6,14 @@
 // no node_modules or dist) goes to /root/live-speaker; then, as root:
 // `bash scripts/demo.sh`, then `bash scripts/test.sh` on the same machine.
 // Everything either needs must be installed by the commands themselves; only
-// npm's and apt's download caches are shared with the host.
+// npm's and apt's download caches are shared with the host. The tests that
+// cannot nest in there (they make roots of their own: test/bench/needs.ts
+// names them, their skip variables and the programs they call) are skipped
+// inside, and checked instead: after `scripts/deps.sh test`, each of their
+// programs must resolve there and belong to the package named (the third
+// test; alone, with --test-name-pattern='skipped tests call', it takes minutes, not
+// the whole suite's time). No test inside may skip for something not
+// installed.
 // Skipped, with the reason, without root or the tools;
 // LIVE_SPEAKER_SKIP_FRESH_TEST=1 skips it too (the inner suite sets it: it
 // cannot nest). Logs of the inner runs: CACHE/logs/ (their tail is printed
@@ -17,20 +24,21 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ALL_NEEDS, NEEDS, checkScript, missingProgram } from './bench/needs.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BENCH = join(REPO, 'test', 'bench');
 const CACHE = process.env.LIVE_SPEAKER_TEST_CACHE ?? '/var/cache/live-speaker-test';
 const LOGS = join(CACHE, 'logs');
 const GUEST_REPO = '/root/live-speaker';
-const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
 function skipReason(): string | false {
   if (process.env.LIVE_SPEAKER_SKIP_FRESH_TEST === '1') return 'LIVE_SPEAKER_SKIP_FRESH_TEST=1 (set inside the fresh Debian root by this test itself: it cannot nest)';
   if (process.platform !== 'linux') return 'needs Linux';
   if (process.getuid?.() !== 0) return 'needs root (namespaces, mounts, chroot)';
-  for (const c of ['unshare', 'chroot', 'flock', 'mknod', 'tar']) if (!has(c)) return `${c} not installed`;
-  if (!existsSync(join(CACHE, 'trixie-minbase', '.stamp')) && !has('debootstrap')) return 'debootstrap not installed and no cached minbase root';
+  // debootstrap: only to build the minbase root when it is not cached yet.
+  const missing = missingProgram(NEEDS.freshDebian, existsSync(join(CACHE, 'trixie-minbase', '.stamp')) ? ['debootstrap'] : []);
+  if (missing) return missing;
   if (!readFileSync('/proc/filesystems', 'utf8').includes('\toverlay\n')) {
     spawnSync('modprobe', ['overlay']);
     if (!readFileSync('/proc/filesystems', 'utf8').includes('\toverlay\n')) return 'no overlay filesystem in this kernel';
@@ -40,6 +48,8 @@ function skipReason(): string | false {
   return false;
 }
 const skip = skipReason();
+/** The variables that skip the tests which cannot nest in the fresh root. */
+const NEST_SKIPS = Object.fromEntries(ALL_NEEDS.map((n) => [n.skipEnv, '1']));
 
 let rootDir = '';
 let run = '';
@@ -185,10 +195,9 @@ test('on a fresh Debian, `bash scripts/demo.sh` installs what it needs and runs 
 });
 
 test('then `bash scripts/test.sh` on the same machine installs the rest and the whole suite passes', { skip, timeout: 60 * 60 * 1000 }, async () => {
-  const r = await inFreshRoot('test', `cd ${GUEST_REPO} && bash scripts/test.sh`, {
-    // Tests that boot a root of their own cannot nest in this one.
-    LIVE_SPEAKER_SKIP_SYSTEMD_TEST: '1', LIVE_SPEAKER_SKIP_FRESH_TEST: '1', LIVE_SPEAKER_SKIP_ARM_TEST: '1',
-  }, 50 * 60 * 1000);
+  // Tests that make a root of their own cannot nest in this one (the third
+  // test checks the programs they call instead).
+  const r = await inFreshRoot('test', `cd ${GUEST_REPO} && bash scripts/test.sh`, NEST_SKIPS, 50 * 60 * 1000);
   timings.testShS = r.seconds;
   const suiteAt = at(r, /^> live-speaker@[^ ]+ test$/);
   if (suiteAt !== undefined) timings.innerSuiteS = r.seconds - suiteAt;
@@ -204,6 +213,20 @@ test('then `bash scripts/test.sh` on the same machine installs the rest and the 
   assert.match(r.log, /installing Debian packages: .*\bdebootstrap\b/);
   // The tests that cannot nest here said why they skipped.
   assert.ok((skipped ?? 0) >= 1, 'the nested-root tests skipped');
-  assert.match(r.log, /# SKIP LIVE_SPEAKER_SKIP_SYSTEMD_TEST=1/);
-  assert.match(r.log, /# SKIP LIVE_SPEAKER_SKIP_FRESH_TEST=1/);
+  for (const v of Object.keys(NEST_SKIPS)) assert.match(r.log, new RegExp(`# SKIP ${v}=1`));
+  // A test that skips for want of a program here would pass unseen: none may.
+  const notInstalled = r.log.split('\n').filter((l) => /# SKIP .*not installed/.test(l));
+  assert.deepEqual(notInstalled, [], 'no test inside skipped for something not installed');
+});
+
+test('inside, after `scripts/deps.sh test`, every program the skipped tests call (test/bench/needs.ts) is installed, from the package named', { skip, timeout: 30 * 60 * 1000 }, async () => {
+  // After test.sh this deps.sh installs nothing; run alone, it installs the test group.
+  writeFileSync(join(run, 'upper', 'root', 'needs-check.sh'), checkScript(ALL_NEEDS));
+  const r = await inFreshRoot('needs', `cd ${GUEST_REPO} && bash scripts/deps.sh test && bash /root/needs-check.sh`, {}, 25 * 60 * 1000);
+  timings.needsS = r.seconds;
+  const problems = r.lines.map((l) => l.text).filter((t) => /^(MISSING|OWNER) /.test(t));
+  const n = ALL_NEEDS.reduce((s, x) => s + Object.keys(x.programs).length, 0);
+  assert.deepEqual(problems, [], `programs the tests skipped in the fresh root call, missing there after scripts/deps.sh test (MISSING program package test) or from another package (OWNER program path owner package test)\n${tail(r, 30)}`);
+  assert.equal(r.code, 0, `deps.sh test or the check failed (exit ${r.code ?? r.signal})\n${tail(r)}`);
+  assert.match(r.log, new RegExp(`^checked ${n} programs$`, 'm'), `all ${n} programs checked\n${tail(r)}`);
 });

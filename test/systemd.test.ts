@@ -7,7 +7,9 @@
 // The daemon uses the bench's simulated sound card (PulseAudio on the host,
 // its directory bind-mounted in, given to the unit by a drop-in) and its
 // built-in emulator (no API key). Skipped, with the reason, without root or
-// the tools; LIVE_SPEAKER_SKIP_SYSTEMD_TEST=1 skips it too.
+// a program it calls (test/bench/needs.ts's NEEDS.systemd, which
+// test/fresh-debian.test.ts checks in a fresh root);
+// LIVE_SPEAKER_SKIP_SYSTEMD_TEST=1 skips it too.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -17,18 +19,19 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SoundCard } from './bench/soundcard.js';
 import { LiveEmulator, type EmulatedSession } from '../src/emulator/emulator.js';
+import { NEEDS, missingProgram } from './bench/needs.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BENCH = join(REPO, 'test', 'bench');
 const CACHE = process.env.LIVE_SPEAKER_TEST_CACHE ?? '/var/cache/live-speaker-test';
-const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
 function skipReason(): string | false {
   if (process.env.LIVE_SPEAKER_SKIP_SYSTEMD_TEST === '1') return 'LIVE_SPEAKER_SKIP_SYSTEMD_TEST=1 (e.g. inside test/fresh-debian.test.ts\'s root, where booting another root cannot nest)';
   if (process.platform !== 'linux') return 'needs Linux';
   if (process.getuid?.() !== 0) return 'needs root (namespaces, mounts, chroot)';
-  for (const c of ['unshare', 'nsenter', 'chroot', 'flock', 'pulseaudio']) if (!has(c)) return `${c} not installed`;
-  if (!existsSync(join(CACHE, 'trixie-minbase', '.stamp')) && !has('debootstrap')) return 'debootstrap not installed and no cached minbase root';
+  // debootstrap: only to build the minbase root when it is not cached yet.
+  const missing = missingProgram(NEEDS.systemd, existsSync(join(CACHE, 'trixie-minbase', '.stamp')) ? ['debootstrap'] : []);
+  if (missing) return missing;
   const probe = spawnSync('unshare', ['--pid', '--fork', '--mount', '--cgroup', 'true'], { timeout: 10000 });
   if (probe.status !== 0) return `unshare --pid --mount --cgroup is not permitted here (${String(probe.stderr).trim() || probe.status})`;
   if (!readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[2] === 'cgroup2')) return 'no cgroup2 hierarchy mounted';
