@@ -48,6 +48,13 @@ const MARGIN_MS = 24;
 const MOVE_MS = 10;
 /** An estimate is taken when its peak stands this many times over the correlation's rms, twice in a row. */
 const MIN_CONFIDENCE = 6;
+/**
+ * An estimate whose correlation peaks this high (or higher) elsewhere, against its own peak (DelayEstimate.ambiguity:
+ * beyond 50 ms of it, on the plain correlation), is no evidence of a delay. In the echo room (20-950 ms paths): speech
+ * 0.15-0.65 (median 0.28, 90% under 0.57); a steady tone (200-850 Hz, between marker tones) 1.00 for most of it (its
+ * first estimates 0.44-0.74), where the peak wandered from the path by up to the edge of the search (121 -> 1 -> 944 ms).
+ */
+const MAX_AMBIGUITY = 0.6;
 /** After a move, a steady estimate this far from it (but within MOVE_MS) is followed once. */
 const SETTLE_MS = 3;
 /** A mic frame this far from where the count says it belongs restarts the count (capture restarted, overrun). */
@@ -123,6 +130,11 @@ export class EchoCanceller {
   private fracTaps: Float64Array | null = null;
   private fracSeg = new Float32Array(0);
   private candidate: number | null = null;
+  private lastAmbiguousMs = NaN;
+  /** Times Speex's filter was reset because it added echo (see filterReset). */
+  filterResets = 0;
+  /** Estimates set aside as ambiguous (MAX_AMBIGUITY), counted once per run of them near one lag. */
+  ambiguousEstimates = 0;
   private settleLeft = 0; // estimates left in which a small correction follows a move
   private settle: { lag: number; n: number } | null = null;
   private micPow = 0; private outPow = 0; private refPow = 0; private powFrames = 0;
@@ -232,7 +244,7 @@ export class EchoCanceller {
       this.est.pushMic(this.micDownNext, d);
       this.micDownNext += d.length;
       const e = this.est.update();
-      if (e) this.onEstimate(e.lagMs, e.confidence);
+      if (e) this.onEstimate(e.lagMs, e.confidence, e.ambiguity);
     }
     this.pending.push({ at: this.micNext, x: Int16Array.from(x), used: 0 });
     this.pendingN += n;
@@ -278,7 +290,15 @@ export class EchoCanceller {
       // The trial starts with the new stream's reference: until then, what is in the mic is the last stream's echo.
       if (this.hold === 'trial' && this.inAt - d + FRAME > this.trialFrom) this.trialFrame(d);
       else if (this.hold === 'tone') this.toneFrame(d);
-      else if (!held) this.aec.process(this.inQ, this.refFrame, this.outFrame);
+      else if (!held) {
+        if (this.aec.process(this.inQ, this.refFrame, this.outFrame)) this.filterReset();
+        // Never louder than the mic (as in the trial): a kept filter run where the stream is not heard, or at a delay
+        // that is not this stream's, adds the echo it predicts (seen: a user's words 1.6 dB up, in a room that did not
+        // hear the reply, once a stream's hold ran out at the delay in use).
+        let pm = 0, po = 0;
+        for (let i = 0; i < FRAME; i++) { pm += this.inQ[i] ** 2; po += this.outFrame[i] ** 2; }
+        if (po > pm) this.outFrame.set(this.inQ);
+      }
     }
     const y = quiet || held ? this.inQ : this.outFrame;
     const mask = this.outQ.length - 1;
@@ -350,12 +370,23 @@ export class EchoCanceller {
       // Speex catches up on the trial's frames at the delay found (its outputs were already handed on).
       const d = Math.max(0, this.delaySamples! - MARGIN_MS * SPM);
       const scratch = new Int16Array(FRAME);
-      for (const { at, x } of log) { this.readRef(at - d, this.refFrame); this.aec.process(x, this.refFrame, scratch); }
+      for (const { at, x } of log) { this.readRef(at - d, this.refFrame); if (this.aec.process(x, this.refFrame, scratch)) this.filterReset(); }
     } else {
       this.hold = 'held';
       this.holdFrames = 0;
       this.log?.info({ delayMs, reductionDb: db, ambiguity }, 'the kept echo filter does not fit the new stream: paused until its delay is found');
     }
+  }
+
+  /**
+   * Speex's filter was adding echo (its output over the mic's power for 250 ms: a delay that moved under it, a stream not heard)
+   * and was reset (SpeexEcho.process, before libspeexdsp would reset it itself with a line of its own on stderr).
+   */
+  private filterReset(): void {
+    this.filterResets++;
+    this._stats.converged = false;
+    this.convergedFor = 0;
+    this.log?.warn({ delayMs: this._stats.delayMs === null ? null : Math.round(this._stats.delayMs), resets: this.filterResets }, 'echo filter reset: it was adding echo (its output over the microphone\'s power for 250 ms)');
   }
 
   /** ERLE while the reference plays: mic power over output power (`y`: what was handed on), smoothed over ~200 ms. */
@@ -376,8 +407,17 @@ export class EchoCanceller {
     if (located && erle >= CONVERGED_DB) { if (++this.convergedFor >= 20) this._stats.converged = true; } else this.convergedFor = 0;
   }
 
-  private onEstimate(lagMs: number, confidence: number): void {
+  private onEstimate(lagMs: number, confidence: number, ambiguity: number): void {
     if (confidence < MIN_CONFIDENCE || (this.est?.learnt ?? 0) < 3) { this.candidate = null; return; }
+    // Another lag fits near as well (a tone, a chime, a sung note: periodic sound fits at every period): the peak says
+    // nothing, and the delay in use (and the filter learnt at it) stays. Not a candidate either, so two ambiguous
+    // estimates that happen to agree do not move it.
+    if (ambiguity >= MAX_AMBIGUITY) {
+      if (this.candidate !== null || Math.abs(lagMs - this.lastAmbiguousMs) > MOVE_MS) this.ambiguousEstimates++;
+      this.lastAmbiguousMs = lagMs;
+      this.candidate = null;
+      return;
+    }
     const lag = Math.round(lagMs * SPM);
     const cur = this.delaySamples;
     // Once the echo of the last audible reference (at the delay in use) is over, what the mic hears is the room

@@ -6,8 +6,8 @@
 //     delay estimator (./delay.ts), so its filter only has to model the room;
 //   - speex_preprocess_* with SET_ECHO_STATE: the residual echo suppressor
 //     fed by the canceller's own estimate of what it left (AGC, VAD and
-//     dereverb off, noise suppression limited to 6 dB: the level of the user's
-//     voice is not ours to change);
+//     dereverb off, as they are by default, noise suppression limited to 6 dB:
+//     the level of the user's voice is not ours to change);
 //   - speex_resampler_*: 24 kHz reference -> 16 kHz, and both streams ->
 //     2 kHz for the delay estimator (band-limited, unlike pcm.ts's linear one).
 import { createRequire } from 'node:module';
@@ -21,14 +21,26 @@ export class EchoUnavailableError extends Error {
 const SPEEX_ECHO_SET_SAMPLING_RATE = 24;
 const SPEEX_ECHO_GET_IMPULSE_RESPONSE_SIZE = 27;
 const SPEEX_ECHO_GET_IMPULSE_RESPONSE = 29;
-const SPEEX_PREPROCESS_SET_DENOISE = 0;
-const SPEEX_PREPROCESS_SET_AGC = 2;
-const SPEEX_PREPROCESS_SET_VAD = 4;
-const SPEEX_PREPROCESS_SET_DEREVERB = 8;
 const SPEEX_PREPROCESS_SET_NOISE_SUPPRESS = 18;
 const SPEEX_PREPROCESS_SET_ECHO_SUPPRESS = 20;
-const SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE = 22;
 const SPEEX_PREPROCESS_SET_ECHO_STATE = 24;
+
+/**
+ * libspeexdsp writes its warnings to stderr itself (fprintf), where a daemon's journal takes them as raw lines among
+ * its JSON log; nothing here can catch them. So nothing that makes it warn is done: preprocess.c warns on every
+ * SPEEX_PREPROCESS_SET_VAD ("The VAD has been replaced by a hack..."), even one that sets it off, so only what
+ * differs from its defaults is set (denoise on, AGC, VAD and dereverb off are its defaults); and mdf.c resets its
+ * filter with "The echo canceller started acting funny and got slapped (reset)" once its output (the foreground
+ * filter's error, pre-emphasised) has been over 4 times the mic's power for 50 frames in a row. A filter that adds
+ * echo (a delay that moved under it) is reset here first (FUNNY_FRAMES of output over FUNNY_RATIO times the mic),
+ * and SpeexEcho.process says so, for the canceller to log.
+ */
+// Speex: 4 and 50, on its foreground filter's error before it may switch to the background filter; the output, after,
+// can be far quieter (seen: Speex counted 50 frames in a row where the output was 0.1-29 dB over the mic).
+const FUNNY_RATIO = 1;
+const FUNNY_FRAMES = 25;
+/** Speex's pre-emphasis (mdf.c: preemph = .9) and its floor on the mic's power (N * 10000 / 64, N = 2 frames). */
+const PREEMPH = 0.9;
 
 type Fn = (...args: unknown[]) => unknown;
 interface SpeexLib {
@@ -120,23 +132,37 @@ export class SpeexEcho {
     s.echoCtlInt(this.echo, SPEEX_ECHO_SET_SAMPLING_RATE, [rate]);
     this.pre = s.ppInit(frameSize, rate);
     const set = (req: number, v: number) => s.ppCtlInt(this.pre, req, [v]);
-    // The residual echo suppressor is part of speex's denoiser (with it off, its gains are
-    // all 1 and nothing is suppressed): on, with at most 6 dB taken from steady noise.
-    set(SPEEX_PREPROCESS_SET_DENOISE, 1);
+    // The residual echo suppressor is part of speex's denoiser (on by default; with it off, its gains are
+    // all 1 and nothing is suppressed), with at most 6 dB taken from steady noise. AGC, VAD and dereverb are
+    // off by default, and left so (see FUNNY_RATIO for why they are not set), as is the suppression while the
+    // near end talks too (-15 dB).
     set(SPEEX_PREPROCESS_SET_NOISE_SUPPRESS, -6);
-    set(SPEEX_PREPROCESS_SET_AGC, 0);
-    set(SPEEX_PREPROCESS_SET_VAD, 0);
-    set(SPEEX_PREPROCESS_SET_DEREVERB, 0);
-    set(SPEEX_PREPROCESS_SET_ECHO_SUPPRESS, -45); // dB of residual echo suppression while only the far end talks
-    set(SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE, -15); // ... and while the near end talks too (speex's default)
+    set(SPEEX_PREPROCESS_SET_ECHO_SUPPRESS, -45); // dB of residual echo suppression while only the far end talks (default -40)
     s.ppCtlPtr(this.pre, SPEEX_PREPROCESS_SET_ECHO_STATE, this.echo);
   }
 
-  /** One frame: mic and aligned reference in, cleaned frame out (all frameSize samples). */
-  process(mic: Int16Array, ref: Int16Array, out: Int16Array): void {
+  private funny = 0; // frames in a row whose output was over FUNNY_RATIO times the mic (pre-emphasised)
+  private memMic = 0; private memOut = 0;
+
+  /**
+   * One frame: mic and aligned reference in, cleaned frame out (all frameSize samples). Returns true when the
+   * filter was reset because it had been adding echo (see FUNNY_RATIO): the caller logs it.
+   */
+  process(mic: Int16Array, ref: Int16Array, out: Int16Array): boolean {
     const s = speexdsp();
     s.echoCancellation(this.echo, mic, ref, out);
+    let pm = 0, po = 0;
+    for (let i = 0; i < mic.length; i++) {
+      const m = mic[i] - PREEMPH * this.memMic, o = out[i] - PREEMPH * this.memOut;
+      this.memMic = mic[i]; this.memOut = out[i];
+      pm += m * m; po += o * o;
+    }
     s.ppRun(this.pre, out);
+    if (po > FUNNY_RATIO * (pm + (2 * this.frameSize * 10000) / 64)) this.funny++; else this.funny = 0;
+    if (this.funny < FUNNY_FRAMES) return false;
+    this.funny = 0;
+    s.echoReset(this.echo);
+    return true;
   }
 
   /**
@@ -153,7 +179,7 @@ export class SpeexEcho {
   }
 
   /** Forget the adapted filter (a new room). */
-  resetFilter(): void { speexdsp().echoReset(this.echo); }
+  resetFilter(): void { speexdsp().echoReset(this.echo); this.funny = 0; }
 
   destroy(): void {
     if (this.destroyed) return;
