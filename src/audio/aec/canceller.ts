@@ -10,7 +10,7 @@
 import type { Logger } from '../../log.js';
 import { DelayEstimator, SampleRing } from './delay.js';
 import { FilterTrial } from './trial.js';
-import { EchoUnavailableError, SpeexEcho, SpeexResampler, speexdsp } from './speex.js';
+import { EchoUnavailableError, SpeexEcho, SpeexResampler, speexdsp, speexStderrRouted } from './speex.js';
 
 export { EchoUnavailableError };
 
@@ -55,6 +55,8 @@ const MIN_CONFIDENCE = 6;
  * first estimates 0.44-0.74), where the peak wandered from the path by up to the edge of the search (121 -> 1 -> 944 ms).
  */
 const MAX_AMBIGUITY = 0.6;
+/** A line libspeexdsp printed is logged at most once this often (ms; its "acting funny" can come every 0.5 s). */
+const SPEEX_PRINT_EVERY_MS = 60_000;
 /** After a move, a steady estimate this far from it (but within MOVE_MS) is followed once. */
 const SETTLE_MS = 3;
 /** A mic frame this far from where the count says it belongs restarts the count (capture restarted, overrun). */
@@ -133,6 +135,7 @@ export class EchoCanceller {
   private lastAmbiguousMs = NaN;
   /** Times Speex's filter was reset because it added echo (see filterReset). */
   filterResets = 0;
+  private readonly printed = new Map<string, { at: number; since: number }>(); // speexPrinted's: when each text was last logged
   /** Estimates set aside as ambiguous (MAX_AMBIGUITY), counted once per run of them near one lag. */
   ambiguousEstimates = 0;
   private settleLeft = 0; // estimates left in which a small correction follows a move
@@ -157,7 +160,7 @@ export class EchoCanceller {
     const tailMs = opts.tailMs ?? 200;
     if (!(tailMs >= 20 && tailMs <= 1000)) throw new RangeError(`tailMs ${tailMs} out of range (20..1000)`);
     this.filterLength = Math.round(((tailMs + MARGIN_MS) * SPM) / FRAME) * FRAME;
-    this.aec = new SpeexEcho(FRAME, this.filterLength, RATE);
+    this.aec = new SpeexEcho(FRAME, this.filterLength, RATE, (text) => this.speexPrinted(text));
     this.engine = 'speex';
     this.fixedDelay = opts.fixedDelayMs === undefined ? null : Math.round(opts.fixedDelayMs * SPM);
     this.delaySamples = this.fixedDelay;
@@ -179,7 +182,7 @@ export class EchoCanceller {
     if (engine === 'webrtc') throw new EchoUnavailableError('the WebRTC echo engine is not built into this version; use engine "speex" or "auto" (SpeexDSP, Debian package libspeexdsp1)');
     speexdsp(); // throws with the package name when libspeexdsp is missing
     const c = new EchoCanceller(opts);
-    opts.log?.info({ engine: c.engine, tailMs: opts.tailMs ?? 200, fixedDelayMs: opts.fixedDelayMs }, 'echo canceller ready');
+    opts.log?.info({ engine: c.engine, tailMs: opts.tailMs ?? 200, fixedDelayMs: opts.fixedDelayMs, speexStderrRouted: speexStderrRouted() }, 'echo canceller ready');
     return c;
   }
 
@@ -291,7 +294,7 @@ export class EchoCanceller {
       if (this.hold === 'trial' && this.inAt - d + FRAME > this.trialFrom) this.trialFrame(d);
       else if (this.hold === 'tone') this.toneFrame(d);
       else if (!held) {
-        if (this.aec.process(this.inQ, this.refFrame, this.outFrame)) this.filterReset();
+        { const by = this.aec.process(this.inQ, this.refFrame, this.outFrame); if (by) this.filterReset(by); }
         // Never louder than the mic (as in the trial): a kept filter run where the stream is not heard, or at a delay
         // that is not this stream's, adds the echo it predicts (seen: a user's words 1.6 dB up, in a room that did not
         // hear the reply, once a stream's hold ran out at the delay in use).
@@ -370,7 +373,7 @@ export class EchoCanceller {
       // Speex catches up on the trial's frames at the delay found (its outputs were already handed on).
       const d = Math.max(0, this.delaySamples! - MARGIN_MS * SPM);
       const scratch = new Int16Array(FRAME);
-      for (const { at, x } of log) { this.readRef(at - d, this.refFrame); if (this.aec.process(x, this.refFrame, scratch)) this.filterReset(); }
+      for (const { at, x } of log) { this.readRef(at - d, this.refFrame); const by = this.aec.process(x, this.refFrame, scratch); if (by) this.filterReset(by); }
     } else {
       this.hold = 'held';
       this.holdFrames = 0;
@@ -379,14 +382,29 @@ export class EchoCanceller {
   }
 
   /**
-   * Speex's filter was adding echo (its output over the mic's power for 250 ms: a delay that moved under it, a stream not heard)
-   * and was reset (SpeexEcho.process, before libspeexdsp would reset it itself with a line of its own on stderr).
+   * Speex's filter was adding echo and was reset (SpeexEcho.process): 'here', its output over the mic's power for
+   * 250 ms (a delay that moved under it, a stream not heard), logged now; or by libspeexdsp itself ("acting funny":
+   * its own test, on its filter's powers), whose line speexPrinted logs.
    */
-  private filterReset(): void {
+  private filterReset(by: 'here' | 'speexdsp'): void {
     this.filterResets++;
     this._stats.converged = false;
     this.convergedFor = 0;
-    this.log?.warn({ delayMs: this._stats.delayMs === null ? null : Math.round(this._stats.delayMs), resets: this.filterResets }, 'echo filter reset: it was adding echo (its output over the microphone\'s power for 250 ms)');
+    if (by === 'here') this.log?.warn({ delayMs: this._stats.delayMs === null ? null : Math.round(this._stats.delayMs), resets: this.filterResets }, 'echo filter reset: it was adding echo (its output over the microphone\'s power for 250 ms)');
+  }
+
+  /**
+   * What libspeexdsp printed (on C's stderr, routed away from the journal: speex.ts, StderrTrap), as a JSON line:
+   * once per text per SPEEX_PRINT_EVERY_MS, with how many times it was printed in between (not logged).
+   */
+  private speexPrinted(text: string): void {
+    const now = performance.now();
+    const seen = this.printed.get(text);
+    if (seen && now - seen.at < SPEEX_PRINT_EVERY_MS) { seen.since++; return; }
+    if (!seen && this.printed.size >= 8) this.printed.clear(); // a few texts: its warnings are fixed strings
+    this.printed.set(text, { at: now, since: 0 });
+    const d = this._stats?.delayMs; // (not set yet while the constructor makes the SpeexEcho)
+    this.log?.warn({ delayMs: d == null ? null : Math.round(d), notLogged: seen?.since ?? 0 }, `speexdsp: ${text}`);
   }
 
   /** ERLE while the reference plays: mic power over output power (`y`: what was handed on), smoothed over ~200 ms. */
