@@ -233,6 +233,14 @@ export async function runDaemon(configPath?: string): Promise<void> {
     throw e;
   }
   const log = createLogger(config.log.level);
+  // A throw no code path catches is a bug: say what and where (the stack), then exit non-zero for systemd to
+  // restart the daemon in a known state. pino writes the line out as the process exits.
+  process.on('uncaughtException', (e) => {
+    try {
+      log.fatal({ error: e instanceof Error ? (e.stack ?? `${e.name}: ${e.message}`) : String(e) }, 'unexpected error (uncaught exception); exiting so that systemd restarts the daemon');
+    } catch { process.stderr.write(`live-speaker: uncaught exception: ${e instanceof Error ? e.stack : String(e)}\n`); }
+    process.exit(1);
+  });
   const notify: Notifier = createNotifier(log);
   log.info({ config: file ?? '(built-in defaults)' }, 'live-speaker starting');
 

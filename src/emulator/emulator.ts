@@ -89,6 +89,13 @@ export interface EmulatorOptions {
    * utterance back as its reply. Default PARROT_TOOL_TONES; [] = none.
    */
   toolTones?: ToolTone[];
+  /**
+   * Tests (fault and fuzz tests): every server message the emulator is about
+   * to send is given to this hook first, and the frames it returns are sent
+   * in its place: the message itself, others before or after it (objects are
+   * sent as JSON, strings and Buffers as they are), or none.
+   */
+  serverFrames?: (msg: object, session: EmulatedSession) => (object | string | Buffer)[];
 }
 
 // ---- tools (issue 12)
@@ -199,6 +206,7 @@ interface ResolvedOptions {
   said: ((pcm24k: Buffer, session: EmulatedSession) => string | null) | undefined;
   usage: false | ((turn: { session: EmulatedSession; inputBytes: number; replyBytes: number }) => Record<string, number>);
   toolTones: ToolTone[];
+  serverFrames: ((msg: object, session: EmulatedSession) => (object | string | Buffer)[]) | undefined;
 }
 
 /** Text in two fragments (as the service streams transcription in pieces). */
@@ -279,7 +287,8 @@ class Session extends EventEmitter implements EmulatedSession {
 
   send(msg: object): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
-    this.ws.send(JSON.stringify(msg));
+    if (!this.opts.serverFrames) { this.ws.send(JSON.stringify(msg)); return; }
+    for (const f of this.opts.serverFrames(msg, this)) this.ws.send(typeof f === 'string' || Buffer.isBuffer(f) ? f : JSON.stringify(f));
   }
 
   /** A raw frame, e.g. garbage that is not JSON (fault tests). */
@@ -713,6 +722,7 @@ export class LiveEmulator extends EventEmitter {
       said: options.said,
       usage: options.usage === false ? false : options.usage ?? defaultUsage,
       toolTones: options.toolTones ?? PARROT_TOOL_TONES,
+      serverFrames: options.serverFrames,
     };
     const host = options.host ?? '127.0.0.1';
     // Plain HTTP requests get 404 like an unknown path would.
