@@ -3,7 +3,7 @@
 // calls. Also here: how a close is classified (permanent: do not retry on
 // your own; transient: resume), and answers to tool calls we do not know.
 // Audio out is 16 kHz s16le, audio in 24 kHz.
-import { ActivityHandling, Behavior, EndSensitivity, GoogleGenAI, Modality, StartSensitivity, type FunctionDeclaration, type LiveServerMessage, type RealtimeInputConfig, type Session, type Tool } from '@google/genai';
+import { ActivityHandling, Behavior, EndSensitivity, GoogleGenAI, LiveServerMessage, Modality, StartSensitivity, type FunctionDeclaration, type RealtimeInputConfig, type Session, type Tool } from '@google/genai';
 import type { CloseInfo, LiveConnector, LiveHandlers, LiveLink, TurnText } from '../conversation.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -97,10 +97,18 @@ interface SdkSocketCallbacks { onmessage(event: { data: unknown }): void; [k: st
 interface SdkSocketFactory { create(url: string, headers: Record<string, string>, callbacks: SdkSocketCallbacks): SdkSocket }
 
 /**
- * Why a frame is not a JSON object, or null when it is. Checked before the
- * SDK sees it: the SDK parses it in a promise nobody awaits (a parse error
- * would reject unhandled) and copies whatever it got, character by
- * character for a string, into its message object.
+ * Top-level fields the SDK cannot copy into its LiveServerMessage: the
+ * class's getters without setters (`text`, `data`); assigning one throws in
+ * the SDK's unawaited promise.
+ */
+const SDK_READ_ONLY = Object.entries(Object.getOwnPropertyDescriptors(LiveServerMessage.prototype))
+  .filter(([, d]) => d.get && !d.set).map(([k]) => k);
+
+/**
+ * Why a frame is not a JSON object the SDK can take, or null when it is.
+ * Checked before the SDK sees it: the SDK parses it in a promise nobody
+ * awaits (a parse error would reject unhandled) and copies whatever it got,
+ * character by character for a string, into its message object.
  */
 export function frameProblem(data: unknown): string | null {
   let text: string;
@@ -112,7 +120,8 @@ export function frameProblem(data: unknown): string | null {
   let v: unknown;
   try { v = JSON.parse(text); } catch (e) { return `not JSON (${(e as Error).message.slice(0, 120)})`; }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return `JSON ${v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v}, not an object`;
-  return null;
+  const bad = SDK_READ_ONLY.filter((k) => Object.hasOwn(v, k));
+  return bad.length ? `a top-level field the SDK cannot take: ${bad.join(', ')}` : null;
 }
 
 /**
