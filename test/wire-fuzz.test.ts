@@ -15,7 +15,7 @@ import { startWithEmulator, type DaemonProcess } from './bench/daemon.js';
 import { brokenJson, int, junkBytes, mutateN, pick, rng } from './bench/fuzz.js';
 import type { EmulatedSession } from '../src/emulator/emulator.js';
 import { tone } from '../src/audio/pcm.js';
-import { MAX_DROP_LINES } from '../src/live/gemini.js';
+import { MAX_DROP_LINES } from '../src/live/server-message.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 2025);
 const BUDGET_MS = Number(process.env.FUZZ_MS ?? 40_000);

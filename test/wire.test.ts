@@ -69,6 +69,23 @@ for (const c of CASES) {
   });
 }
 
+test('a frame with a top-level "text" or "data" field (the SDK\'s read-only getters) is refused with one line, not a crash', async () => {
+  const { emu, daemon, done } = await setup();
+  try {
+    await daemon.pressAndWait('listening');
+    const s = emu.sessions[0];
+    s.send({ text: 'hello', serverContent: { turnComplete: true } });
+    s.send({ data: 1 });
+    await sleep(300);
+    void s.sendAudio(tone(440, 300, 24000));
+    await daemon.waitState('follow-up', 5000);
+    const lines = daemon.logs.filter((l) => l.msg === 'ignored a malformed message from the Live API');
+    assert.deepEqual(lines.map((l) => l.error), ['a top-level field the SDK cannot take: text', 'a top-level field the SDK cannot take: data']);
+    assert.equal(daemon.exitCode, null);
+    assert.ok(!daemon.logs.some((l) => l.level === 'fatal'));
+  } finally { await done(); }
+});
+
 test('a malformed function call that gives its id is answered with an error (the model does not wait); the good call beside it runs', async () => {
   const { emu, daemon, done } = await setup();
   try {

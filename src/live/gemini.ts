@@ -9,10 +9,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { MODEL_REJECTED, asyncCallsByDefault, modelFaultSummary } from './models.js';
 import { systemInstructionWithContext } from './context.js';
-import { MAX_FRAME_CHARS, MAX_TRANSCRIPT_CHARS, validateServerMessage, type ServerMessage } from './server-message.js';
-
-/** Lines about malformed server input per connection; past this, one line says the rest go unlogged (a broken server must not flood the journal). */
-export const MAX_DROP_LINES = 50;
+import { MAX_DROP_LINES, MAX_FRAME_CHARS, MAX_TRANSCRIPT_CHARS, validateServerMessage, type ServerMessage } from './server-message.js';
 
 export interface GeminiOptions {
   apiKey: string;

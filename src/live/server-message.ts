@@ -11,6 +11,8 @@ export const MAX_FRAME_CHARS = 4 * 1024 * 1024;
 /** One reply audio part at most 10 s of 24 kHz s16le (480,000 bytes, 640,000 base64 characters); a bigger one is refused. */
 export const MAX_AUDIO_PART_BYTES = 24000 * 2 * 10;
 const MAX_AUDIO_PART_B64 = (MAX_AUDIO_PART_BYTES / 3) * 4;
+/** Lines about malformed server input per connection; past this, one line says the rest go unlogged (a broken server must not flood the journal). */
+export const MAX_DROP_LINES = 50;
 /** One transcription fragment, and the most of a turn's transcript that is kept. */
 export const MAX_TRANSCRIPT_CHARS = 10_000;
 
