@@ -458,7 +458,8 @@ export async function runDaemon(configPath?: string): Promise<void> {
   process.on('SIGHUP', () => void reload());
   // The SDK parses server frames in a promise nobody awaits: a malformed frame
   // rejects unhandled and, by Node's default, would kill the daemon. That one
-  // case is logged and skipped. Anything else unexpected is a bug: say what,
+  // case is logged and skipped (src/live/gemini.ts now refuses such frames
+  // before the SDK sees them; this stays as the fallback). Anything else unexpected is a bug: say what,
   // exit non-zero, and systemd restarts the daemon in a known state.
   process.on('unhandledRejection', (reason) => {
     if (isSdkFrameParseError(reason)) {
