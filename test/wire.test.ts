@@ -11,6 +11,27 @@ import { SoundCard, findTone } from './bench/soundcard.js';
 import { DaemonProcess, startWithEmulator } from './bench/daemon.js';
 import { LiveEmulator, type EmulatorOptions } from '../src/emulator/emulator.js';
 import { tone } from '../src/audio/pcm.js';
+import { MAX_AUDIO_PART_BYTES, validateServerMessage } from '../src/live/server-message.js';
+
+test('the server-message schema: each bad part, call, id or field is dropped and named, the rest kept', () => {
+  const good = { inlineData: { mimeType: 'audio/pcm;rate=24000', data: Buffer.alloc(4).toString('base64') } };
+  const { msg, dropped } = validateServerMessage(JSON.parse(JSON.stringify({
+    serverContent: { modelTurn: { parts: [null, good, { inlineData: { data: 'QQ' } }, good] }, turnComplete: 'yes' },
+    toolCall: { functionCalls: [{ id: 'fc-1', name: 'set_volume', args: [] }, { id: 'fc-2', name: 'set_volume', args: { level: 4 } }] },
+    toolCallCancellation: { ids: ['fc-0', 7] },
+    usageMetadata: { promptTokenCount: 3, responseTokenCount: '9', extra: 'x'.repeat(10) },
+  })));
+  assert.deepEqual(dropped.map((d) => d.what), ['serverContent.modelTurn.parts[0]', 'serverContent.modelTurn.parts[2]', 'serverContent.turnComplete', 'toolCall.functionCalls[0]', 'toolCallCancellation.ids[1]', 'usageMetadata.responseTokenCount']);
+  assert.equal(dropped[3].call?.id, 'fc-1');
+  assert.deepEqual(msg?.serverContent?.modelTurn?.parts, [good, good]);
+  assert.deepEqual(msg?.toolCall?.functionCalls?.map((c) => c.id), ['fc-2']);
+  assert.deepEqual(msg?.toolCallCancellation?.ids, ['fc-0']);
+  assert.deepEqual(msg?.usageMetadata, { promptTokenCount: 3 });
+  // A part over the 10 s cap is refused; a "__proto__" key is not a field.
+  const huge = validateServerMessage({ serverContent: { modelTurn: { parts: [{ inlineData: { mimeType: 'audio/pcm;rate=24000', data: Buffer.alloc(MAX_AUDIO_PART_BYTES + 3).toString('base64') } }] } } });
+  assert.match(huge.dropped[0].problem, /Too big/);
+  assert.deepEqual(validateServerMessage(JSON.parse('{"__proto__":{"goAway":{"timeLeft":1}}}')), { msg: {}, dropped: [] });
+});
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures');
 
