@@ -233,6 +233,14 @@ export async function runDaemon(configPath?: string): Promise<void> {
     throw e;
   }
   const log = createLogger(config.log.level);
+  // A throw no code path catches is a bug: say what and where (the stack), then exit non-zero for systemd to
+  // restart the daemon in a known state. pino writes the line out as the process exits.
+  process.on('uncaughtException', (e) => {
+    try {
+      log.fatal({ error: e instanceof Error ? (e.stack ?? `${e.name}: ${e.message}`) : String(e) }, 'unexpected error (uncaught exception); exiting so that systemd restarts the daemon');
+    } catch { process.stderr.write(`live-speaker: uncaught exception: ${e instanceof Error ? e.stack : String(e)}\n`); }
+    process.exit(1);
+  });
   const notify: Notifier = createNotifier(log);
   log.info({ config: file ?? '(built-in defaults)' }, 'live-speaker starting');
 
@@ -456,7 +464,8 @@ export async function runDaemon(configPath?: string): Promise<void> {
   process.on('SIGHUP', () => void reload());
   // The SDK parses server frames in a promise nobody awaits: a malformed frame
   // rejects unhandled and, by Node's default, would kill the daemon. That one
-  // case is logged and skipped. Anything else unexpected is a bug: say what,
+  // case is logged and skipped (src/live/gemini.ts now refuses such frames
+  // before the SDK sees them; this stays as the fallback). Anything else unexpected is a bug: say what,
   // exit non-zero, and systemd restarts the daemon in a known state.
   process.on('unhandledRejection', (reason) => {
     if (isSdkFrameParseError(reason)) {

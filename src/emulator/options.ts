@@ -67,6 +67,13 @@ export interface EmulatorOptions {
    * utterance back as its reply. Default PARROT_TOOL_TONES; [] = none.
    */
   toolTones?: ToolTone[];
+  /**
+   * Tests (fault and fuzz tests): every server message the emulator is about
+   * to send is given to this hook first, and the frames it returns are sent
+   * in its place: the message itself, others before or after it (objects are
+   * sent as JSON, strings and Buffers as they are), or none.
+   */
+  serverFrames?: (msg: object, session: EmulatedSession) => (object | string | Buffer)[];
 }
 
 /** EmulatorOptions with every default filled in. */
@@ -87,6 +94,7 @@ export interface ResolvedOptions {
   said: ((pcm24k: Buffer, session: EmulatedSession) => string | null) | undefined;
   usage: false | ((turn: { session: EmulatedSession; inputBytes: number; replyBytes: number }) => Record<string, number>);
   toolTones: ToolTone[];
+  serverFrames: ((msg: object, session: EmulatedSession) => (object | string | Buffer)[]) | undefined;
 }
 
 /** The default usage: 25 tokens per second of audio in (this turn) and out. */
@@ -114,5 +122,6 @@ export function resolveOptions(options: EmulatorOptions): ResolvedOptions {
     said: options.said,
     usage: options.usage === false ? false : options.usage ?? defaultUsage,
     toolTones: options.toolTones ?? PARROT_TOOL_TONES,
+    serverFrames: options.serverFrames,
   };
 }

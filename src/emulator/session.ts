@@ -152,7 +152,8 @@ export class Session extends EventEmitter implements EmulatedSession {
 
   send(msg: object): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
-    this.ws.send(JSON.stringify(msg));
+    if (!this.opts.serverFrames) { this.ws.send(JSON.stringify(msg)); return; }
+    for (const f of this.opts.serverFrames(msg, this)) this.ws.send(typeof f === 'string' || Buffer.isBuffer(f) ? f : JSON.stringify(f));
   }
 
   /** A raw frame, e.g. garbage that is not JSON (fault tests). */
