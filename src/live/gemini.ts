@@ -4,7 +4,7 @@
 // your own; transient: resume), and answers to tool calls we do not know.
 // Audio out is 16 kHz s16le, audio in 24 kHz.
 import { ActivityHandling, Behavior, EndSensitivity, GoogleGenAI, LiveServerMessage, Modality, StartSensitivity, type FunctionDeclaration, type RealtimeInputConfig, type Session, type Tool } from '@google/genai';
-import type { CloseInfo, LiveConnector, LiveHandlers, LiveLink, TurnText } from '../conversation.js';
+import type { CloseInfo, LiveConnector, LiveHandlers, LiveLink, TurnText } from '../ports.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { MODEL_REJECTED, asyncCallsByDefault, modelFaultSummary } from './models.js';
