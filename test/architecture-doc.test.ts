@@ -12,16 +12,6 @@ import { join } from 'node:path';
 const REPO = new URL('../../', import.meta.url).pathname;
 export const DOC = 'docs/architecture-overview.md';
 
-/**
- * Paths the doc already names at their new places, moved by branches merged
- * at the same time (ports: the interfaces out of src/conversation.ts; the
- * LEDs' patterns into src/leds/). Until they exist they are checked at
- * their old place. The lead removes this allow-list after the merge.
- */
-export const MOVING: Record<string, string> = {
-  'src/ports.ts': 'src/conversation.ts',
-  'src/leds/leds.ts': 'src/leds.ts',
-};
 
 const PATH = /(?<![\w/.-])(?:src|test|scripts|docs|bench|systemd)\/[\w./<>-]*/g;
 
@@ -60,7 +50,7 @@ export function blocksOf(md: string): string[] {
   return blocks;
 }
 
-const here = (p: string) => join(REPO, p in MOVING && !existsSync(join(REPO, p)) ? MOVING[p] : p);
+const here = (p: string) => join(REPO, p);
 const word = (name: string) => new RegExp(`(?<![\\w$])${name.replace(/\$/g, '\\$')}(?![\\w$])`);
 
 function filesUnder(dir: string): string[] {
