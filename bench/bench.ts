@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GoogleGenAI, Modality } from '@google/genai';
 import { SoundCard, findOnset, findTone } from '../test/bench/soundcard.js';
-import { markedReply, matchDelivery, seeded } from '../test/bench/delivery.js';
+import { markedReply, matchDelivery } from '../test/bench/delivery.js';
+import { rng } from '../test/bench/util.js';
 import { DaemonProcess, MAIN } from '../test/bench/daemon.js';
 import { LiveEmulator, type EmulatedSession } from '../src/emulator/emulator.js';
 import { jsonLines } from '../test/bench/lines.js';
@@ -93,7 +94,7 @@ interface DeliveryTrial { pattern: 'bursty' | 'gaps'; pcm: Buffer; from: number;
 const DELIVERY_REPLY_MS = 1500;
 async function deliveryTrials(s: EmulatedSession, n: number, seed: number, played: () => Promise<number | null>): Promise<DeliveryTrial[]> {
   const out: DeliveryTrial[] = [];
-  const rnd = seeded(seed);
+  const rnd = rng(seed);
   for (let i = 0; i < n; i++) {
     for (const pattern of ['bursty', 'gaps'] as const) {
       const pcm = markedReply(DELIVERY_REPLY_MS, seed + 10 * i + (pattern === 'gaps' ? 1 : 0));

@@ -7,12 +7,13 @@ import { unlinkSync } from 'node:fs';
 import { ConfigError, loadConfig, readAccessKey, readApiKey, stateDir, type Config } from './config.js';
 import { MAX_VOLUME, StateStore } from './state.js';
 import { createLogger, type Logger } from './log.js';
-import { Conversation, type ConversationOptions, type LiveConnector, type State } from './conversation.js';
+import { Conversation, type ConversationOptions } from './conversation.js';
+import type { LiveConnector, State } from './ports.js';
 import { ArecordMic, type CaptureOptions } from './audio/capture.js';
 import { SpeakerPlayer, type PlaybackOptions } from './audio/playback.js';
 import { checkPlaybackDevice, loadSpeakerAddon } from './audio/addon.js';
 import { GeminiConnector, isSdkFrameParseError } from './live/gemini.js';
-import { Leds, type LedRole } from './leds.js';
+import { Leds, type LedRole } from './leds/leds.js';
 import { Button } from './gpio/button.js';
 import { GpioUnavailable, type GpioBackend, type OutputLine } from './gpio/gpio.js';
 import { openGpioBackend } from './gpio/open.js';
@@ -233,6 +234,14 @@ export async function runDaemon(configPath?: string): Promise<void> {
     throw e;
   }
   const log = createLogger(config.log.level);
+  // A throw no code path catches is a bug: say what and where (the stack), then exit non-zero for systemd to
+  // restart the daemon in a known state. pino writes the line out as the process exits.
+  process.on('uncaughtException', (e) => {
+    try {
+      log.fatal({ error: e instanceof Error ? (e.stack ?? `${e.name}: ${e.message}`) : String(e) }, 'unexpected error (uncaught exception); exiting so that systemd restarts the daemon');
+    } catch { process.stderr.write(`live-speaker: uncaught exception: ${e instanceof Error ? e.stack : String(e)}\n`); }
+    process.exit(1);
+  });
   const notify: Notifier = createNotifier(log);
   log.info({ config: file ?? '(built-in defaults)' }, 'live-speaker starting');
 
@@ -456,7 +465,8 @@ export async function runDaemon(configPath?: string): Promise<void> {
   process.on('SIGHUP', () => void reload());
   // The SDK parses server frames in a promise nobody awaits: a malformed frame
   // rejects unhandled and, by Node's default, would kill the daemon. That one
-  // case is logged and skipped. Anything else unexpected is a bug: say what,
+  // case is logged and skipped (src/live/gemini.ts now refuses such frames
+  // before the SDK sees them; this stays as the fallback). Anything else unexpected is a bug: say what,
   // exit non-zero, and systemd restarts the daemon in a known state.
   process.on('unhandledRejection', (reason) => {
     if (isSdkFrameParseError(reason)) {

@@ -8,7 +8,7 @@ import type { Check } from './doctor-hw.js';
 import { GeminiConnector } from './live/gemini.js';
 import { DEFAULT_LIVE_MODEL, MODEL_REJECTED, RETIRED_LIVE_MODELS, bareModel } from './live/models.js';
 import { createLogger } from './log.js';
-import type { CloseInfo } from './conversation.js';
+import type { CloseInfo } from './ports.js';
 
 const MODELS_PAGE = 'https://ai.google.dev/gemini-api/docs/models';
 

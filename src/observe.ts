@@ -11,7 +11,7 @@
 import type { EventEmitter } from 'node:events';
 import { createConnection } from 'node:net';
 import type { Logger } from './log.js';
-import type { State, TurnText, UsageCounts } from './conversation.js';
+import type { State, TurnText, UsageCounts } from './ports.js';
 
 export interface UsageTotals {
   conversations: number; // conversations that ended (with or without usage reported)

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EchoStage, EchoRequiredError, FULL_DUPLEX_ERLE_DB, QUIET_ROOM_AFTER_MS, QUIET_ROOM_DB, QUIET_ROOM_MS, RESIDUAL_GATE_DB } from '../src/audio/echo.js';
 import { EchoCanceller, EchoUnavailableError, MAX_DELAY_MS, type EchoStats } from '../src/audio/aec/index.js';
-import { Conversation, type Indicator, type LiveHandlers } from '../src/conversation.js';
+import { Conversation } from '../src/conversation.js';
+import type { Indicator, LiveHandlers } from '../src/ports.js';
 import { parseConfig } from '../src/config.js';
 import { openEcho } from '../src/daemon.js';
 import { realtimeInputConfig } from '../src/live/gemini.js';
@@ -285,4 +286,25 @@ test('echo stage: a new playback stream (a barge-in\'s drop, a new conversation)
   assert.equal(newStreams, 1, 'the new stream\'s delay is confirmed from its first audible sample');
   stage.scheduled({ sample: 12000, atMs: 1470, pcm: loud }, 24000);
   assert.equal(newStreams, 1, 'once per stream');
+});
+
+// Issue 25: on a mostly tonal reply the canceller took the tone far down (the cleaned mic 40 dB under the reply) with
+// no delay it could confirm; counted as a quiet room, full duplex sent what it had not learnt (the next note) raw.
+test('echo stage: a canceller that takes an echo far down without having converged (a tone, no delay confirmed) does not make the room a quiet one: replies stay half-duplex', () => {
+  const f = fakeCanceller({ converged: false, delayMs: null, erleDb: 30, residualDb: QUIET_ROOM_DB + 5 });
+  const stage = EchoStage.open('auto', 'voice', log, f.open);
+  const t0 = monotonicMs();
+  const loud = Buffer.alloc(480, 1);
+  const mic = Buffer.alloc(640);
+  stage.scheduled({ sample: 0, atMs: t0 - QUIET_ROOM_AFTER_MS - 10, pcm: loud }, 24000);
+  stage.process(mic, t0 - QUIET_ROOM_AFTER_MS, 16000);
+  stage.process(mic, t0 - 5, 16000);
+  assert.equal(stage.halfDuplex(), true, 'the echo is in the mic 15 dB under the reply (cancelled 30 dB): not a quiet room');
+  // The same figures with nothing taken off (the mic itself 45 dB under the reply): a quiet room, as before.
+  f.c.stats.erleDb = 0;
+  const quiet = EchoStage.open('auto', 'voice', log, f.open);
+  quiet.scheduled({ sample: 0, atMs: t0 - QUIET_ROOM_AFTER_MS - 10, pcm: loud }, 24000);
+  quiet.process(mic, t0 - QUIET_ROOM_AFTER_MS, 16000);
+  quiet.process(mic, t0 - 5, 16000);
+  assert.equal(quiet.halfDuplex(), false, 'the mic itself far under the reply: full duplex');
 });

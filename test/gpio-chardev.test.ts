@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { chardevBackend, parseGpioinfo, parseGpiodetect, pickSocChip, type ChardevBackend } from '../src/gpio/chardev.js';
 import { GpioUnavailable } from '../src/gpio/gpio.js';
 import { autoBackend } from '../src/gpio/open.js';
-import { Leds } from '../src/leds.js';
+import { Leds } from '../src/leds/leds.js';
 import { fakeConversation } from './bench/fake-conversation.js';
 
 const FAKES = join(dirname(fileURLToPath(import.meta.url)), '../../test/fixtures/fake-gpiod');

@@ -4,65 +4,13 @@
 // systemd checks for NotifyAccess=main. No fake of the transport.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createNotifier, watchdogIntervalMs } from '../src/systemd.js';
-import { jsonLines } from './bench/lines.js';
-
-const LISTENER = String.raw`
-import json, socket, struct, sys
-addr = sys.argv[1]
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind('\0' + addr[1:] if addr.startswith('@') else addr)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-print(json.dumps({'listening': True}), flush=True)
-while True:
-    data, anc, _, _ = s.recvmsg(65536, socket.CMSG_SPACE(12))
-    pid = None
-    for level, kind, d in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-            pid = struct.unpack('iII', d[:12])[0]
-    print(json.dumps({'msg': data.decode(), 'pid': pid}), flush=True)
-`;
-
-interface Datagram { msg: string; pid: number | null }
-
-class Listener {
-  readonly got: Datagram[] = [];
-  private waiters: (() => void)[] = [];
-  private constructor(readonly child: ChildProcess) {}
-
-  static async start(addr: string): Promise<Listener> {
-    const child = spawn(PYTHON, ['-u', '-c', LISTENER, addr], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const l = new Listener(child);
-    let err = '';
-    child.stderr!.on('data', (d) => { err += d; });
-    await new Promise<void>((res, rej) => {
-      const t = setTimeout(() => rej(new Error(`listener did not start: ${err}`)), 5000);
-      jsonLines(child.stdout!, (o) => {
-        if (o.listening) { clearTimeout(t); res(); return; }
-        l.got.push(o as Datagram);
-        for (const w of l.waiters.splice(0)) w();
-      });
-      child.on('exit', (code) => { clearTimeout(t); rej(new Error(`listener exited ${code}: ${err}`)); });
-    });
-    return l;
-  }
-
-  async waitCount(n: number, timeoutMs = 3000): Promise<Datagram[]> {
-    const until = Date.now() + timeoutMs;
-    while (this.got.length < n) {
-      if (Date.now() > until) throw new Error(`expected ${n} datagrams within ${timeoutMs} ms, got ${JSON.stringify(this.got)}`);
-      await new Promise<void>((res) => { this.waiters.push(res); setTimeout(res, 50); });
-    }
-    return this.got;
-  }
-
-  stop(): void { this.child.kill(); }
-}
+import { NotifyListener as Listener } from './bench/notify-listener.js';
 
 function recordingLog() {
   const warns: string[] = [];
@@ -131,7 +79,7 @@ test('ready, status, reloading and stopping reach a socket path as sd_notify dat
     n.close();
     n.ready('after close');
     await sleep(100);
-    assert.equal(l.got.length, 5, 'nothing is sent after close()');
+    assert.equal(l.datagrams.length, 5, 'nothing is sent after close()');
   } finally { l.stop(); }
 });
 
@@ -161,22 +109,22 @@ test('the watchdog pings at half WATCHDOG_USEC only while healthy, and says so o
     let healthy = true;
     n.startWatchdog(() => healthy);
     await sleep(550); // pings at 0, 100, ..., 500 ms
-    const pings = l.got.filter((d) => d.msg === 'WATCHDOG=1').length;
+    const pings = l.datagrams.filter((d) => d.msg === 'WATCHDOG=1').length;
     assert.ok(pings >= 4 && pings <= 8, `${pings} pings in 550 ms at a 100 ms period`);
     healthy = false;
     await sleep(120);
-    const atStop = l.got.length;
+    const atStop = l.datagrams.length;
     await sleep(400);
-    assert.equal(l.got.length, atStop, 'no ping while unhealthy');
+    assert.equal(l.datagrams.length, atStop, 'no ping while unhealthy');
     assert.equal(log.warns.filter((w) => w.includes('not healthy')).length, 1, 'the stall is logged once');
     healthy = true;
     await l.waitCount(atStop + 1, 1000);
     n.close();
     await sleep(150);
-    const atClose = l.got.length;
+    const atClose = l.datagrams.length;
     await sleep(300);
-    assert.equal(l.got.length, atClose, 'close() stops the pings');
-    for (const d of l.got) assert.equal(d.pid, process.pid);
+    assert.equal(l.datagrams.length, atClose, 'close() stops the pings');
+    for (const d of l.datagrams) assert.equal(d.pid, process.pid);
   } finally { l.stop(); }
 });
 
@@ -194,7 +142,7 @@ test('the watchdog stays off when WATCHDOG_PID names another process, or WATCHDO
     n.status('probe');
     await l.waitCount(1);
     await sleep(300);
-    assert.deepEqual(l.got.map((d) => d.msg), ['STATUS=probe']);
+    assert.deepEqual(l.datagrams.map((d) => d.msg), ['STATUS=probe']);
     n.close();
   } finally { l.stop(); }
 });

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SoundCard, findTone } from './bench/soundcard.js';
 import { DaemonProcess, MAIN, deepMerge, startWithEmulator } from './bench/daemon.js';
-import { markedReply, matchDelivery, randomBody, seeded } from './bench/delivery.js';
+import { markedReply, matchDelivery, randomBody } from './bench/delivery.js';
+import { rng } from './bench/util.js';
 import { LiveEmulator, type EmulatedSession } from '../src/emulator/emulator.js';
 import { tone } from '../src/audio/pcm.js';
 import { LIMIT } from '../src/audio/volume.js';
@@ -60,7 +61,7 @@ test('every sample of every reply reaches the speaker, in order: 20 replies of 0
   // real time (as the service sends), odd ones in real time with 100-400 ms
   // network gaps mid-reply (which may add silence, never remove audio).
   const lengths = [300, 600, 1000, 450, 800, 1500, 350, 700, 1200, 20000, 500, 900, 400, 1100, 650, 300, 2000, 550, 750, 1300];
-  const rnd = seeded(2024);
+  const rnd = rng(2024);
   const sent: { pcm: Buffer; bursty: boolean; finishedAt: number }[] = [];
   try {
     for (const [i, ms] of lengths.entries()) {

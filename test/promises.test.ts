@@ -3,7 +3,7 @@
 // promises are tested through the real daemon in promises-daemon.test.ts).
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { Leds } from '../src/leds.js';
+import { Leds } from '../src/leds/leds.js';
 import { HELD_AUDIO_MAX_MS, type Conversation } from '../src/conversation.js';
 import { fakeConversation } from './bench/fake-conversation.js';
 import type { OutputLine } from '../src/gpio/gpio.js';

@@ -5,10 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { apa102Frame, bitbangTransport, endFrameBytes, pixelOf, type Apa102Transport, type Rgb } from '../src/leds/apa102.js';
 import { RING_PATTERNS, Ring, parseColour, withTimer, type RingColours } from '../src/leds/ring.js';
-import { STREAMING_STATES, type State } from '../src/conversation.js';
+import { STREAMING_STATES, type State } from '../src/ports.js';
 import { fakeConversation } from './bench/fake-conversation.js';
 import { Indicators, MissingLight } from '../src/leds/indicators.js';
-import { Leds } from '../src/leds.js';
+import { Leds } from '../src/leds/leds.js';
 import type { OutputLine } from '../src/gpio/gpio.js';
 
 const COLOURS: RingColours = {

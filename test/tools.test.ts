@@ -16,7 +16,7 @@ import { LiveEmulator, type EmulatedSession } from '../src/emulator/emulator.js'
 import { controlRequest } from '../src/control.js';
 import { goertzelPower, tone } from '../src/audio/pcm.js';
 import { ALARM_HZ } from '../src/audio/sounds.js';
-import { TIMER_PATTERN, patternName } from '../src/leds.js';
+import { TIMER_PATTERN, patternName } from '../src/leds/leds.js';
 import { parseConfig } from '../src/config.js';
 import { buildArgv } from '../src/tools/command.js';
 import { controlWatch } from '../src/observe.js';

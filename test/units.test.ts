@@ -10,8 +10,9 @@ import { parseConfig, ConfigSchema, readApiKey, ConfigError } from '../src/confi
 import { PrerollBuffer } from '../src/audio/preroll.js';
 import { Button } from '../src/gpio/button.js';
 import { sysfsNumber, onoffBackend, GpioUnavailable } from '../src/gpio/gpio.js';
-import { Leds, PATTERNS } from '../src/leds.js';
-import { Conversation, STREAMING_STATES, type LiveHandlers, type State } from '../src/conversation.js';
+import { Leds, PATTERNS } from '../src/leds/leds.js';
+import { Conversation } from '../src/conversation.js';
+import { STREAMING_STATES, type LiveHandlers, type State } from '../src/ports.js';
 import { createLogger } from '../src/log.js';
 import { tone, silence } from '../src/audio/pcm.js';
 

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import recorder, { type Recording } from 'node-record-lpcm16';
-import type { Mic } from '../conversation.js';
+import type { Mic } from '../ports.js';
 import { monotonicMs } from '../clock.js';
 
 export interface CaptureOptions { device: string; rate: number; periodMs: number }

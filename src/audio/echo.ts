@@ -93,7 +93,11 @@ export const FULL_DUPLEX_ERLE_DB = 20;
 /**
  * A room with no echo to cancel (a speaker the microphone does not hear, a
  * headset): the canceller never converges, as there is nothing to converge
- * on, but the cleaned microphone stays far below what the speaker plays.
+ * on, but the microphone stays far below what the speaker plays (the raw
+ * microphone: the cleaned one's level over the reply, less what the
+ * canceller took off; a canceller that takes a tone far down with no delay
+ * located, as on a mostly tonal reply, is cancelling an echo, and what it
+ * has not learnt, the next note, would go out raw in full duplex).
  * Full duplex is earned on such a stream once that has held for the last
  * QUIET_ROOM_MS (the canceller's figure is smoothed over ~200 ms), and not
  * before QUIET_ROOM_AFTER_MS of the stream's audible audio: an echo may come
@@ -227,7 +231,11 @@ export class EchoStage {
     // Only where it matters: what the emulator's VAD could take for speech (-45 dBFS) is never below -60 dBFS.
     const cleanDb = levelDb(cleaned);
     const st = this.canceller.stats;
-    if (!st.converged && (st.residualDb ?? 0) >= QUIET_ROOM_DB && this.audibleFrom !== null) this.quietSince ??= arrivedMs;
+    // The raw microphone (not only the cleaned one) far under the reply: the reference over the mic is the reference over
+    // the cleaned mic less what the canceller took off. A canceller that takes a tone far down without a delay it could
+    // confirm (issue 25: a mostly tonal reply) is no quiet room, and what it does not take (the next note) goes out raw.
+    const micUnderDb = (st.residualDb ?? 0) - Math.max(0, st.erleDb ?? 0);
+    if (!st.converged && micUnderDb >= QUIET_ROOM_DB && this.audibleFrom !== null) this.quietSince ??= arrivedMs;
     else this.quietSince = null;
     if (st.converged) this.roomQuiet = false;
     this.residualNow = cleanDb > -60 && cleanDb <= this.envDb - RESIDUAL_GATE_DB;

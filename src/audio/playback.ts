@@ -18,7 +18,7 @@
 // is in the device (the addon's native flush: snd_pcm_drop + snd_pcm_prepare,
 // without closing), so the speaker is silent at once and the stream goes on.
 import { EventEmitter } from 'node:events';
-import type { Player } from '../conversation.js';
+import type { Player } from '../ports.js';
 import type SpeakerType from 'speaker';
 import type { Logger } from '../log.js';
 import { monotonicMs } from '../clock.js';

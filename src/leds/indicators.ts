@@ -1,7 +1,7 @@
 // More than one indicator at once (a ring and a GPIO LED): each shows every
 // state, and audio may leave only when every one of them says its privacy
 // light is lit.
-import type { Indicator, State } from '../conversation.js';
+import type { Indicator, State } from '../ports.js';
 
 export interface DeviceIndicator extends Indicator {
   snapshot(): Record<string, string>;

@@ -7,7 +7,7 @@
 // pixels (and a power pin, where the board has one, must be confirmed high).
 // A failed write makes `micLive` false with `ledProblem` set, as a failed
 // GPIO write does for the single LED.
-import type { Indicator, State } from '../conversation.js';
+import type { Indicator, State } from '../ports.js';
 import type { OutputLine } from '../gpio/gpio.js';
 import { monotonicMs } from '../clock.js';
 import { apa102Frame, pixelOf, type Apa102Transport, type Rgb } from './apa102.js';

@@ -3,12 +3,13 @@
 // calls. Also here: how a close is classified (permanent: do not retry on
 // your own; transient: resume), and answers to tool calls we do not know.
 // Audio out is 16 kHz s16le, audio in 24 kHz.
-import { ActivityHandling, Behavior, EndSensitivity, GoogleGenAI, Modality, StartSensitivity, type FunctionDeclaration, type LiveServerMessage, type RealtimeInputConfig, type Session, type Tool } from '@google/genai';
-import type { CloseInfo, LiveConnector, LiveHandlers, LiveLink, TurnText } from '../conversation.js';
+import { ActivityHandling, Behavior, EndSensitivity, GoogleGenAI, LiveServerMessage, Modality, StartSensitivity, type FunctionDeclaration, type RealtimeInputConfig, type Session, type Tool } from '@google/genai';
+import type { CloseInfo, LiveConnector, LiveHandlers, LiveLink, TurnText } from '../ports.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { MODEL_REJECTED, asyncCallsByDefault, modelFaultSummary } from './models.js';
 import { systemInstructionWithContext } from './context.js';
+import { MAX_DROP_LINES, MAX_FRAME_CHARS, MAX_TRANSCRIPT_CHARS, validateServerMessage, type ServerMessage } from './server-message.js';
 
 export interface GeminiOptions {
   apiKey: string;
@@ -89,7 +90,36 @@ const parseSeconds = (s: string | undefined): number => {
 
 /** The SDK's transport object for one WebSocket (not exported by the SDK). */
 interface SdkSocket { connect(): void; close(): void }
-interface SdkSocketFactory { create(url: string, headers: Record<string, string>, callbacks: unknown): SdkSocket }
+interface SdkSocketCallbacks { onmessage(event: { data: unknown }): void; [k: string]: unknown }
+interface SdkSocketFactory { create(url: string, headers: Record<string, string>, callbacks: SdkSocketCallbacks): SdkSocket }
+
+/**
+ * Top-level fields the SDK cannot copy into its LiveServerMessage: the
+ * class's getters without setters (`text`, `data`); assigning one throws in
+ * the SDK's unawaited promise.
+ */
+const SDK_READ_ONLY = Object.entries(Object.getOwnPropertyDescriptors(LiveServerMessage.prototype))
+  .filter(([, d]) => d.get && !d.set).map(([k]) => k);
+
+/**
+ * Why a frame is not a JSON object the SDK can take, or null when it is.
+ * Checked before the SDK sees it: the SDK parses it in a promise nobody
+ * awaits (a parse error would reject unhandled) and copies whatever it got,
+ * character by character for a string, into its message object.
+ */
+export function frameProblem(data: unknown): string | null {
+  let text: string;
+  if (typeof data === 'string') text = data;
+  else if (Buffer.isBuffer(data)) text = data.toString('utf8');
+  else if (data instanceof ArrayBuffer) text = Buffer.from(data).toString('utf8');
+  else return null; // a Blob (not from Node's ws): left to the SDK
+  if (text.length > MAX_FRAME_CHARS) return `${text.length} characters, more than ${MAX_FRAME_CHARS}`;
+  let v: unknown;
+  try { v = JSON.parse(text); } catch (e) { return `not JSON (${(e as Error).message.slice(0, 120)})`; }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return `JSON ${v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v}, not an object`;
+  const bad = SDK_READ_ONLY.filter((k) => Object.hasOwn(v, k));
+  return bad.length ? `a top-level field the SDK cannot take: ${bad.join(', ')}` : null;
+}
 
 /**
  * A client whose WebSocket we can reach. The SDK's `live.connect()` resolves
@@ -97,18 +127,32 @@ interface SdkSocketFactory { create(url: string, headers: Record<string, string>
  * that never answers the setup would keep the socket open after we gave up.
  * Each connect gets its own client, and its socket is handed to `onSocket`.
  */
-function clientWithSocket(opts: GeminiOptions, onSocket: (s: SdkSocket) => void): GoogleGenAI {
+function clientWithSocket(opts: GeminiOptions, onSocket: (s: SdkSocket) => void, onBadFrame: (problem: string) => void): GoogleGenAI {
   const ai = new GoogleGenAI({ apiKey: opts.apiKey, ...(opts.baseUrl ? { httpOptions: { baseUrl: opts.baseUrl } } : {}) });
   const live = ai.live as unknown as { webSocketFactory?: SdkSocketFactory };
   const inner = live.webSocketFactory;
   if (typeof inner?.create !== 'function') throw new Error('@google/genai changed: live.webSocketFactory is gone (pin the tested version)');
-  live.webSocketFactory = { create: (url, headers, callbacks) => { const s = inner.create(url, headers, callbacks); onSocket(s); return s; } };
+  live.webSocketFactory = {
+    create: (url, headers, callbacks) => {
+      const guarded: SdkSocketCallbacks = {
+        ...callbacks,
+        onmessage: (event) => {
+          const problem = frameProblem(event?.data);
+          if (problem) onBadFrame(problem); else callbacks.onmessage(event);
+        },
+      };
+      const s = inner.create(url, headers, guarded);
+      onSocket(s);
+      return s;
+    },
+  };
   return ai;
 }
 
-export class GeminiConnector implements LiveConnector {
-  private warnedMime = false;
+/** A turn's transcripts as they come; `full`: the cap was reached (and said) this turn. */
+type TextSoFar = TurnText & { full?: boolean };
 
+export class GeminiConnector implements LiveConnector {
   constructor(private readonly opts: GeminiOptions, private readonly log: Logger) {}
 
   connect(h: LiveHandlers, { resumeHandle }: { resumeHandle: string | null }): LiveLink {
@@ -129,16 +173,22 @@ export class GeminiConnector implements LiveConnector {
     };
     const timer = setTimeout(() => end({ reason: `no answer to setup within ${live.connect_timeout_s} s`, permanent: false, summary: 'Live API not answering' }), live.connect_timeout_s * 1000);
     let lastError = '';
+    // Malformed input from the server: one line per dropped item, at most MAX_DROP_LINES per connection.
+    let dropLines = 0;
+    const drop = (fields: Record<string, unknown>, msg: string) => {
+      if (++dropLines <= MAX_DROP_LINES) this.log.warn(fields, msg);
+      if (dropLines === MAX_DROP_LINES) this.log.warn({ max: MAX_DROP_LINES }, 'more malformed input from the Live API on this connection will be dropped without a log line');
+    };
 
     const ai = clientWithSocket(this.opts, (s) => {
       socket = s;
       // Given up on before the socket existed: close it the moment it starts.
       const start = s.connect.bind(s);
       s.connect = () => { start(); if (closed) dispose(); };
-    });
+    }, (problem) => drop({ error: problem }, 'ignored a malformed message from the Live API'));
     const tools = sessionTools(live, this.opts.functions?.() ?? []);
     const transcripts = this.opts.transcripts === true;
-    const text: TurnText = { heard: '', said: '' };
+    const text: TextSoFar = { heard: '', said: '' };
     ai.live.connect({
       model: live.model,
       // Only fields the current Live models accept: no thinkingConfig, proactivity or
@@ -156,15 +206,23 @@ export class GeminiConnector implements LiveConnector {
         contextWindowCompression: { slidingWindow: {} },
       },
       callbacks: {
-        onmessage: (msg: LiveServerMessage) => {
-          if (closed) {
-            // Closed by us (the conversation ended): a late usageMetadata still counts in the totals; nothing else matters now.
-            if (msg.usageMetadata) { try { h.onUsage?.(msg.usageMetadata); } catch (e) { process.nextTick(() => { throw e; }); } }
-            return;
-          }
+        onmessage: (raw: LiveServerMessage) => {
           // The SDK calls this inside a promise nobody awaits: an error of ours
           // thrown here would pass for a bad frame. Throw it outside instead.
-          try { this.dispatch(msg, h, () => session, transcripts ? text : null); } catch (e) { process.nextTick(() => { throw e; }); }
+          try {
+            // Only what fits the schema goes on; each item that does not is dropped with one line.
+            const { msg, dropped } = validateServerMessage(raw);
+            for (const d of dropped) drop({ field: d.what, problem: d.problem }, 'dropped a malformed item of a Live API message');
+            if (closed) {
+              // Closed by us (the conversation ended): a late usageMetadata still counts in the totals; nothing else matters now.
+              if (msg?.usageMetadata) h.onUsage?.(msg.usageMetadata);
+              return;
+            }
+            // A malformed call that still gave its id is answered, so the model does not wait for it.
+            const bad = dropped.flatMap((d) => (d.call ? [{ ...d.call, response: { error: `malformed function call (${d.problem}): not run` } }] : []));
+            if (bad.length) session?.sendToolResponse({ functionResponses: bad });
+            if (msg) this.dispatch(msg, h, () => session, transcripts ? text : null, drop);
+          } catch (e) { process.nextTick(() => { throw e; }); }
         },
         onerror: (e: { message?: string; error?: unknown }) => { lastError = e.message || String(e.error ?? 'websocket error'); },
         onclose: (e: { code?: number; reason?: string }) => {
@@ -200,14 +258,14 @@ export class GeminiConnector implements LiveConnector {
     };
   }
 
-  private dispatch(msg: LiveServerMessage, h: LiveHandlers, session: () => Session | null, text: TurnText | null): void {
+  private dispatch(msg: ServerMessage, h: LiveHandlers, session: () => Session | null, text: TextSoFar | null, drop: (fields: Record<string, unknown>, msg: string) => void): void {
     // Token counts: top-level, possibly in a message with nothing else (newer models).
     if (msg.usageMetadata) h.onUsage?.(msg.usageMetadata);
     const sru = msg.sessionResumptionUpdate;
     if (sru?.resumable && sru.newHandle) h.onResumeHandle(sru.newHandle);
     if (msg.goAway) h.onGoAway(parseSeconds(msg.goAway.timeLeft));
     if (msg.toolCall?.functionCalls?.length && h.onToolCall) {
-      h.onToolCall(msg.toolCall.functionCalls.map((c) => ({ id: c.id ?? '', name: c.name ?? '', args: (c.args ?? {}) as Record<string, unknown> })));
+      h.onToolCall(msg.toolCall.functionCalls.map((c) => ({ id: c.id, name: c.name, args: c.args ?? {} })));
     } else if (msg.toolCall?.functionCalls?.length) {
       // No tools are declared, so any call is unexpected: answer each with an
       // error rather than leave the model waiting for a response forever.
@@ -222,19 +280,27 @@ export class GeminiConnector implements LiveConnector {
     if (!sc) return;
     // Transcription fragments (only when asked for): assembled per turn, reported at its end.
     if (text) {
-      if (sc.inputTranscription?.text) text.heard += sc.inputTranscription.text;
-      if (sc.outputTranscription?.text) text.said += sc.outputTranscription.text;
+      const heard = sc.inputTranscription?.text ?? '';
+      const said = sc.outputTranscription?.text ?? '';
+      // Kept up to MAX_TRANSCRIPT_CHARS each per turn: a server that never ends the turn must not grow it for ever.
+      if (text.heard.length + heard.length > MAX_TRANSCRIPT_CHARS || text.said.length + said.length > MAX_TRANSCRIPT_CHARS) {
+        if (!text.full) drop({ max: MAX_TRANSCRIPT_CHARS }, 'transcript of this turn too long; the rest of it is not kept');
+        text.full = true;
+      } else {
+        text.heard += heard;
+        text.said += said;
+      }
     }
-    for (const part of sc.modelTurn?.parts ?? []) {
+    for (const [i, part] of (sc.modelTurn?.parts ?? []).entries()) {
       const d = part.inlineData;
       if (!d?.data) continue;
       if (!/^audio\/pcm(;\s*rate=24000)?$/i.test(d.mimeType ?? '')) {
-        if (!this.warnedMime) this.log.warn({ mimeType: d.mimeType }, 'ignoring reply data that is not 24 kHz PCM audio');
-        this.warnedMime = true;
+        drop({ mimeType: d.mimeType?.slice(0, 60) }, 'ignoring reply data that is not 24 kHz PCM audio');
         continue;
       }
       const pcm = Buffer.from(d.data, 'base64');
-      h.onAudio(pcm.length % 2 ? pcm.subarray(0, pcm.length - 1) : pcm);
+      if (pcm.length % 2) drop({ field: `serverContent.modelTurn.parts[${i}]`, bytes: pcm.length }, 'reply audio with an odd byte count; its last byte dropped');
+      if (pcm.length > 1) h.onAudio(pcm.length % 2 ? pcm.subarray(0, pcm.length - 1) : pcm);
     }
     if (text && (sc.interrupted || sc.turnComplete)) flushText(text, h, sc.interrupted === true);
     if (sc.interrupted) h.onInterrupted();
@@ -243,10 +309,11 @@ export class GeminiConnector implements LiveConnector {
 }
 
 /** Report the turn's assembled transcripts (if any) and start the next turn empty. */
-function flushText(text: TurnText, h: LiveHandlers, interrupted: boolean): void {
+function flushText(text: TextSoFar, h: LiveHandlers, interrupted: boolean): void {
   const heard = text.heard.replace(/\s+/g, ' ').trim();
   const said = text.said.replace(/\s+/g, ' ').trim();
   text.heard = '';
   text.said = '';
+  text.full = false;
   if (heard || said) h.onTurnText?.({ heard, said, ...(interrupted ? { interrupted } : {}) });
 }

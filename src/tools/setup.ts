@@ -3,7 +3,7 @@
 // LEDs), and the volume shared with `ctl volume`. daemon.ts calls this once.
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import type { Conversation, State } from '../conversation.js';
+import type { ConversationHandle, State } from '../ports.js';
 import { MAX_VOLUME, type StateStore } from '../state.js';
 import { Timers, type Ringer, type TimerEntry } from '../timers.js';
 import { alarmSound } from '../audio/sounds.js';
@@ -68,11 +68,11 @@ export interface ToolsSetup {
   dispatcher: ToolDispatcher;
   timers: Timers;
   /** Wire to the conversation (press hook, idle) and load the saved timers (a missed one rings once now). */
-  start(conversation: Conversation): void;
+  start(conversation: ConversationHandle): void;
   stop(): void;
 }
 
-export function setupTools(o: { config: () => Config; stateDir: string; player: RingPlayer; leds: RingLeds; store: StateStore; log: Logger; conversation: () => Conversation }): ToolsSetup {
+export function setupTools(o: { config: () => Config; stateDir: string; player: RingPlayer; leds: RingLeds; store: StateStore; log: Logger; conversation: () => ConversationHandle }): ToolsSetup {
   const { log } = o;
   const ringer = new SoundRinger(o.player, o.leds, () => { const s = o.conversation().state; return s === 'idle' || s === 'error' || s === 'muted'; }, alarmSound(24000, ALARM_LEVEL), log);
   const timers = new Timers({ dir: o.stateDir, get ringMaxMs() { return o.config().tools.timer_ring_max_s * 1000; }, logLabels: () => o.config().log.transcripts }, ringer, log); // a reload's value from the next ringing on

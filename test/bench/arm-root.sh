@@ -23,47 +23,23 @@
 # interpreter itself), and the Debian mirror named in this machine's apt
 # sources. Everything in the root runs emulated: expect 10-20 minutes cold.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/roots.sh"
 
 arch=${1:?usage: arm-root.sh arm64|armhf [CACHE_DIR]}
-cache=${2:-${LIVE_SPEAKER_TEST_CACHE:-/var/cache/live-speaker-test}}
-case "$arch" in
-  arm64) qemu=aarch64 ;;
-  armhf) qemu=arm ;;
-  *) echo "arm-root: unknown architecture $arch (arm64 or armhf)" >&2; exit 2 ;;
-esac
+cache=${2:-$ROOTS_CACHE}
+qemu=$(qemu_of "$arch") || { echo "arm-root: unknown architecture $arch (arm64 or armhf)" >&2; exit 2; }
 root=$cache/$arch-root
 # What scripts/install.sh installs on a Pi (Debian's nodejs and npm, node-gyp
 # building against libnode-dev's headers, the addons' -dev packages), so
 # that npm ci in the test needs no apt download.
 PKGS="nodejs npm node-gyp libnode-dev alsa-utils libasound2-dev libasound2-plugins libsystemd-dev python3 make g++ ca-certificates procps"
 STAMP="v1 trixie $arch minbase | $PKGS"
+ROOTS_NAME="arm-root($arch)"
 
-log() { echo "arm-root($arch): $*" >&2; }
-
-[ "$(id -u)" = 0 ] || { log "needs root"; exit 2; }
-command -v debootstrap >/dev/null || { log "debootstrap not installed (apt-get install debootstrap)"; exit 2; }
-
-# binfmt_misc: mounted, and the qemu interpreter registered and enabled.
-# A package's postinst in another root (or on this machine) may have
-# removed the registration since the last run: check every time.
-binfmt=/proc/sys/fs/binfmt_misc
-ensure_binfmt() {
-  [ -f "$binfmt/status" ] || mount -t binfmt_misc binfmt_misc "$binfmt" 2>/dev/null \
-    || { log "cannot mount binfmt_misc on $binfmt"; return 1; }
-  if ! grep -qx enabled "$binfmt/qemu-$qemu" 2>/dev/null; then
-    command -v update-binfmts >/dev/null || { log "update-binfmts not found (apt-get install binfmt-support qemu-user-static)"; return 1; }
-    update-binfmts --enable "qemu-$qemu" >&2 || { log "update-binfmts --enable qemu-$qemu failed (apt-get install qemu-user-static)"; return 1; }
-  fi
-  grep -qx enabled "$binfmt/qemu-$qemu" || { log "qemu-$qemu is not enabled in binfmt_misc"; return 1; }
-  # The F flag: the kernel opened the interpreter when it was registered, so
-  # it need not exist inside the root.
-  grep -q '^flags:.*F' "$binfmt/qemu-$qemu" || { log "qemu-$qemu is registered without the F flag (qemu-user-static registers it with F)"; return 1; }
-}
-ensure_binfmt || exit 2
-
-mkdir -p "$cache"
-exec 9>"$cache/.lock-$arch"
-flock -w 3600 9 || { log "could not lock $cache/.lock-$arch"; exit 1; }
+need_root
+need_debootstrap
+ensure_binfmt "$qemu" || exit 2
+lock_cache "$cache" ".lock-$arch" 3600
 
 deps=$(dirname "${BASH_SOURCE[0]}")/../../scripts/deps.sh
 # scripts/deps.sh's runtime and demo packages that ROOT's dpkg database does
@@ -74,6 +50,19 @@ missing_in() {
   awk '/^Package:/ { p = $2 } /^Status:/ && $4 == "installed" { print p }' "$1/var/lib/dpkg/status" | sort -u \
     | comm -23 <(printf '%s\n' $want) -
 }
+# apt-get install PKG... into an overlay (NEW/upper) over ROOT; run through in_private_mounts.
+layer_install() {
+  local root=$1 new=$2
+  shift 2
+  local m=$new/m
+  mount_overlay "$root" "$new" "$m"
+  mount -t tmpfs tmpfs "$m/tmp"
+  no_daemons "$m"
+  copy_resolv "$m"
+  apt_install --clean "$m" "$@"
+  rm -f "$m/usr/sbin/policy-rc.d"
+}
+export -f layer_install
 # The layer with the missing packages (built here once, under the lock), or
 # the root alone when nothing is missing; prints the lowerdir.
 print_root() {
@@ -86,28 +75,13 @@ print_root() {
   log "installing into a layer over the root what scripts/deps.sh lists and it lacks: $missing"
   new=$layer.new
   rm -rf --one-file-system "$new"
-  mkdir -p "$new/upper" "$new/work" "$new/m"
-  ( while sleep 0.5; do ensure_binfmt >/dev/null 2>&1 || true; done ) &
-  local guard=$! t0
+  binfmt_guard "$qemu"
+  local guard=$binfmt_guard_pid t0
   t0=$(date +%s)
-  unshare --mount --propagation private bash -euo pipefail -c '
-    root=$1 new=$2; shift 2
-    m=$new/m
-    mount -t overlay overlay -o "lowerdir=$root,upperdir=$new/upper,workdir=$new/work" "$m"
-    mount -t proc proc "$m/proc"
-    mount --rbind /dev "$m/dev"
-    mount -t tmpfs tmpfs "$m/tmp"
-    printf "#!/bin/sh\nexit 101\n" >"$m/usr/sbin/policy-rc.d"; chmod +x "$m/usr/sbin/policy-rc.d"
-    cp /etc/resolv.conf "$m/etc/resolv.conf" 2>/dev/null || true
-    export DEBIAN_FRONTEND=noninteractive LC_ALL=C
-    chroot "$m" apt-get update -q
-    chroot "$m" apt-get install -y -q --no-install-recommends "$@" || chroot "$m" apt-get -f install -y -q
-    chroot "$m" apt-get -f install -y -q
-    chroot "$m" apt-get clean
-    rm -f "$m/usr/sbin/policy-rc.d"
-  ' _ "$root" "$new" $missing >"$cache/pkgs-$arch.log" 2>&1 \
-    || { kill $guard 2>/dev/null; log "apt-get in the layer failed, see $cache/pkgs-$arch.log:"; tail -n 30 "$cache/pkgs-$arch.log" >&2; return 1; }
-  kill $guard 2>/dev/null || true
+  # shellcheck disable=SC2086 # $missing: one package a word
+  logged "$cache/pkgs-$arch.log" "apt-get in the layer" in_private_mounts layer_install "$root" "$new" $missing \
+    || { kill "$guard" 2>/dev/null; return 1; }
+  kill "$guard" 2>/dev/null || true
   rm -rf "$new/work" "$new/m"
   local still
   still=$(missing_in "$new/upper" | tr '\n' ' ' | sed 's/ $//')
@@ -118,49 +92,29 @@ print_root() {
   echo "$layer/upper:$root"
 }
 
-if [ -f "$root/.stamp" ] && [ "$(cat "$root/.stamp")" = "$STAMP" ]; then
+if stamp_is "$root" "$STAMP"; then
   print_root
   exit $?
 fi
 
-# The Debian mirror this machine already uses (deb822 .sources or one-line lists).
-mirror=$(
-  { grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
-    grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{print $2}'
-  } | grep -E '/debian/?$' | head -n1 || true
-)
-mirror=${mirror:-http://deb.debian.org/debian}
+mirror=$(debian_mirror)
 log "building $root from $mirror (cold cache: 10-20 minutes under emulation)"
 
 new=$root.new
-# A failed debootstrap leaves its proc/sys mounts inside: unmount, then remove.
-remove_root() {
-  local m
-  for m in $(awk -v r="$1" '$2 == r || index($2, r "/") == 1 { print $2 }' /proc/self/mounts | sort -r); do
-    umount -l "$m" 2>/dev/null || true
-  done
-  rm -rf --one-file-system "$1"
-}
+# A failed debootstrap leaves its proc/sys mounts inside: remove_root unmounts them.
 remove_root "$new"
 # Another root being built on this machine (e.g. test/bench/trixie-root.sh:
 # systemd's trigger runs systemd-binfmt when python3 lands, which drops every
 # registration) can unregister qemu mid-build: a guard re-registers it.
-( while sleep 0.5; do ensure_binfmt >/dev/null 2>&1 || true; done ) &
-guard=$!
+binfmt_guard "$qemu"
+guard=$binfmt_guard_pid
 trap 'kill $guard 2>/dev/null || true' EXIT
 t0=$(date +%s)
-eatmydata=()
-command -v eatmydata >/dev/null && eatmydata=(eatmydata)
-"${eatmydata[@]}" debootstrap --arch="$arch" --variant=minbase trixie "$new" "$mirror" >"$cache/debootstrap-$arch.log" 2>&1 \
-  || { log "debootstrap failed, see $cache/debootstrap-$arch.log:"; tail -n 20 "$cache/debootstrap-$arch.log" >&2; exit 1; }
+logged "$cache/debootstrap-$arch.log" debootstrap debootstrap_fast --arch="$arch" --variant=minbase trixie "$new" "$mirror" || exit 1
 t1=$(date +%s)
 log "debootstrap took $((t1 - t0)) s"
 
-cat >"$new/usr/sbin/policy-rc.d" <<'EOF'
-#!/bin/sh
-exit 101
-EOF
-chmod +x "$new/usr/sbin/policy-rc.d"
+no_daemons "$new"
 # Nothing installed in the root may touch binfmt_misc, which is this machine's
 # (a postinst running update-binfmts or systemd-binfmt has been seen to drop
 # the qemu registrations, after which every binary in the root fails with
@@ -169,30 +123,17 @@ for tool in /usr/sbin/update-binfmts /usr/lib/systemd/systemd-binfmt; do
   chroot "$new" dpkg-divert --local --rename --divert "$tool.distrib" --add "$tool" >/dev/null
   ln -sf /bin/true "$new$tool"
 done
-cp /etc/resolv.conf "$new/etc/resolv.conf" 2>/dev/null || true
+copy_resolv "$new"
 # A throwaway test root: no fsync per file, no translations, no docs.
-echo force-unsafe-io >"$new/etc/dpkg/dpkg.cfg.d/unsafe-io"
-echo 'Acquire::Languages "none";' >"$new/etc/apt/apt.conf.d/99no-translations"
+quiet_apt "$new"
 printf 'path-exclude=/usr/share/doc/*\npath-exclude=/usr/share/man/*\npath-exclude=/usr/share/locale/*\n' \
   >"$new/etc/dpkg/dpkg.cfg.d/no-docs"
-unshare --mount --propagation private bash -euo pipefail -c '
-  new=$1; shift
-  mount -t proc proc "$new/proc"
-  mount --rbind /dev "$new/dev"
-  export DEBIAN_FRONTEND=noninteractive LC_ALL=C
-  chroot "$new" apt-get update -q
-  # npm has been seen half-configured straight after install: -f install mends it.
-  chroot "$new" apt-get install -y -q --no-install-recommends "$@" || chroot "$new" apt-get -f install -y -q
-  chroot "$new" apt-get -f install -y -q
-  chroot "$new" apt-get clean
-' _ "$new" $PKGS >>"$cache/debootstrap-$arch.log" 2>&1 \
-  || { log "apt-get in the new root failed, see $cache/debootstrap-$arch.log:"; tail -n 30 "$cache/debootstrap-$arch.log" >&2; exit 1; }
+# shellcheck disable=SC2086 # $PKGS: one package a word
+logged -a "$cache/debootstrap-$arch.log" "apt-get in the new root" in_private_mounts apt_install --clean "$new" $PKGS || exit 1
 rm -f "$new/usr/sbin/policy-rc.d"
-ensure_binfmt || { log "the qemu registration was lost while building"; exit 1; }
+ensure_binfmt "$qemu" || { log "the qemu registration was lost while building"; exit 1; }
 got=$(chroot "$new" node -p 'process.arch + " " + process.version' 2>&1) || { log "node does not run in the root: $got"; exit 1; }
 log "apt-get took $(( $(date +%s) - t1 )) s; node in the root: $got"
-echo "$STAMP" >"$new/.stamp"
-remove_root "$root"
-mv "$new" "$root"
+replace_root "$new" "$root" "$STAMP"
 log "built in $(( $(date +%s) - t0 )) s"
 print_root

@@ -14,32 +14,27 @@
 # root, mmdebstrap, qemu-user-static with binfmt, and the node_modules of an
 # `npm ci` on this machine.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/roots.sh"
 arch=${1:?usage: bookworm-engine.sh arm64|armhf [CACHE_DIR]}
-cache=${2:-${LIVE_SPEAKER_TEST_CACHE:-/var/cache/live-speaker-test}}
+cache=${2:-$ROOTS_CACHE}
+ROOTS_NAME="bookworm-engine($arch)"
 case "$arch" in arm64) node_arch=arm64 ;; armhf) node_arch=arm ;; *) echo "unknown arch $arch" >&2; exit 2 ;; esac
 here=$(cd "$(dirname "$0")/../.." && pwd)
-qemu=$([ "$arch" = arm64 ] && echo aarch64 || echo arm)
-grep -qx enabled "/proc/sys/fs/binfmt_misc/qemu-$qemu" 2>/dev/null || update-binfmts --enable "qemu-$qemu" >&2 \
-  || { echo "bookworm-engine($arch): qemu-$qemu is not registered in binfmt_misc (apt-get install qemu-user-static binfmt-support)" >&2; exit 2; }
-# The Debian mirror this machine already uses (as test/bench/arm-root.sh finds it).
-mirror=$(
-  { grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
-    grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{print $2}'
-  } | grep -E '/debian/?$' | head -n1 || true
-)
-mirror=${mirror:-http://deb.debian.org/debian}
+qemu=$(qemu_of "$arch")
+binfmt_enabled "$qemu" || update-binfmts --enable "qemu-$qemu" >&2 \
+  || { log "qemu-$qemu is not registered in binfmt_misc (apt-get install qemu-user-static binfmt-support)"; exit 2; }
+mirror=$(debian_mirror)
 root=$cache/bookworm-$arch-engine
 STAMP="v1 bookworm $arch nodejs libspeexdsp1"
-if [ "$(cat "$root/.stamp" 2>/dev/null)" != "$STAMP" ]; then
-  rm -rf --one-file-system "$root.new"
+if ! stamp_is "$root" "$STAMP"; then
+  remove_root "$root.new"
   t0=$(date +%s)
-  mmdebstrap --mode=root --variant=apt --architectures="$arch" --include=nodejs,libspeexdsp1 \
+  logged "$cache/bookworm-$arch-engine.log" mmdebstrap \
+    mmdebstrap --mode=root --variant=apt --architectures="$arch" --include=nodejs,libspeexdsp1 \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-    bookworm "$root.new" "$mirror" >"$cache/bookworm-$arch-engine.log" 2>&1 \
-    || { echo "mmdebstrap failed, see $cache/bookworm-$arch-engine.log" >&2; tail -n 20 "$cache/bookworm-$arch-engine.log" >&2; exit 1; }
-  echo "$STAMP" >"$root.new/.stamp"
-  rm -rf --one-file-system "$root"; mv "$root.new" "$root"
-  echo "bookworm-engine($arch): root built in $(( $(date +%s) - t0 )) s" >&2
+    bookworm "$root.new" "$mirror" || exit 1
+  replace_root "$root.new" "$root" "$STAMP"
+  log "root built in $(( $(date +%s) - t0 )) s"
 fi
 app=$root/tmp/engine-check
 rm -rf "$app"; mkdir -p "$app/node_modules/@koromix"
@@ -47,12 +42,7 @@ cp -a "$here/node_modules/koffi" "$app/node_modules/koffi"
 ver=$(node -p "require('$here/node_modules/koffi/package.json').version")
 ( cd "$app" && npm pack --silent "@koromix/koffi-linux-$node_arch@$ver" >/dev/null \
   && mkdir "node_modules/@koromix/koffi-linux-$node_arch" \
-  && tar -xzf koromix-koffi-linux-$node_arch-$ver.tgz -C "node_modules/@koromix/koffi-linux-$node_arch" --strip-components=1 )
-script="const k = require('koffi'); const l = k.load('libspeexdsp.so.1'); k.opaque('SpeexEchoState');
-const init = l.func('SpeexEchoState *speex_echo_state_init(int, int)');
-const run = l.func('void speex_echo_cancellation(SpeexEchoState *, const int16_t *, const int16_t *, _Out_ int16_t *)');
-const st = init(160, 1600); const ref = new Int16Array(160).map((_, i) => Math.round(8000 * Math.sin(i / 3)));
-const out = new Int16Array(160); run(st, ref, ref, out);
-console.log('speex ran on ' + process.arch + ' (node ' + process.version + '), ' + out.length + ' samples out');"
-echo "bookworm-engine($arch): $(chroot "$root" dpkg-query -W -f '${Package} ${Version} ${Architecture}, ' libc6 libspeexdsp1 nodejs)"
-chroot "$root" bash -c "cd /tmp/engine-check && node -e \"\$1\"" _ "$script"
+  && tar -xzf "koromix-koffi-linux-$node_arch-$ver.tgz" -C "node_modules/@koromix/koffi-linux-$node_arch" --strip-components=1 )
+echo "$ROOTS_NAME: $(chroot "$root" dpkg-query -W -f '${Package} ${Version} ${Architecture}, ' libc6 libspeexdsp1 nodejs)"
+# shellcheck disable=SC2016 # $1 is expanded by the root's bash
+chroot "$root" bash -c 'cd /tmp/engine-check && node -e "$1"' _ "$(cat "$here/test/bench/speex-frame.cjs")"

@@ -10,6 +10,7 @@
 # the guest's /srv/live-speaker-src. systemd logs to the guest's journal.
 # Ends when systemd (the namespace's PID 1) is killed; the caller kills it.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/roots.sh"
 root=$1
 run=$2
 shift 2
@@ -27,28 +28,18 @@ if [ "${BOOT_STAGE:-outer}" = outer ]; then
 fi
 
 m=$run/root
-mkdir -p "$run/upper" "$run/work" "$m"
-mount -t overlay overlay -o "lowerdir=$root,upperdir=$run/upper,workdir=$run/work" "$m"
+mount_overlay "$root" "$run" "$m"
 mount -t proc proc "$m/proc"
 mount --rbind /sys "$m/sys"
 mount -t cgroup2 none "$m/sys/fs/cgroup"
 mount --rbind /dev "$m/dev"
 mount -t tmpfs tmpfs "$m/run"
 mount -t tmpfs tmpfs "$m/tmp"
-cp /etc/resolv.conf "$m/etc/resolv.conf" 2>/dev/null || true
+copy_resolv "$m"
 # This machine's CA bundle too: where outgoing TLS passes a local proxy, its CA is in there.
 cp /etc/ssl/certs/ca-certificates.crt "$m/etc/ssl/certs/ca-certificates.crt" 2>/dev/null || true
-for d in "$@"; do
-  mkdir -p "$m$d"
-  mount --bind "$d" "$m$d"
-done
-if [ -d "$run/src" ]; then
-  mkdir -p "$m/srv/live-speaker-src"
-  mount --bind "$run/src" "$m/srv/live-speaker-src"
-fi
+for d in "$@"; do bind_in "$m" "$d"; done
+if [ -d "$run/src" ]; then bind_in "$m" "$run/src=/srv/live-speaker-src"; fi
 # npm's download cache survives between runs (kept beside the cached root).
-if [ -n "${NPM_CACHE_DIR:-}" ]; then
-  mkdir -p "$NPM_CACHE_DIR" "$m/root/.npm"
-  mount --bind "$NPM_CACHE_DIR" "$m/root/.npm"
-fi
+bind_npm_cache "$m"
 exec chroot "$m" /lib/systemd/systemd --system --log-target=journal --show-status=no --log-level=info

@@ -9,19 +9,12 @@
  * (a pure tone matches itself one period later, which would hide a loss).
  */
 
+import { rng } from './util.js';
+
 const RATE = 24000;
 
-/** A seeded generator (LCG): the same seed, the same "random" signal. */
-export function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-}
-
 function markTone(freq: number, ms: number, seed: number): Buffer {
-  const r = seeded(seed);
+  const r = rng(seed);
   const n = Math.round((ms * RATE) / 1000);
   const b = Buffer.alloc(n * 2);
   for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(0.3 * 32767 * Math.sin((2 * Math.PI * freq * i) / RATE) + (r() * 2 - 1) * 300), i * 2);
@@ -30,7 +23,7 @@ function markTone(freq: number, ms: number, seed: number): Buffer {
 
 /** `ms` of seeded random signal at `amplitude` (fraction of full scale), never silent. */
 export function randomBody(ms: number, seed: number, amplitude = 0.3): Buffer {
-  const r = seeded(seed);
+  const r = rng(seed);
   const n = Math.round((ms * RATE) / 1000);
   const b = Buffer.alloc(n * 2);
   for (let i = 0; i < n; i++) b.writeInt16LE(Math.round((r() * 2 - 1) * amplitude * 32767), i * 2);

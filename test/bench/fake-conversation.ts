@@ -1,7 +1,8 @@
 // The conversation state machine with fake ports (no audio device, no
 // network), for unit tests of the rules and of the privacy light: what it
 // sent, what it played, and the handlers the Live session would call.
-import { Conversation, type ConversationOptions, type Indicator, type LiveHandlers } from '../../src/conversation.js';
+import { Conversation, type ConversationOptions } from '../../src/conversation.js';
+import type { Indicator, LiveHandlers } from '../../src/ports.js';
 import { createLogger, type Logger } from '../../src/log.js';
 
 export const FAKE_OPTIONS: ConversationOptions = {

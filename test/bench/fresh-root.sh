@@ -23,6 +23,7 @@
 # Everything left running in the namespace dies with it when COMMAND ends,
 # or when this script is killed.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/roots.sh"
 root=$1
 run=$2
 cmd=$3
@@ -33,13 +34,13 @@ fi
 
 # PID 1 of the namespace from here on: it outlives COMMAND and reaps orphans.
 m=$run/root
-mkdir -p "$run/upper" "$run/work" "$m"
+mkdir -p "$run/upper"
 debs=$run/upper/var/cache/apt/archives
 if [ -n "${APT_ARCHIVES_DIR:-}" ]; then
   mkdir -p "$APT_ARCHIVES_DIR" "$debs"
   find "$APT_ARCHIVES_DIR" -maxdepth 1 -name '*.deb' -exec cp -l -n -t "$debs" {} + 2>/dev/null || true
 fi
-mount -t overlay overlay -o "lowerdir=$root,upperdir=$run/upper,workdir=$run/work" "$m"
+mount_overlay "$root" "$run" "$m"
 mount -t proc proc "$m/proc"
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$m/sys"
 mount -t tmpfs -o mode=0755,nosuid,size=64m dev "$m/dev"
@@ -60,12 +61,9 @@ ln -s /proc/self/fd/2 "$m/dev/stderr"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmp "$m/tmp"
 mount -t tmpfs -o mode=0755,nosuid,nodev run "$m/run"
 mkdir -p "$m/run/lock"
-cp /etc/resolv.conf "$m/etc/resolv.conf" 2>/dev/null || true
+copy_resolv "$m"
 cp /etc/ssl/certs/ca-certificates.crt "$m/run/host-ca.crt" 2>/dev/null || true
-if [ -n "${NPM_CACHE_DIR:-}" ]; then
-  mkdir -p "$NPM_CACHE_DIR" "$m/root/.npm"
-  mount --bind "$NPM_CACHE_DIR" "$m/root/.npm"
-fi
+bind_npm_cache "$m"
 
 env=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root USER=root LOGNAME=root
      SHELL=/bin/bash LANG=C.UTF-8 TERM=dumb)

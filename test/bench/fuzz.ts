@@ -4,7 +4,7 @@
 // reproduces it. Nothing here knows any border's schema: a test passes its
 // own valid samples and gets back mutations of them (wrong types, nulls,
 // missing and extra fields, huge and odd-sized values, deep nesting).
-import { rng } from './echo-room.js';
+import { rng } from './util.js';
 
 export type Rand = () => number;
 

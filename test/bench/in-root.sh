@@ -19,6 +19,7 @@
 # between runs). The overlay stays in RUNDIR, so consecutive calls see each
 # other's changes.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/roots.sh"
 root=$1
 run=$2
 shift 2
@@ -33,12 +34,11 @@ if [ "${IN_ROOT_STAGE:-outer}" = outer ]; then
   # registrations at any moment, and every emulated exec then fails with
   # "Exec format error". While the command runs, a guard puts back any qemu
   # registration that was there at the start.
-  bm=/proc/sys/fs/binfmt_misc
-  regs=$(cd "$bm" 2>/dev/null && ls -d qemu-* 2>/dev/null || true)
+  regs=$(cd "$binfmt" 2>/dev/null && ls -d qemu-* 2>/dev/null || true)
   if [ -n "$regs" ] && command -v update-binfmts >/dev/null; then
     me=$$
     ( while kill -0 "$me" 2>/dev/null; do
-        for r in $regs; do [ -e "$bm/$r" ] || update-binfmts --enable "$r" >/dev/null 2>&1 || true; done
+        for r in $regs; do [ -e "$binfmt/$r" ] || update-binfmts --enable "$r" >/dev/null 2>&1 || true; done
         sleep 0.2
       done ) </dev/null >/dev/null 2>&1 &
   fi
@@ -46,22 +46,13 @@ if [ "${IN_ROOT_STAGE:-outer}" = outer ]; then
 fi
 
 m=$run/root
-mkdir -p "$run/upper" "$run/work" "$m"
-mount -t overlay overlay -o "lowerdir=$root,upperdir=$run/upper,workdir=$run/work" "$m"
-mount -t proc proc "$m/proc"
-mount --rbind /dev "$m/dev"
+mount_overlay "$root" "$run" "$m"
+mount_proc_dev "$m"
 mount -t tmpfs tmpfs "$m/tmp"
-cp /etc/resolv.conf "$m/etc/resolv.conf" 2>/dev/null || true
+copy_resolv "$m"
 cp /etc/ssl/certs/ca-certificates.crt "$m/etc/ssl/certs/ca-certificates.crt"
-for d in "${binds[@]}"; do
-  src=${d%%=*} dst=${d#*=}
-  if [ -d "$src" ]; then mkdir -p "$m$dst"; else [ -e "$m$dst" ] || touch "$m$dst"; fi
-  mount --bind "$src" "$m$dst"
-done
-if [ -n "${NPM_CACHE_DIR:-}" ]; then
-  mkdir -p "$NPM_CACHE_DIR" "$m/root/.npm"
-  mount --bind "$NPM_CACHE_DIR" "$m/root/.npm"
-fi
+for d in "${binds[@]}"; do bind_in "$m" "$d"; done
+bind_npm_cache "$m"
 exec chroot "$m" /usr/bin/env -i \
   PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb \
   NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt "$@"

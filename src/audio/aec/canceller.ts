@@ -10,7 +10,7 @@
 import type { Logger } from '../../log.js';
 import { DelayEstimator, SampleRing } from './delay.js';
 import { FilterTrial } from './trial.js';
-import { EchoUnavailableError, SpeexEcho, SpeexResampler, speexdsp } from './speex.js';
+import { EchoUnavailableError, SpeexEcho, SpeexResampler, speexdsp, speexStderrRouted } from './speex.js';
 
 export { EchoUnavailableError };
 
@@ -48,6 +48,15 @@ const MARGIN_MS = 24;
 const MOVE_MS = 10;
 /** An estimate is taken when its peak stands this many times over the correlation's rms, twice in a row. */
 const MIN_CONFIDENCE = 6;
+/**
+ * An estimate whose correlation peaks this high (or higher) elsewhere, against its own peak (DelayEstimate.ambiguity:
+ * beyond 50 ms of it, on the plain correlation), is no evidence of a delay. In the echo room (20-950 ms paths): speech
+ * 0.15-0.65 (median 0.28, 90% under 0.57); a steady tone (200-850 Hz, between marker tones) 1.00 for most of it (its
+ * first estimates 0.44-0.74), where the peak wandered from the path by up to the edge of the search (121 -> 1 -> 944 ms).
+ */
+const MAX_AMBIGUITY = 0.6;
+/** A line libspeexdsp printed is logged at most once this often (ms; its "acting funny" can come every 0.5 s). */
+const SPEEX_PRINT_EVERY_MS = 60_000;
 /** After a move, a steady estimate this far from it (but within MOVE_MS) is followed once. */
 const SETTLE_MS = 3;
 /** A mic frame this far from where the count says it belongs restarts the count (capture restarted, overrun). */
@@ -123,6 +132,12 @@ export class EchoCanceller {
   private fracTaps: Float64Array | null = null;
   private fracSeg = new Float32Array(0);
   private candidate: number | null = null;
+  private lastAmbiguousMs = NaN;
+  /** Times Speex's filter was reset because it added echo (see filterReset). */
+  filterResets = 0;
+  private readonly printed = new Map<string, { at: number; since: number }>(); // speexPrinted's: when each text was last logged
+  /** Estimates set aside as ambiguous (MAX_AMBIGUITY), counted once per run of them near one lag. */
+  ambiguousEstimates = 0;
   private settleLeft = 0; // estimates left in which a small correction follows a move
   private settle: { lag: number; n: number } | null = null;
   private micPow = 0; private outPow = 0; private refPow = 0; private powFrames = 0;
@@ -145,7 +160,7 @@ export class EchoCanceller {
     const tailMs = opts.tailMs ?? 200;
     if (!(tailMs >= 20 && tailMs <= 1000)) throw new RangeError(`tailMs ${tailMs} out of range (20..1000)`);
     this.filterLength = Math.round(((tailMs + MARGIN_MS) * SPM) / FRAME) * FRAME;
-    this.aec = new SpeexEcho(FRAME, this.filterLength, RATE);
+    this.aec = new SpeexEcho(FRAME, this.filterLength, RATE, (text) => this.speexPrinted(text));
     this.engine = 'speex';
     this.fixedDelay = opts.fixedDelayMs === undefined ? null : Math.round(opts.fixedDelayMs * SPM);
     this.delaySamples = this.fixedDelay;
@@ -167,7 +182,7 @@ export class EchoCanceller {
     if (engine === 'webrtc') throw new EchoUnavailableError('the WebRTC echo engine is not built into this version; use engine "speex" or "auto" (SpeexDSP, Debian package libspeexdsp1)');
     speexdsp(); // throws with the package name when libspeexdsp is missing
     const c = new EchoCanceller(opts);
-    opts.log?.info({ engine: c.engine, tailMs: opts.tailMs ?? 200, fixedDelayMs: opts.fixedDelayMs }, 'echo canceller ready');
+    opts.log?.info({ engine: c.engine, tailMs: opts.tailMs ?? 200, fixedDelayMs: opts.fixedDelayMs, speexStderrRouted: speexStderrRouted() }, 'echo canceller ready');
     return c;
   }
 
@@ -232,7 +247,7 @@ export class EchoCanceller {
       this.est.pushMic(this.micDownNext, d);
       this.micDownNext += d.length;
       const e = this.est.update();
-      if (e) this.onEstimate(e.lagMs, e.confidence);
+      if (e) this.onEstimate(e.lagMs, e.confidence, e.ambiguity);
     }
     this.pending.push({ at: this.micNext, x: Int16Array.from(x), used: 0 });
     this.pendingN += n;
@@ -278,7 +293,15 @@ export class EchoCanceller {
       // The trial starts with the new stream's reference: until then, what is in the mic is the last stream's echo.
       if (this.hold === 'trial' && this.inAt - d + FRAME > this.trialFrom) this.trialFrame(d);
       else if (this.hold === 'tone') this.toneFrame(d);
-      else if (!held) this.aec.process(this.inQ, this.refFrame, this.outFrame);
+      else if (!held) {
+        { const by = this.aec.process(this.inQ, this.refFrame, this.outFrame); if (by) this.filterReset(by); }
+        // Never louder than the mic (as in the trial): a kept filter run where the stream is not heard, or at a delay
+        // that is not this stream's, adds the echo it predicts (seen: a user's words 1.6 dB up, in a room that did not
+        // hear the reply, once a stream's hold ran out at the delay in use).
+        let pm = 0, po = 0;
+        for (let i = 0; i < FRAME; i++) { pm += this.inQ[i] ** 2; po += this.outFrame[i] ** 2; }
+        if (po > pm) this.outFrame.set(this.inQ);
+      }
     }
     const y = quiet || held ? this.inQ : this.outFrame;
     const mask = this.outQ.length - 1;
@@ -350,12 +373,38 @@ export class EchoCanceller {
       // Speex catches up on the trial's frames at the delay found (its outputs were already handed on).
       const d = Math.max(0, this.delaySamples! - MARGIN_MS * SPM);
       const scratch = new Int16Array(FRAME);
-      for (const { at, x } of log) { this.readRef(at - d, this.refFrame); this.aec.process(x, this.refFrame, scratch); }
+      for (const { at, x } of log) { this.readRef(at - d, this.refFrame); const by = this.aec.process(x, this.refFrame, scratch); if (by) this.filterReset(by); }
     } else {
       this.hold = 'held';
       this.holdFrames = 0;
       this.log?.info({ delayMs, reductionDb: db, ambiguity }, 'the kept echo filter does not fit the new stream: paused until its delay is found');
     }
+  }
+
+  /**
+   * Speex's filter was adding echo and was reset (SpeexEcho.process): 'here', its output over the mic's power for
+   * 250 ms (a delay that moved under it, a stream not heard), logged now; or by libspeexdsp itself ("acting funny":
+   * its own test, on its filter's powers), whose line speexPrinted logs.
+   */
+  private filterReset(by: 'here' | 'speexdsp'): void {
+    this.filterResets++;
+    this._stats.converged = false;
+    this.convergedFor = 0;
+    if (by === 'here') this.log?.warn({ delayMs: this._stats.delayMs === null ? null : Math.round(this._stats.delayMs), resets: this.filterResets }, 'echo filter reset: it was adding echo (its output over the microphone\'s power for 250 ms)');
+  }
+
+  /**
+   * What libspeexdsp printed (on C's stderr, routed away from the journal: speex.ts, StderrTrap), as a JSON line:
+   * once per text per SPEEX_PRINT_EVERY_MS, with how many times it was printed in between (not logged).
+   */
+  private speexPrinted(text: string): void {
+    const now = performance.now();
+    const seen = this.printed.get(text);
+    if (seen && now - seen.at < SPEEX_PRINT_EVERY_MS) { seen.since++; return; }
+    if (!seen && this.printed.size >= 8) this.printed.clear(); // a few texts: its warnings are fixed strings
+    this.printed.set(text, { at: now, since: 0 });
+    const d = this._stats?.delayMs; // (not set yet while the constructor makes the SpeexEcho)
+    this.log?.warn({ delayMs: d == null ? null : Math.round(d), notLogged: seen?.since ?? 0 }, `speexdsp: ${text}`);
   }
 
   /** ERLE while the reference plays: mic power over output power (`y`: what was handed on), smoothed over ~200 ms. */
@@ -376,8 +425,17 @@ export class EchoCanceller {
     if (located && erle >= CONVERGED_DB) { if (++this.convergedFor >= 20) this._stats.converged = true; } else this.convergedFor = 0;
   }
 
-  private onEstimate(lagMs: number, confidence: number): void {
+  private onEstimate(lagMs: number, confidence: number, ambiguity: number): void {
     if (confidence < MIN_CONFIDENCE || (this.est?.learnt ?? 0) < 3) { this.candidate = null; return; }
+    // Another lag fits near as well (a tone, a chime, a sung note: periodic sound fits at every period): the peak says
+    // nothing, and the delay in use (and the filter learnt at it) stays. Not a candidate either, so two ambiguous
+    // estimates that happen to agree do not move it.
+    if (ambiguity >= MAX_AMBIGUITY) {
+      if (this.candidate !== null || Math.abs(lagMs - this.lastAmbiguousMs) > MOVE_MS) this.ambiguousEstimates++;
+      this.lastAmbiguousMs = lagMs;
+      this.candidate = null;
+      return;
+    }
     const lag = Math.round(lagMs * SPM);
     const cur = this.delaySamples;
     // Once the echo of the last audible reference (at the delay in use) is over, what the mic hears is the room

@@ -10,7 +10,21 @@
 // adaptive filter models everything after it.
 import FFT from 'fft.js';
 
-export interface DelayEstimate { lagMs: number; confidence: number }
+/**
+ * lagMs: the direct path's delay; confidence: its correlation peak over the correlation's rms; ambiguity: the best
+ * correlation at lags more than AMBIGUOUS_MS from the peak, over the peak (see DelayEstimator.block).
+ */
+export interface DelayEstimate { lagMs: number; confidence: number; ambiguity: number }
+
+/**
+ * Lags this far (ms) either side of the peak are its own: the direct path's main lobe and the room's early
+ * reflections (the echo room's come 2-22 ms after it, the direct-path pick looks 40 ms back). Beyond, a peak near
+ * as high is another delay that fits as well: periodic sound (a steady tone, a chime, a sung note) fits at every
+ * period, and the peak among them is chance.
+ */
+export const AMBIGUOUS_MS = 50;
+/** The peak's own lobe on the plain correlation (band-limited to 1 kHz and below: a few ms wide). */
+const MAIN_LOBE_MS = 2;
 
 /** A ring of samples indexed by absolute sample number; unwritten or overwritten positions read as 0. */
 export class SampleRing {
@@ -135,8 +149,20 @@ export class DelayEstimator {
     }
     const rms = Math.sqrt(sum2 / (maxLag + 1)) + 1e-12;
     // The direct path is the earliest strong arrival: a reflection may correlate as well or better.
-    const early = Math.round(0.04 * this.rate);
+    const early = Math.round(0.04 * this.rate), strongJ = bestJ;
     for (let j = Math.min(maxLag, bestJ + early); j > bestJ; j--) if (this.r[2 * j] >= 0.5 * best) { bestJ = j; break; }
-    return { lagMs: ((maxLag - bestJ) * 1000) / this.rate, confidence: best / rms };
+    // The best fit away from the peak (both the strongest and the direct path's, and their neighbourhoods), against
+    // it, on the plain (unweighted) correlation: whitened, every bin counts alike, and over a tone the many bins
+    // with nothing of the reference in them (their averaged cross-spectrum is noise) make up a peak by chance.
+    for (let k = 0; k < 2 * N; k++) tmp[k] = sxy[k];
+    this.fft.inverseTransform(this.r, tmp);
+    const excl = Math.round((AMBIGUOUS_MS * this.rate) / 1000), lobe = Math.round((MAIN_LOBE_MS * this.rate) / 1000);
+    let near = 0, other = 0;
+    for (let j = 0; j <= maxLag; j++) {
+      const v = this.r[2 * j];
+      if (Math.abs(j - bestJ) <= lobe || Math.abs(j - strongJ) <= lobe) near = Math.max(near, v);
+      else if (Math.abs(j - bestJ) > excl && Math.abs(j - strongJ) > excl) other = Math.max(other, v);
+    }
+    return { lagMs: ((maxLag - bestJ) * 1000) / this.rate, confidence: best / rms, ambiguity: near > 0 ? Math.min(1, other / near) : 1 };
   }
 }

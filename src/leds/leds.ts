@@ -5,8 +5,8 @@
 // while the light is not really lit (a failed write, a line that did not
 // take the level). Where no listening LED is fitted, `micLive` is the
 // software state, and the start-up log and `doctor` say the light is missing.
-import type { Indicator, State } from './conversation.js';
-import type { OutputLine } from './gpio/gpio.js';
+import type { Indicator, State } from '../ports.js';
+import type { OutputLine } from '../gpio/gpio.js';
 
 export type LedRole = 'listening' | 'activity' | 'muted' | 'error';
 /** on/off durations in ms, repeated; [1] = solid on, [] = off. */
