@@ -2,7 +2,7 @@
 # Install, upgrade or remove live-speaker as a systemd service on Raspberry Pi
 # OS / Debian 13 (trixie), 64-bit (arm64) or 32-bit (armhf) alike. Debian 12
 # (bookworm) needs Node.js >= 20 installed first (its own nodejs is 18); this
-# script then uses the node on PATH (bookworm is not tested, see README.md).
+# script then uses the node on PATH (bookworm is not tested, see docs/install.md).
 #
 #   sudo scripts/install.sh                 install, or upgrade in place
 #   sudo scripts/install.sh --no-start      install and enable, do not (re)start
@@ -145,7 +145,7 @@ mkdir -p "$APP.new"
 # Only what is needed to build and run: no node_modules, dist, .git or tests' output.
 # vendor/ holds local packages that package.json names (the speaker addon, patched to build on arm64).
 (cd "$source_dir" && tar -cf - --exclude=./node_modules --exclude=./dist --exclude=./.git --exclude=./.bench \
-   package.json package-lock.json tsconfig.json src $(for f in vendor config.yaml README.md LICENSE systemd scripts; do [ -e "$f" ] && echo "$f"; done)) \
+   package.json package-lock.json tsconfig.json src $(for f in vendor config.yaml README.md docs LICENSE systemd scripts; do [ -e "$f" ] && echo "$f"; done)) \
   | tar -C "$APP.new" -xf -
 stamp_of() { printf '%s %s %s\n' "$(sha256sum "$1/package-lock.json" | cut -d' ' -f1)" "$("$NODE" --version)" "$(uname -m)"; }
 want_stamp=$(stamp_of "$APP.new")

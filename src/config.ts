@@ -71,7 +71,7 @@ const i0 = (a: string) => /^\{.*\}$/.test(a);
 export const ConfigSchema = z.strictObject({
   // A voice HAT: sets the sound card, button, LEDs and mixer beneath this file (src/hardware.ts); any key here still wins.
   hardware: z.enum(Object.keys(HARDWARE_PROFILES) as [string, ...string[]]).default('custom')
-    .describe('A voice HAT: one line sets its sound card (by ALSA card name), button (pin and pull), LEDs or LED ring, and the codec\'s mixer switches, beneath this file: any key you set below still wins. custom: your own wiring, every key as below. respeaker-2mic: Seeed ReSpeaker 2-Mics Pi HAT (WM8960, 3 APA102, button BCM 17). respeaker-4mic: ReSpeaker 4-Mic Array (AC108, capture only, 12 APA102 powered by BCM 5, no button). voice-bonnet: Adafruit Voice Bonnet (WM8960, 3 DotStars bit-banged on BCM 6/5, button BCM 17). aiy-voice: Google AIY Voice HAT v1 (button BCM 23, its LED BCM 25). `live-speaker doctor` lists the sound cards it sees and suggests one. README "Voice HATs".'),
+    .describe('A voice HAT: one line sets its sound card (by ALSA card name), button (pin and pull), LEDs or LED ring, and the codec\'s mixer switches, beneath this file: any key you set below still wins. custom: your own wiring, every key as below. respeaker-2mic: Seeed ReSpeaker 2-Mics Pi HAT (WM8960, 3 APA102, button BCM 17). respeaker-4mic: ReSpeaker 4-Mic Array (AC108, capture only, 12 APA102 powered by BCM 5, no button). voice-bonnet: Adafruit Voice Bonnet (WM8960, 3 DotStars bit-banged on BCM 6/5, button BCM 17). aiy-voice: Google AIY Voice HAT v1 (button BCM 23, its LED BCM 25). `live-speaker doctor` lists the sound cards it sees and suggests one. docs/hardware.md, "Voice HATs".'),
   live: z.strictObject({
     model: z.string().min(1).default(DEFAULT_LIVE_MODEL) // src/live/models.ts: the current stable native-audio Live model
       .describe('The Live API model. The default is the current stable native-audio Live model on the Gemini API (checked 2026-11-26 against https://ai.google.dev/gemini-api/docs/models and .../deprecations). Model names change: when Google retires the one set here, the service refuses it, `ctl status`, `systemctl status` and `live-speaker doctor` say so and name this setting; set a current one and `systemctl reload live-speaker`.'),
@@ -126,7 +126,7 @@ export const ConfigSchema = z.strictObject({
       .describe('Silence that ends the user\'s turn (sent to the server\'s VAD as well, unless live.vad.silence_duration_ms is set).'),
     // Echo cancellation between capture and everything that reads the mic (src/audio/echo.ts).
     echo_cancel: z.enum(['auto', 'on', 'off']).default('auto')
-      .describe('Echo cancellation between the microphone and everything that reads it (wake word, local VAD, what is sent), against the exact samples the speaker played. auto: when an engine can run here, else half-duplex. on: an engine is required (the daemon will not start without one). off: none, for hardware that cancels its own echo (USB speakerphones). `live-speaker ctl status` and `doctor` say which engine runs, its delay estimate and whether it has converged. README "Echo cancellation".'),
+      .describe('Echo cancellation between the microphone and everything that reads it (wake word, local VAD, what is sent), against the exact samples the speaker played. auto: when an engine can run here, else half-duplex. on: an engine is required (the daemon will not start without one). off: none, for hardware that cancels its own echo (USB speakerphones). `live-speaker ctl status` and `doctor` say which engine runs, its delay estimate and whether it has converged. docs/audio.md, "Echo cancellation".'),
     // voice: talking over a reply interrupts it (needs a converged canceller); press: only the button or the wake word do.
     barge_in: z.enum(['voice', 'press']).default('voice')
       .describe('What may interrupt a reply. voice: talking over it (once the canceller has converged and taken the echo 20 dB down; what it leaves of the echo is gated), the button and the wake word. press: only the button and the wake word; the server gets silence while a reply plays.'),
@@ -171,7 +171,7 @@ export const ConfigSchema = z.strictObject({
         .describe('On while the microphone is muted.'),
       error: led.nullable().default({ pin: 19, active_low: false })
         .describe('Blinks when a conversation fails; a short flash every 3 s while idle with a problem only you can fix (bad key, unknown model).'),
-    }).prefault({}).describe('One LED per role, BCM pin; null = not fitted. Patterns per state: README "LEDs".'),
+    }).prefault({}).describe('One LED per role, BCM pin; null = not fitted. Patterns per state: docs/hardware.md, "LEDs".'),
     // An APA102 / DotStar ring (or strip); null = none.
     ring: z.strictObject({
       count: z.number().int().min(1).max(256).describe('LEDs on the ring.'),
@@ -196,7 +196,7 @@ export const ConfigSchema = z.strictObject({
         timer: colour.default('#ffa000').describe('A double flash while a timer or alarm rings (on the odd pixels only while audio may leave).'),
       }).prefault({}).describe('The colour of each state, "#rrggbb".'),
     }).nullable().default(null).meta({
-      description: 'An APA102 / DotStar ring or strip (the voice HATs\' LEDs); null = none. Patterns per state: README "LEDs". The even pixels (0, 2, ...) show the listening colour whenever audio may leave the device: the privacy light.\nFor example (what hardware: respeaker-2mic sets):',
+      description: 'An APA102 / DotStar ring or strip (the voice HATs\' LEDs); null = none. Patterns per state: docs/hardware.md, "LEDs". The even pixels (0, 2, ...) show the listening colour whenever audio may leave the device: the privacy light.\nFor example (what hardware: respeaker-2mic sets):',
       example: [
         'ring:',
         '  count: 3                  # LEDs on the ring',
@@ -282,7 +282,7 @@ export const ConfigSchema = z.strictObject({
     commands: z.array(toolCommand).default([]).superRefine((cs, ctx) => {
       cs.forEach((c, i) => { if (cs.findIndex((d) => d.name === c.name) !== i) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `'${c.name}' is used twice` }); });
     }).meta({
-      description: 'Your own commands, each declared to the model as a function. When the model calls one, argv is run directly (no shell), as the service user, inside the service\'s sandbox (read-only system, no home directories). An argv element that is exactly "{name}" is replaced by that argument (left out when an optional one is not given); a placeholder inside a longer element is a config error. Its stdout, cut at max_output_bytes, goes back to the model when it exits; a non-zero exit, a timeout or a missing program goes back as an error (and to the log). A program it starts in the background keeps running (README "Your own commands").',
+      description: 'Your own commands, each declared to the model as a function. When the model calls one, argv is run directly (no shell), as the service user, inside the service\'s sandbox (read-only system, no home directories). An argv element that is exactly "{name}" is replaced by that argument (left out when an optional one is not given); a placeholder inside a longer element is a config error. Its stdout, cut at max_output_bytes, goes back to the model when it exits; a non-zero exit, a timeout or a missing program goes back as an error (and to the log). A program it starts in the background keeps running (docs/tools.md, "Your own commands").',
       example: [
         '- name: lights                      # lower-case letters, digits, _ (not a built-in\'s name)',
         '  description: Turn the living-room lights on or off.',
@@ -297,7 +297,7 @@ export const ConfigSchema = z.strictObject({
         '  non_blocking: false               # true: declared NON_BLOCKING; the model keeps talking while it runs',
       ].join('\n'),
     }),
-  }).prefault({}).describe('Tools the model may call (README "What you can ask it"). The built-in ones (end_conversation, set_volume, get_volume, set_timer, set_alarm, list_timers, cancel_timer) are always declared.'),
+  }).prefault({}).describe('Tools the model may call (docs/tools.md and the README, "What you can ask it"). The built-in ones (end_conversation, set_volume, get_volume, set_timer, set_alarm, list_timers, cancel_timer) are always declared.'),
 }).describe('live-speaker configuration. Installed as /etc/live-speaker/config.yaml (kept on upgrade). Every key is optional: the values below are the defaults. A misspelt key or a wrong type stops the daemon with an error that names the key and this file. `systemctl reload live-speaker` re-reads it; a bad file is refused and the running config kept.');
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -160,7 +160,7 @@ export function checkSoundCards(config: Config, hw: HwEnv = REAL_HW): Check {
   const prof = HARDWARE_PROFILES[config.hardware as HardwareName];
   if (config.hardware !== 'custom' && !prof.cards.some((c) => ids.includes(c))) {
     return { name, verdict: 'fail', detail: `hardware: ${config.hardware} expects card ${prof.cards.join(' or ')}; seen: ${seen}`,
-      fix: `install the HAT's driver: ${prof.overlay ?? 'see README "Voice HATs"'}; then reboot` };
+      fix: `install the HAT's driver: ${prof.overlay ?? 'see docs/hardware.md, "Voice HATs"'}; then reboot` };
   }
   const wanted = [['audio.capture_device', config.audio.capture_device], ['audio.playback_device', config.audio.playback_device]]
     .map(([k, d]) => [k, cardOfDevice(d)] as const).filter(([, c]) => c !== null && cards.length > 0 && !ids.includes(c!));

@@ -3,7 +3,7 @@
 // beneath the user's own keys (any key in the file still wins), before
 // validation, so a wrong key is still named with its file.
 //
-// Sources (checked for this table; see README "Voice HATs"):
+// Sources (checked for this table; see docs/hardware.md, "Voice HATs"):
 // - ReSpeaker 2-Mics Pi HAT v1 (WM8960): seeed-voicecard names the card
 //   `seeed2micvoicec`; the kernel's own wm8960-soundcard overlay names it
 //   `wm8960soundcard`. Button BCM 17 (active low); 3 APA102 on SPI0, opened

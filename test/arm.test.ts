@@ -512,7 +512,7 @@ for (const a of ARCHES) {
           // it on every mic frame (the merged echo stage) the emulated daemon fell so far behind real time that its
           // player ran dry 10 times and kept 6 of 25 pieces of the reply (armhf), or the reply never ended (arm64),
           // where without it (CI's last run) none was lost. The engine itself is tested in this root above (koffi loads
-          // libspeexdsp1, Speex cancels a frame); its cost on a Pi is README's estimate (bench/echo.ts), not this.
+          // libspeexdsp1, Speex cancels a frame); its cost on a Pi is docs/audio.md's estimate (bench/echo.ts), not this.
           config: { live: { base_url: emu.url }, conversation: { follow_up_s: 2, no_speech_timeout_s: 10 }, audio: { playback_lead_ms: 400, echo_cancel: 'off' } },
           command: (args) => ({ cmd: 'bash', args: [join(BENCH, 'in-root.sh'), root, run, app, cardDir, daemonDir, '--',
             'env', `PULSE_SERVER=${card.cardEnv.PULSE_SERVER}`, `ALSA_CONFIG_PATH=${card.cardEnv.ALSA_CONFIG_PATH}`,

@@ -76,7 +76,7 @@ test('a timeout answers at once though a program in its own session holds the pi
   assert.match(r.error!, /timed out after 1 s/);
   assert.ok(r.ms >= 950 && r.ms < 1500, `answered after ${Math.round(r.ms)} ms (timeout 1 s)`);
   assert.ok(await waitUntil(() => !processAlive(inGroup), 1000), 'the sleep in its group is killed');
-  assert.ok(processAlive(detached), 'a program in a session of its own is out of reach (README says so)');
+  assert.ok(processAlive(detached), 'a program in a session of its own is out of reach (docs/tools.md says so)');
 });
 
 test('a background program that writes to the command\'s stdout after the answer dies of SIGPIPE; redirected, it keeps running', async () => {

@@ -221,7 +221,7 @@ test('echo 0 dB, 120 ms path: the user talking over the reply gets `interrupted`
   const { daemon } = run;
   try {
     // A speaker in use: one conversation first, so the canceller starts this one with what it learnt (it keeps
-    // its filter across conversations). The first reply after a start may be half-duplex (README).
+    // its filter across conversations). The first reply after a start may be half-duplex (docs/audio.md).
     await daemon.pressAndWait('listening', 5000);
     await card.playIntoRoom(question);
     await daemon.waitLog((l) => l.msg === 'conversation ended', 30_000, 'the end of the first conversation');

@@ -351,7 +351,7 @@ test('whole daemons on bad timers.json and state.json start, log each bad entry 
         }
         assert.ok(st.timers.list.length <= MAX_TIMERS);
         const before = emu.sessions.length;
-        // A timer that fell due while down may be ringing: then a press only stops it (README), and the next one talks.
+        // A timer that fell due while down may be ringing: then a press only stops it (docs/tools.md), and the next one talks.
         const listening = d.waitState('listening', 10_000);
         const stopped = d.waitNextLog((l) => l.msg === 'timer ringing stopped', 10_000, 'ringing stopped');
         listening.catch(() => {}); stopped.catch(() => {});

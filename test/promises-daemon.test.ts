@@ -1,4 +1,4 @@
-// Promises the README makes, kept by the real daemon: the built daemon as a
+// Promises the README and docs/ make, kept by the real daemon: the built daemon as a
 // process, real arecord and the `speaker` addon on the simulated sound card,
 // the real @google/genai SDK against the loopback emulator. Each test here
 // failed against the daemon before the fix it pins (see the issue's note).

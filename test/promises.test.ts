@@ -1,4 +1,4 @@
-// The rules behind promises the README makes, pinned on the conversation and
+// The rules behind promises the README and docs/ make, pinned on the conversation and
 // the LEDs with fake ports (GPIO lines do not exist here; the rest of these
 // promises are tested through the real daemon in promises-daemon.test.ts).
 import { test, afterEach } from 'node:test';

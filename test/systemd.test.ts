@@ -249,13 +249,13 @@ test('the unit\'s priority and memory limits are in force: the daemon, each of i
 test('members of live-speaker-ctl use ctl but cannot read the keys or the config; other users cannot use ctl', { skip }, async () => {
   await must('id ctl-user >/dev/null 2>&1 || useradd --no-create-home -G live-speaker-ctl ctl-user; id outsider >/dev/null 2>&1 || useradd --no-create-home outsider');
   assert.equal((await must('stat -c %a:%G /run/live-speaker/control.sock')).trim(), '660:live-speaker-ctl');
-  // A token laid out as README.md says for a command's (root:live-speaker 0640).
+  // A token laid out as docs/tools.md says for a command's (root:live-speaker 0640).
   await must('printf "token\\n" > /etc/live-speaker/ha-auth && chown root:live-speaker /etc/live-speaker/ha-auth && chmod 0640 /etc/live-speaker/ha-auth');
   try {
     const r = await guest('runuser -u ctl-user -- live-speaker ctl status --json');
     assert.equal(r.code, 0, `ctl as a member of live-speaker-ctl: ${r.out}${r.err}`);
     assert.equal(JSON.parse(r.out).state, 'idle');
-    // It cannot read the config either, says so and uses the default socket (README.md).
+    // It cannot read the config either, says so and uses the default socket (docs/using.md).
     assert.match(r.err, /cannot read config file \/etc\/live-speaker\/config\.yaml: EACCES[\s\S]*trying the default socket \/run\/live-speaker\/control\.sock/);
     for (const f of ['/etc/live-speaker/gemini-api-key', '/etc/live-speaker/picovoice-access-key', '/etc/live-speaker/ha-auth', CONFIG]) {
       const c = await guest(`runuser -u ctl-user -- cat ${f}`);
@@ -499,12 +499,12 @@ test('a key file the service\'s group can read works; a root-only one is a confi
   }
 });
 
-test('systemd-analyze security rates the sandbox 1.6 OK, as README.md says', { skip }, async () => {
+test('systemd-analyze security rates the sandbox 1.6 OK, as docs/install.md says', { skip }, async () => {
   const out = await must('systemd-analyze security live-speaker.service --no-pager 2>&1');
   const m = /Overall exposure level for live-speaker\.service: ([\d.]+) (\w+)/.exec(out);
   assert.ok(m, out.slice(-500));
   timings.exposure = Number(m[1]);
-  // A change to the unit's sandbox, either way, must update the README's figure too.
+  // A change to the unit's sandbox, either way, must update docs/install.md's figure too.
   assert.equal(`${m[1]} ${m[2]}`, '1.6 OK');
 });
 

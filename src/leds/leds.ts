@@ -14,7 +14,7 @@ export type Pattern = number[];
 
 const OFF: Pattern = [];
 const SOLID: Pattern = [1];
-/** The documented table (README "LEDs"): state -> pattern per LED. Unlisted LEDs are off. */
+/** The documented table (docs/hardware.md, "LEDs"): state -> pattern per LED. Unlisted LEDs are off. */
 export const PATTERNS: Record<State, Partial<Record<LedRole, Pattern>>> = {
   idle: {},
   connecting: { listening: SOLID, activity: [100, 100] }, // fast blink

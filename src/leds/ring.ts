@@ -41,7 +41,7 @@ function privacyFrame(n: number, c: RingColours, f: (rank: number, count: number
 const spin = (t: number, stepMs: number, colour: Rgb) => (rank: number, count: number) =>
   (count <= 1 ? flash(t, stepMs, 2 * stepMs) : Math.floor(t / stepMs) % count === rank) ? colour : OFF;
 
-/** The documented table (README "LEDs"): state -> ring animation. */
+/** The documented table (docs/hardware.md, "LEDs"): state -> ring animation. */
 export const RING_PATTERNS: Record<State, RingPattern> = {
   idle: { privacy: false, tickMs: 0, describe: 'off', frame: (_t, n) => all(n, OFF) },
   connecting: { privacy: true, tickMs: 50, describe: 'listening colour, fast white spin', frame: (t, n, c) => privacyFrame(n, c, spin(t, 100, c.activity)) },

@@ -1,5 +1,5 @@
 // Which Live API model to use, and what to say when the service refuses one.
-// Checked on 2026-11-26 against the Gemini API docs (README "The model"):
+// Checked on 2026-11-26 against the Gemini API docs (docs/using.md, "The model"):
 // gemini-3.8-live is the stable Live model (released 2026-09-15, "Stable:
 // gemini-3.8-live", no shutdown date announced), an audio-to-audio model.
 // Model names change often: the server's close is the authority, this file
