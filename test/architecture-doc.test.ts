@@ -1,4 +1,4 @@
-// docs/architecture-overview.md names files and, in backticks, the types and
+// docs/architecture.md names files and, in backticks, the types and
 // functions in them. A rename or a move that leaves the doc behind makes the
 // doc wrong: this test fails instead. Each path must exist; each backticked
 // identifier (a name with a capital letter, or written with its parentheses)
@@ -10,7 +10,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 const REPO = new URL('../../', import.meta.url).pathname;
-export const DOC = 'docs/architecture-overview.md';
+export const DOC = 'docs/architecture.md';
 
 
 const PATH = /(?<![\w/.-])(?:src|test|scripts|docs|bench|systemd)\/[\w./<>-]*/g;
