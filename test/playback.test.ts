@@ -18,7 +18,8 @@ import { LiveEmulator, type EmulatedSession } from '../src/emulator/emulator.js'
 import { tone } from '../src/audio/pcm.js';
 import { LIMIT } from '../src/audio/volume.js';
 import { deviceHolders, explainOpenFailure } from '../src/audio/devices.js';
-import { SpeakerPlayer } from '../src/audio/playback.js';
+import { pino } from 'pino';
+import { SpeakerPlayer, QUEUE_MAX_S } from '../src/audio/playback.js';
 import { loadSpeakerAddon } from '../src/audio/addon.js';
 import type { PlayedChunk } from '../src/audio/timeline.js';
 
@@ -385,4 +386,22 @@ test('the timeline knows which sample the speaker is at: at a drop, the last sam
     process.stdout.write(`# at a drop the speaker's last sample was ${offsets.map((x) => x.toFixed(1)).join(', ')} ms from the one the timeline named\n`);
     for (const o of offsets) assert.ok(Math.abs(o) < 40, `${o.toFixed(1)} ms off`);
   } finally { player.close(); await sink.stop().catch(() => undefined); }
+});
+
+test(`a server cannot make the player hold more than ${QUEUE_MAX_S} s of reply audio: the rest is dropped, said once`, { timeout: 60_000 }, async () => {
+  Object.assign(process.env, card.cardEnv);
+  await loadSpeakerAddon();
+  const lines: { level: number; msg: string }[] = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s)); } });
+  const player = new SpeakerPlayer({ device: 'default', rate: SPK, leadMs: 200, outputLatencyMs: 0 }, 100, log);
+  player.open();
+  const second = Buffer.alloc(SPK * 2, 1);
+  for (let i = 0; i < QUEUE_MAX_S + 60; i++) player.play(second); // 11 minutes at once, as a runaway server could
+  const queued = (player as unknown as { queuedBytes: number }).queuedBytes;
+  try {
+    assert.ok(queued <= SPK * 2 * QUEUE_MAX_S, `queued ${(queued / (SPK * 2)).toFixed(1)} s`);
+    assert.ok(queued >= SPK * 2 * (QUEUE_MAX_S - 2), `the first ${QUEUE_MAX_S} s are kept (queued ${(queued / (SPK * 2)).toFixed(1)} s)`);
+    const said = lines.filter((l) => /reply audio dropped/.test(l.msg));
+    assert.equal(said.length, 1, 'said once for the reply');
+  } finally { player.flush(); player.close(); await sleep(700); }
 });

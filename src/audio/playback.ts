@@ -76,6 +76,13 @@ const CLOSE_AFTER_MS = 500;
 /** Back-off between attempts to open a device that failed; after GIVE_UP_AFTER failures in a row the reply is dropped. */
 const OPEN_RETRY_MS = [250, 500, 1000, 2000];
 const GIVE_UP_AFTER = 4;
+/**
+ * At most this much reply audio waits in the queue (28.8 MB at 24 kHz): the
+ * server sends faster than real time, and no server, however broken, may
+ * make the daemon hold more. The longest conversation (max_conversation_s,
+ * 600 s by default) fits; audio past it is dropped, said once per reply.
+ */
+export const QUEUE_MAX_S = 600;
 
 export interface PlaybackOptions {
   device: string;
@@ -127,6 +134,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
   private openFailures = 0;
   private failing = false; // the device cannot be opened: audio is dropped (and said once per turn) until it can
   private failureReported = false;
+  private overflowReported = false;
   private underruns = 0;
   private stalls = 0;
   private stallStreak = 0; // stalls in a row, for the back-off before the next device
@@ -170,6 +178,11 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     if (pcm.length < 2) return;
     if (this.failing) { this.reportFailure(`cannot play on ALSA device '${this.opts.device}': it could not be opened (retrying)`); return; }
     const even = pcm.length & 1 ? pcm.subarray(0, pcm.length - 1) : pcm;
+    if (this.queuedBytes + even.length > this.opts.rate * 2 * QUEUE_MAX_S) {
+      if (!this.overflowReported) this.log?.warn({ queuedS: Math.round(this.queuedBytes / (this.opts.rate * 2)) }, `reply audio dropped: more than ${QUEUE_MAX_S} s already waits to be played`);
+      this.overflowReported = true;
+      return;
+    }
     this.queue.push(even);
     this.queuedBytes += even.length;
     this.pump();
@@ -178,6 +191,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
   finish(onDrained: () => void): void {
     this.drain = onDrained;
     this.failureReported = false;
+    this.overflowReported = false;
     this.pump();
   }
 
@@ -186,6 +200,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     this.queuedBytes = 0;
     this.drain = null;
     this.failureReported = false;
+    this.overflowReported = false;
     this.limiter.reset();
     const dev = this.device;
     const now = monotonicMs();
