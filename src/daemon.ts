@@ -31,7 +31,7 @@ import { toneEngine } from './wake/tone.js';
 import { monotonicMs } from './clock.js';
 import { EchoRequiredError, EchoStage } from './audio/echo.js';
 import { Observer } from './observe.js';
-import { setupTools } from './tools/setup.js';
+import { setupTools, type ToolsSetup } from './tools/setup.js';
 
 export const EXIT_CONFIG = 78; // EX_CONFIG: listed in RestartPreventExitStatus=, so no restart loop
 export const CAPTURE_RATE = 16000;
@@ -221,7 +221,56 @@ function statusLine(state: State, endpoint: string, problem: string | null, last
   }
 }
 
+/**
+ * What the steps of runDaemon share: the config and the log, the adapters built so far, and the few
+ * values more than one concern reads. One object, filled in by the steps in order (each reads only what
+ * an earlier step set); closures read it when they run, so what a reload replaces (config, echo, wake)
+ * is what every concern sees from then on.
+ */
+interface Daemon {
+  readonly configPath: string | undefined;
+  config: Config; // replaced on reload; hardware, gpio, control and state keep their startup values
+  readonly file: string | null;
+  readonly log: Logger;
+  readonly notify: Notifier;
+  // openAdapters
+  mic: ArecordMic;
+  store: StateStore;
+  player: SpeakerPlayer;
+  echo: EchoStage; // replaced on reload when audio.echo_cancel or audio.barge_in change
+  endpoint: Endpoint;
+  wake: WakeWord | null; // replaced on reload when wake changes (or was not armed)
+  gpio: Hardware;
+  leds: DeviceIndicator;
+  // wireConversation
+  tools: ToolsSetup;
+  conversation: Conversation;
+  observer: Observer;
+  // wireStatus
+  micProblem: string | null;
+  muteReason: string | null; // why the speaker is muted when the user did not say so; cleared by an unmute
+  lastFrameAt: number;
+  withEcho: (line: string) => string;
+  updateStatus: () => void;
+  // wireControl
+  control: Server;
+}
+
+/** The composition root: one step per concern, in the order they must happen (logging first, readiness last). */
 export async function runDaemon(configPath?: string): Promise<void> {
+  const d = boot(configPath); // config (exit 78 when wrong), log, crash handler, systemd notifier
+  await openAdapters(d); // mic, state, player, echo stage, Live endpoint, wake word, GPIO; mixer
+  wireConversation(d); // Live connector, tools, the conversation, echo reference, observer
+  wireStatus(d); // the status line and the values it shows
+  wireAudio(d); // wake word, microphone, player events
+  wireButtonAndState(d); // button, state changes: status line, mute kept across restarts
+  await wireControl(d); // the control socket: ctl status/press/mute/volume/watch
+  wireSignals(d); // SIGTERM/SIGINT stop, SIGUSR1 press, SIGHUP reload, unhandled rejections
+  await becomeReady(d); // start capture, wait for audio, watchdog, timers, READY=1
+}
+
+/** The config (a wrong one: exit 78), then the log, the handler for what nothing catches, the systemd notifier. */
+function boot(configPath: string | undefined): Daemon {
   let config: Config;
   let file: string | null;
   try {
@@ -244,67 +293,83 @@ export async function runDaemon(configPath?: string): Promise<void> {
   });
   const notify: Notifier = createNotifier(log);
   log.info({ config: file ?? '(built-in defaults)' }, 'live-speaker starting');
+  return { configPath, config, file, log, notify } as Daemon; // the steps below fill in the rest, in order
+}
 
-  let endpoint: Endpoint, gpio: Hardware, control: Server, wake: WakeWord | null, echo: EchoStage;
-  const mic = new ArecordMic(captureOptions(config));
-  const store = new StateStore(stateDir(config), log);
+/** Each adapter the config asks for, in this order; one that cannot open is fatal (a config error: exit 78). */
+async function openAdapters(d: Daemon): Promise<void> {
+  const { config, file, log } = d;
+  d.mic = new ArecordMic(captureOptions(config));
+  d.store = new StateStore(stateDir(config), log);
   // The volume set with `ctl volume` holds across restarts; audio.volume until one is set.
-  const player = new SpeakerPlayer(playbackOptions(config), store.get().volume ?? config.audio.volume, log);
+  d.player = new SpeakerPlayer(playbackOptions(config), d.store.get().volume ?? config.audio.volume, log);
   try {
     // Between the microphone and everything that reads it; on and unavailable is a config error (exit 78, no restart loop).
-    echo = openEcho(config, file, log);
-    echo.tailMs = config.audio.echo_tail_ms;
-    endpoint = new Endpoint(log, () => echo.interruptible());
-    await endpoint.configure(config, file);
-    wake = makeWakeWord(config);
-    gpio = await openHardware(config, log);
+    d.echo = openEcho(config, file, log);
+    d.echo.tailMs = config.audio.echo_tail_ms;
+    d.endpoint = new Endpoint(log, () => d.echo.interruptible());
+    await d.endpoint.configure(config, file);
+    d.wake = makeWakeWord(config);
+    d.gpio = await openHardware(config, log);
   } catch (e) {
     log.fatal({ error: (e as Error).message }, 'cannot start');
     process.exit(e instanceof ConfigError ? EXIT_CONFIG : 1);
   }
-  const leds = gpio.indicator;
-  if (!gpio.privacyLight) {
-    log.warn({ gpio: gpio.state }, 'no listening (privacy) LED is fitted: nothing on the device shows when the microphone streams (gpio.leds.listening or gpio.ring)');
+  d.leds = d.gpio.indicator;
+  if (!d.gpio.privacyLight) {
+    log.warn({ gpio: d.gpio.state }, 'no listening (privacy) LED is fitted: nothing on the device shows when the microphone streams (gpio.leds.listening or gpio.ring)');
   }
   void applyMixer(config, log);
+}
+
+/** The conversation and what it talks to: the Live connector, the tools (issue 12), the echo stage's reference, the observer. */
+function wireConversation(d: Daemon): void {
+  const { config, log, endpoint, player, leds, store } = d;
   const live: LiveConnector = { connect: (h, o) => endpoint.connector.connect(h, o) }; // swapped on reload
   // ---- tools (issue 12): function calls, timers, volume by voice
-  const tools = setupTools({ config: () => config, stateDir: stateDir(config), player, leds, store, log, conversation: () => conversation });
+  const tools = d.tools = setupTools({ config: () => d.config, stateDir: stateDir(config), player, leds, store, log, conversation: () => d.conversation });
   endpoint.functions = () => tools.dispatcher.declarations();
-  const conversation = new Conversation(conversationOptions(config), { live, player, mic, indicator: leds, echo: { halfDuplex: () => echo.halfDuplex(), residualEcho: () => echo.residualEcho() }, tools: tools.dispatcher }, log);
+  const conversation = d.conversation = new Conversation(conversationOptions(config), { live, player, mic: d.mic, indicator: leds, echo: { halfDuplex: () => d.echo.halfDuplex(), residualEcho: () => d.echo.residualEcho() }, tools: tools.dispatcher }, log);
   // The reference: every sample the speaker played, when it was heard.
-  player.timeline.on('played', (c) => echo.reference(c));
-  player.timeline.on('wrote', (c) => echo.scheduled(c, PLAYBACK_RATE));
+  player.timeline.on('played', (c) => d.echo.reference(c));
+  player.timeline.on('wrote', (c) => d.echo.scheduled(c, PLAYBACK_RATE));
   // Transcripts (log.transcripts), token usage and `ctl watch` (src/observe.ts).
-  const observer = new Observer(conversation, log, () => config.log.transcripts);
+  d.observer = new Observer(conversation, log, () => d.config.log.transcripts);
   // Function calls reach `ctl watch` as the conversation's 'tool' / 'tool-cancelled' events.
   tools.dispatcher.on('tool', (e: object) => conversation.emit('tool', e));
   tools.dispatcher.on('tool-cancelled', (e: object) => conversation.emit('tool-cancelled', e));
+}
 
-  // ---- events from the adapters
-  let micProblem: string | null = null;
-  // Why the speaker is muted when the user did not say so (an unusable state.json); cleared by an unmute.
-  let muteReason: string | null = store.problem ? `${store.file} cannot be used (${store.problem}); unmute to go on` : null;
-  let lastFrameAt = 0;
+/** The systemd status line (STATUS=) and what it shows beside the state: a microphone problem, why muted. */
+function wireStatus(d: Daemon): void {
+  d.micProblem = null;
+  d.muteReason = d.store.problem ? `${d.store.file} cannot be used (${d.store.problem}); unmute to go on` : null; // an unusable state.json
+  d.lastFrameAt = 0;
   // Idle, the status line also says how the echo is handled (engine, delay, converged; or why half-duplex).
-  const withEcho = (line: string) => (conversation.state === 'idle' && !line.startsWith('degraded') && !line.startsWith('error') ? `${line}; echo cancellation: ${echo.describe()}` : line);
-  const updateStatus = () => notify.status(withEcho(statusLine(conversation.state, endpoint.description, micProblem, conversation.lastError?.message ?? null, wake, conversation.fault, muteReason)));
+  d.withEcho = (line: string) => (d.conversation.state === 'idle' && !line.startsWith('degraded') && !line.startsWith('error') ? `${line}; echo cancellation: ${d.echo.describe()}` : line);
+  d.updateStatus = () => d.notify.status(d.withEcho(statusLine(d.conversation.state, d.endpoint.description, d.micProblem, d.conversation.lastError?.message ?? null, d.wake, d.conversation.fault, d.muteReason)));
+}
 
-  // ---- wake word: every capture chunk goes through it first; a detection splits the chunk exactly there
-  const wireWake = (w: WakeWord) => {
-    w.on('armed', (keywords: string[]) => { log.info({ engine: w.name, keywords }, 'wake word armed'); updateStatus(); });
-    w.on('not-armed', (e: WakeArmError, retryMs: number | null) => {
-      // The error class and a scrubbed message, never a stack or the key.
-      log.warn({ engine: w.name, errorClass: e.errorClass, reason: e.message, retryInS: retryMs === null ? null : retryMs / 1000 },
-        retryMs === null ? 'wake word not armed; fix the cause and reload (the button works meanwhile)' : 'wake word not armed yet; retrying (the button works meanwhile)');
-      updateStatus();
-    });
-  };
-  if (wake) wireWake(wake);
+/** The wake word's arming goes to the log and the status line (wired again for a new one after a reload). */
+function wireWake(d: Daemon, w: WakeWord): void {
+  w.on('armed', (keywords: string[]) => { d.log.info({ engine: w.name, keywords }, 'wake word armed'); d.updateStatus(); });
+  w.on('not-armed', (e: WakeArmError, retryMs: number | null) => {
+    // The error class and a scrubbed message, never a stack or the key.
+    d.log.warn({ engine: w.name, errorClass: e.errorClass, reason: e.message, retryInS: retryMs === null ? null : retryMs / 1000 },
+      retryMs === null ? 'wake word not armed; fix the cause and reload (the button works meanwhile)' : 'wake word not armed yet; retrying (the button works meanwhile)');
+    d.updateStatus();
+  });
+}
+
+/** Audio events: every capture chunk goes through the echo stage, then the wake word (a detection splits the chunk exactly there), then the conversation. */
+function wireAudio(d: Daemon): void {
+  const { log, mic, player, conversation } = d;
+  if (d.wake) wireWake(d, d.wake);
   mic.on('frame', (raw: Buffer) => {
-    lastFrameAt = monotonicMs();
-    const f = echo.process(raw, lastFrameAt, CAPTURE_RATE); // what every reader of the mic gets
-    if (micProblem !== null) { micProblem = null; updateStatus(); } // audio flows: whatever was wrong with the mic is over
+    d.lastFrameAt = monotonicMs();
+    const f = d.echo.process(raw, d.lastFrameAt, CAPTURE_RATE); // what every reader of the mic gets
+    if (d.micProblem !== null) { d.micProblem = null; d.updateStatus(); } // audio flows: whatever was wrong with the mic is over
+    const wake = d.wake;
     const at = wake && conversation.state !== 'muted' ? wake.push(f) : null;
     if (at === null) { conversation.micFrame(f); return; }
     conversation.micFrame(f.subarray(0, at));
@@ -312,31 +377,41 @@ export async function runDaemon(configPath?: string): Promise<void> {
     if (at < f.length) conversation.micFrame(f.subarray(at));
   });
   mic.on('failed', (reason: string) => {
-    if (micProblem === null) log.error({ reason }, 'microphone failed'); else log.debug({ reason }, 'microphone still failing');
-    micProblem = `microphone: ${reason}`;
+    if (d.micProblem === null) log.error({ reason }, 'microphone failed'); else log.debug({ reason }, 'microphone still failing');
+    d.micProblem = `microphone: ${reason}`;
     conversation.micFailed(reason);
-    updateStatus();
+    d.updateStatus();
   });
   let lastOverrunLog = 0;
   mic.on('overrun', () => {
     if (monotonicMs() - lastOverrunLog > 60_000) log.warn({ overruns: mic.overruns }, 'capture overrun: arecord was starved of CPU and dropped audio');
     lastOverrunLog = monotonicMs();
   });
-  mic.on('started', (pid: number) => log.info({ pid, device: config.audio.capture_device }, 'capture started (arecord)'));
-  mic.on('recovered', () => { log.info('microphone is back'); micProblem = null; conversation.micRecovered(); updateStatus(); });
-  player.on('error', (e: Error) => { conversation.playerFailed(e.message); updateStatus(); });
-  gpio.button?.on('press', () => conversation.press('button'));
-  gpio.button?.on('long-press', () => conversation.toggleMute());
-  conversation.on('state', updateStatus);
+  mic.on('started', (pid: number) => log.info({ pid, device: d.config.audio.capture_device }, 'capture started (arecord)'));
+  mic.on('recovered', () => { log.info('microphone is back'); d.micProblem = null; conversation.micRecovered(); d.updateStatus(); });
+  player.on('error', (e: Error) => { conversation.playerFailed(e.message); d.updateStatus(); });
+}
+
+/** The button (press: talk; long press: mute), and what follows every state change: the status line, the mute kept. */
+function wireButtonAndState(d: Daemon): void {
+  const { conversation, store } = d;
+  d.gpio.button?.on('press', () => conversation.press('button'));
+  d.gpio.button?.on('long-press', () => conversation.toggleMute());
+  conversation.on('state', d.updateStatus);
   // Mute is the user's word: it holds across restarts, crashes and power cuts.
   conversation.on('state', (to: State, from: State) => {
-    if (from === 'muted' && to !== 'muted') muteReason = null;
+    if (from === 'muted' && to !== 'muted') d.muteReason = null;
     if (to === 'muted' || from === 'muted') store.set({ muted: to === 'muted' });
   });
+}
 
+/** The control socket (`live-speaker ctl`): status, press, mute, unmute, volume, watch. It cannot open: exit 1. */
+async function wireControl(d: Daemon): Promise<void> {
+  const { config, file, log, endpoint, leds, gpio, mic, player, tools, store, conversation, observer } = d;
+  let control: Server;
   // ---- control socket
   const started = monotonicMs();
-  const status = () => ({
+  const status = ({ config, micProblem, muteReason, wake, echo } = d) => ({ // read at each call: a reload replaces them
     state: conversation.state,
     session: conversation.inConversation ? 'open' : 'none',
     endpoint: endpoint.description,
@@ -386,60 +461,64 @@ export async function runDaemon(configPath?: string): Promise<void> {
     log.fatal({ error: (e as Error).message }, 'cannot start the control socket');
     process.exit(1);
   }
+  d.control = control;
+}
 
-  // ---- reload: re-read the config, apply what can change live, refuse a bad one
-  // Whatever happens, a reload ends in READY=1 (systemctl reload waits for it),
-  // with the new config applied or the old one kept.
-  const reload = async () => {
-    notify.reloading();
-    try {
-      await applyConfig();
-    } catch (e) {
-      log.error({ error: (e as Error).message }, 'config reload refused; keeping the running config');
-      notify.status(`config reload refused: ${(e as Error).message}`);
-      notify.ready();
-      return;
-    }
-    notify.ready();
-    updateStatus();
-  };
-  /** Everything that can throw (reading the file and the keys) happens before anything changes. */
-  const applyConfig = async () => {
-    const next = loadConfig(configPath).config;
-    const needRestart = ['hardware', 'gpio', 'control', 'state'].filter((k) => JSON.stringify(next[k as keyof Config]) !== JSON.stringify(config[k as keyof Config]));
-    const captureChanged = JSON.stringify(captureOptions(next)) !== JSON.stringify(captureOptions(config));
-    const rewake = JSON.stringify(next.wake) !== JSON.stringify(config.wake) || (wake !== null && !wake.armed);
-    const nextWake = rewake ? makeWakeWord(next) : wake; // reads the AccessKey: may throw
-    const reecho = next.audio.echo_cancel !== config.audio.echo_cancel || next.audio.barge_in !== config.audio.barge_in;
-    const nextEcho = reecho ? openEcho(next, configPath ?? file, log) : echo; // on and unavailable: throws, the reload is refused
-    try {
-      await endpoint.configure(next, file); // reads the API key: may throw
-    } catch (e) {
-      if (nextEcho !== echo) nextEcho.close(); // the reload is refused: the stage it opened is not used
-      throw e;
-    }
-    const previousVolume = config.audio.volume;
-    const mixerChanged = JSON.stringify(next.mixer) !== JSON.stringify(config.mixer);
-    config = { ...next, hardware: config.hardware, gpio: config.gpio, control: config.control, state: config.state };
-    if (mixerChanged) void applyMixer(config, log);
-    if (nextEcho !== echo) { echo.close(); echo = nextEcho; } // the next session's activityHandling follows it
-    echo.tailMs = config.audio.echo_tail_ms;
-    log.level = config.log.level;
-    conversation.configure(conversationOptions(config));
-    tools.dispatcher.configure(config.tools.commands, config.tools.max_concurrent_commands); // the next session declares them
-    if (rewake) {
-      // A reload is the user's action that may have fixed the cause: try again now.
-      wake?.release();
-      wake = nextWake;
-      if (wake) { wireWake(wake); wake.arm(); }
-    }
-    player.configure(playbackOptions(config));
-    if (next.audio.volume !== previousVolume) { player.volume = next.audio.volume; store.set({ volume: null }); } // the config's new volume takes over from `ctl volume`
-    if (captureChanged && conversation.state !== 'muted') { mic.stop(); mic.setOptions(captureOptions(config)); mic.start(); } else mic.setOptions(captureOptions(config));
-    log.info({ restartNeededFor: needRestart }, needRestart.length ? `config reloaded; ${needRestart.join(' and ')} changes need a restart` : 'config reloaded');
-  };
+/** SIGHUP. Whatever happens, a reload ends in READY=1 (systemctl reload waits for it), with the new config applied or the old one kept. */
+async function reload(d: Daemon): Promise<void> {
+  d.notify.reloading();
+  try {
+    await applyConfig(d);
+  } catch (e) {
+    d.log.error({ error: (e as Error).message }, 'config reload refused; keeping the running config');
+    d.notify.status(`config reload refused: ${(e as Error).message}`);
+    d.notify.ready();
+    return;
+  }
+  d.notify.ready();
+  d.updateStatus();
+}
 
-  // ---- signals and shutdown
+/** Re-read the config and apply what can change live. Everything that can throw (reading the file and the keys) happens before anything changes. */
+async function applyConfig(d: Daemon): Promise<void> {
+  const { configPath, file, log, endpoint, conversation, tools, player, store, mic } = d;
+  const next = loadConfig(configPath).config;
+  const needRestart = ['hardware', 'gpio', 'control', 'state'].filter((k) => JSON.stringify(next[k as keyof Config]) !== JSON.stringify(d.config[k as keyof Config]));
+  const captureChanged = JSON.stringify(captureOptions(next)) !== JSON.stringify(captureOptions(d.config));
+  const rewake = JSON.stringify(next.wake) !== JSON.stringify(d.config.wake) || (d.wake !== null && !d.wake.armed);
+  const nextWake = rewake ? makeWakeWord(next) : d.wake; // reads the AccessKey: may throw
+  const reecho = next.audio.echo_cancel !== d.config.audio.echo_cancel || next.audio.barge_in !== d.config.audio.barge_in;
+  const nextEcho = reecho ? openEcho(next, configPath ?? file, log) : d.echo; // on and unavailable: throws, the reload is refused
+  try {
+    await endpoint.configure(next, file); // reads the API key: may throw
+  } catch (e) {
+    if (nextEcho !== d.echo) nextEcho.close(); // the reload is refused: the stage it opened is not used
+    throw e;
+  }
+  const previousVolume = d.config.audio.volume;
+  const mixerChanged = JSON.stringify(next.mixer) !== JSON.stringify(d.config.mixer);
+  const config = d.config = { ...next, hardware: d.config.hardware, gpio: d.config.gpio, control: d.config.control, state: d.config.state };
+  if (mixerChanged) void applyMixer(config, log);
+  if (nextEcho !== d.echo) { d.echo.close(); d.echo = nextEcho; } // the next session's activityHandling follows it
+  d.echo.tailMs = config.audio.echo_tail_ms;
+  log.level = config.log.level;
+  conversation.configure(conversationOptions(config));
+  tools.dispatcher.configure(config.tools.commands, config.tools.max_concurrent_commands); // the next session declares them
+  if (rewake) {
+    // A reload is the user's action that may have fixed the cause: try again now.
+    d.wake?.release();
+    d.wake = nextWake;
+    if (d.wake) { wireWake(d, d.wake); d.wake.arm(); }
+  }
+  player.configure(playbackOptions(config));
+  if (next.audio.volume !== previousVolume) { player.volume = next.audio.volume; store.set({ volume: null }); } // the config's new volume takes over from `ctl volume`
+  if (captureChanged && conversation.state !== 'muted') { mic.stop(); mic.setOptions(captureOptions(config)); mic.start(); } else mic.setOptions(captureOptions(config));
+  log.info({ restartNeededFor: needRestart }, needRestart.length ? `config reloaded; ${needRestart.join(' and ')} changes need a restart` : 'config reloaded');
+}
+
+/** Signals (stop, press, reload) and the one unhandled rejection that is not a bug. */
+function wireSignals(d: Daemon): void {
+  const { log, notify, conversation, tools, observer, endpoint } = d;
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -448,12 +527,12 @@ export async function runDaemon(configPath?: string): Promise<void> {
     log.info({ signal }, 'stopping');
     conversation.shutdown();
     tools.stop();
-    wake?.release();
-    echo.close();
-    gpio.release();
+    d.wake?.release();
+    d.echo.close();
+    d.gpio.release();
     observer.closeWatchers(); // open watches would keep the socket server from closing
-    await new Promise<void>((res) => control.close(() => res()));
-    try { unlinkSync(config.control.socket); } catch { /* gone */ }
+    await new Promise<void>((res) => d.control.close(() => res()));
+    try { unlinkSync(d.config.control.socket); } catch { /* gone */ }
     await endpoint.close();
     notify.close();
     log.info('stopped');
@@ -462,7 +541,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGUSR1', () => conversation.press('signal'));
-  process.on('SIGHUP', () => void reload());
+  process.on('SIGHUP', () => void reload(d));
   // The SDK parses server frames in a promise nobody awaits: a malformed frame
   // rejects unhandled and, by Node's default, would kill the daemon. That one
   // case is logged and skipped (src/live/gemini.ts now refuses such frames
@@ -476,15 +555,18 @@ export async function runDaemon(configPath?: string): Promise<void> {
     log.fatal({ error: reason instanceof Error ? (reason.stack ?? `${reason.name}: ${reason.message}`) : String(reason) }, 'unexpected error (unhandled rejection); exiting so that systemd restarts the daemon');
     process.exit(1);
   });
+}
 
-  // Ready means ready: the pre-roll needs audio already flowing when the first press comes.
+/** Ready means ready: the pre-roll needs audio already flowing when the first press comes. Last: READY=1. */
+async function becomeReady(d: Daemon): Promise<void> {
+  const { log, notify, store, mic, conversation, endpoint, tools } = d;
   if (store.get().muted) {
     conversation.mute(); // before the mic ever starts: muted means the microphone is not opened
     if (!store.problem) log.info({ state: store.file }, 'muted before the restart: the microphone stays off until you unmute (long press or `live-speaker ctl unmute`)');
   } else {
     mic.start();
   }
-  wake?.arm();
+  d.wake?.arm();
   const micUp = conversation.state === 'muted' || await new Promise<boolean>((res) => {
     const t = setTimeout(() => res(false), MIC_READY_WAIT_MS);
     mic.once('frame', () => { clearTimeout(t); res(true); });
@@ -492,21 +574,21 @@ export async function runDaemon(configPath?: string): Promise<void> {
   });
   if (!micUp) {
     // Ready anyway (a speaker with a dead mic still answers ctl and shows why); the status line names the microphone.
-    micProblem ??= `microphone: no audio from '${config.audio.capture_device}' within ${MIC_READY_WAIT_MS / 1000} s`;
-    log.warn({ problem: micProblem }, 'the microphone is not delivering audio; ready anyway, with the problem on the status line');
+    d.micProblem ??= `microphone: no audio from '${d.config.audio.capture_device}' within ${MIC_READY_WAIT_MS / 1000} s`;
+    log.warn({ problem: d.micProblem }, 'the microphone is not delivering audio; ready anyway, with the problem on the status line');
   }
   // Load the playback addon now (with ALSA's default pointed away from any real device: see playback.ts),
   // and say at once if the speaker cannot be opened (each conversation tries again).
   loadSpeakerAddon()
-    .then(() => checkPlaybackDevice(config.audio.playback_device, PLAYBACK_RATE))
+    .then(() => checkPlaybackDevice(d.config.audio.playback_device, PLAYBACK_RATE))
     .then((problem) => {
       if (problem) log.warn({ error: problem }, 'playback not available yet; will retry at the first reply');
-      else log.debug({ device: config.audio.playback_device }, 'playback device checked: the speaker addon is loaded and the device opens');
+      else log.debug({ device: d.config.audio.playback_device }, 'playback device checked: the speaker addon is loaded and the device opens');
     },
       (e: Error) => log.warn({ error: e.message }, 'playback not available yet; will retry at the first reply'));
   // Alive = the event loop runs this check, and capture either flows or is known to be down and being retried.
-  notify.startWatchdog(() => conversation.state === 'muted' || micProblem !== null || monotonicMs() - lastFrameAt < STUCK_CAPTURE_MS);
+  notify.startWatchdog(() => conversation.state === 'muted' || d.micProblem !== null || monotonicMs() - d.lastFrameAt < STUCK_CAPTURE_MS);
   tools.start(conversation); // saved timers: one that fell due while the daemon was down rings once now
-  log.info({ endpoint: endpoint.description, gpio: gpio.state, socket: config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
-  notify.ready(withEcho(statusLine(conversation.state, endpoint.description, micProblem, null, wake, null, muteReason)));
+  log.info({ endpoint: endpoint.description, gpio: d.gpio.state, socket: d.config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
+  notify.ready(d.withEcho(statusLine(conversation.state, endpoint.description, d.micProblem, null, d.wake, null, d.muteReason)));
 }
