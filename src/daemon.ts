@@ -408,7 +408,7 @@ function wireButtonAndState(d: Daemon): void {
 /** The control socket (`live-speaker ctl`): status, press, mute, unmute, volume, watch. It cannot open: exit 1. */
 async function wireControl(d: Daemon): Promise<void> {
   const { config, file, log, endpoint, leds, gpio, mic, player, tools, store, conversation, observer } = d;
-  let control: Server;
+  let control: Daemon['control'];
   // ---- control socket
   const started = monotonicMs();
   const status = ({ config, micProblem, muteReason, wake, echo } = d) => ({ // read at each call: a reload replaces them
