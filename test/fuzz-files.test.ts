@@ -16,7 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { parse, stringify } from 'yaml';
 import { rng, int, pick, mutateN, brokenJson, junkBytes, type Rand } from './bench/fuzz.js';
-import { Timers, MAX_TIMERS, type Clock, type Ringer, type TimerEntry } from '../src/timers.js';
+import { Timers, MAX_TIMERS, type Ringer, type TimerEntry } from '../src/timers.js';
+import { FakeClock } from './bench/util.js';
 import { StateStore, MAX_VOLUME } from '../src/state.js';
 import { ConfigError, loadConfig, parseConfig, readApiKey, readAccessKey, stateDir } from '../src/config.js';
 import type { Logger } from '../src/log.js';
@@ -36,28 +37,6 @@ const NOW = Date.UTC(2026, 10, 26, 12, 0, 0);
 /** The in-process cases' files: in memory when there is a /dev/shm (the loaders are under test here, not the disk's fsync). */
 const SCRATCH = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 
-class FakeClock implements Clock {
-  w: number; m = 1_000_000;
-  private q: { at: number; fn: () => void; id: number }[] = [];
-  private n = 0;
-  constructor(wall: number) { this.w = wall; }
-  wall = () => this.w;
-  mono = () => this.m;
-  setTimeout = (fn: () => void, ms: number) => { const id = ++this.n; this.q.push({ at: this.m + ms, fn, id }); return id; };
-  clearTimeout = (id: unknown) => { this.q = this.q.filter((t) => t.id !== id); };
-  advance(ms: number): void {
-    const end = this.m + ms;
-    for (;;) {
-      this.q.sort((a, b) => a.at - b.at);
-      const t = this.q[0];
-      if (!t || t.at > end) break;
-      this.q.shift();
-      this.w += t.at - this.m; this.m = t.at;
-      t.fn();
-    }
-    this.w += end - this.m; this.m = end;
-  }
-}
 
 function fakeLog() {
   const lines: { level: string; msg: string; o: any }[] = [];

@@ -7,36 +7,12 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Timers, nextOccurrence, type Clock, type Ringer, type TimerEntry } from '../src/timers.js';
+import { Timers, nextOccurrence, type Ringer, type TimerEntry } from '../src/timers.js';
+import { FakeClock } from './bench/util.js';
 import type { Logger } from '../src/log.js';
 import { cancelTimer } from '../src/tools/cancel_timer.js';
 import type { ToolServices } from '../src/tools/types.js';
 
-class FakeClock implements Clock {
-  w: number; m = 1_000_000;
-  private q: { at: number; fn: () => void; id: number }[] = [];
-  private n = 0;
-  constructor(wall: number) { this.w = wall; }
-  wall = () => this.w;
-  mono = () => this.m;
-  setTimeout = (fn: () => void, ms: number) => { const id = ++this.n; this.q.push({ at: this.m + ms, fn, id }); return id; };
-  clearTimeout = (id: unknown) => { this.q = this.q.filter((t) => t.id !== id); };
-  /** Let `ms` pass on both clocks, running what falls due in order. */
-  advance(ms: number): void {
-    const end = this.m + ms;
-    for (;;) {
-      this.q.sort((a, b) => a.at - b.at);
-      const t = this.q[0];
-      if (!t || t.at > end) break;
-      this.q.shift();
-      this.w += t.at - this.m; this.m = t.at;
-      t.fn();
-    }
-    this.w += end - this.m; this.m = end;
-  }
-  /** NTP sets the wall clock: the monotonic one does not move. */
-  step(ms: number): void { this.w += ms; }
-}
 
 function fakeLog() {
   const lines: { level: string; msg: string; o: any }[] = [];
