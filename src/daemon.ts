@@ -2,7 +2,6 @@
 // events to the conversation, and owns process-level concerns (signals,
 // control socket, systemd notifications, reload, shutdown). No conversation
 // behaviour is decided here.
-import type { Server } from 'node:net';
 import { unlinkSync } from 'node:fs';
 import { ConfigError, loadConfig, readAccessKey, readApiKey, stateDir, type Config } from './config.js';
 import { MAX_VOLUME, StateStore } from './state.js';
@@ -21,7 +20,7 @@ import { Ring, parseColour, type RingColours } from './leds/ring.js';
 import { bitbangTransport, spiTransport, type Apa102Transport } from './leds/apa102.js';
 import { Indicators, MissingLight, type DeviceIndicator } from './leds/indicators.js';
 import { applyMixer } from './mixer.js';
-import { startControlServer, type ControlRequest } from './control.js';
+import { startControlServer, type ControlRequest, type ControlServer } from './control.js';
 import { LiveEmulator } from './emulator/emulator.js';
 import { createNotifier, type Notifier } from './systemd.js';
 import { CHIME_MS, errorSound, wakeChime } from './audio/sounds.js';
@@ -253,7 +252,7 @@ interface Daemon {
   withEcho: (line: string) => string;
   updateStatus: () => void;
   // wireControl
-  control: Server;
+  control: ControlServer;
 }
 
 /** The composition root: one step per concern, in the order they must happen (logging first, readiness last). */
@@ -427,6 +426,7 @@ async function wireControl(d: Daemon): Promise<void> {
     usage: observer.usage, // tokens since start, summed from the server's usageMetadata
     transcripts: config.log.transcripts,
     watchers: observer.watcherCount, // `ctl watch` clients connected now
+    control: { clients: control.clients, ...control.counters }, // connections open now (this one too), refusals since start
     timing: conversation.timing,
     wake: wake?.status() ?? { engine: 'none', armed: false, keywords: [], reason: 'no wake word configured (wake.engine: none)', detections: 0 },
     echo: { ...echo.status(), summary: echo.describe(), cleaningNow: echo.cleaning(monotonicMs()), gatedFrames: conversation.gatedFrames, residualFrames: conversation.residualFrames },
@@ -456,7 +456,7 @@ async function wireControl(d: Daemon): Promise<void> {
         case 'status': break;
       }
       return status();
-    }, (send, end) => observer.watch(send, end));
+    }, (send, drop) => observer.watch(send, drop), log);
   } catch (e) {
     log.fatal({ error: (e as Error).message }, 'cannot start the control socket');
     process.exit(1);

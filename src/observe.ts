@@ -22,11 +22,16 @@ export interface UsageTotals {
 
 const zero = (): UsageTotals => ({ conversations: 0, messages: 0, promptTokens: 0, responseTokens: 0, totalTokens: 0, cachedTokens: 0, toolUsePromptTokens: 0, thoughtsTokens: 0 });
 const ACTIVE: ReadonlySet<State> = new Set(['connecting', 'listening', 'thinking', 'speaking', 'follow-up']);
-/** A watcher that has this much unread is too slow: it is dropped rather than let the daemon buffer without bound. */
-const MAX_UNREAD = 1 << 20;
+/**
+ * A watcher that has this much unread is too slow: it is dropped (its
+ * connection destroyed, with what was queued for it) rather than let the
+ * daemon buffer without bound. An event is a few hundred bytes: this is
+ * hundreds of events, far more than a reader that keeps up ever leaves.
+ */
+export const MAX_UNREAD = 256 * 1024;
 
 interface Watched extends EventEmitter { state: State; lastError: { message: string; permanent: boolean } | null }
-interface Watcher { send(line: string): boolean; end(): void }
+interface Watcher { send(line: string): boolean; drop(): void }
 
 export class Observer {
   readonly usage: UsageTotals = zero();
@@ -45,9 +50,9 @@ export class Observer {
     conv.on('tool-cancelled', (e: object) => this.broadcast({ type: 'tool-cancelled', ...e }));
   }
 
-  /** A new `ctl watch` client; returns what to call when it goes away. */
-  watch(send: (line: string) => boolean, end: () => void): () => void {
-    const w: Watcher = { send, end };
+  /** A new `ctl watch` client (`drop` closes its connection at once); returns what to call when it goes away. */
+  watch(send: (line: string) => boolean, drop: () => void): () => void {
+    const w: Watcher = { send, drop };
     this.watchers.add(w);
     this.deliver(w, { type: 'watching', state: this.conv.state, transcripts: this.transcripts() });
     return () => { this.watchers.delete(w); };
@@ -55,9 +60,9 @@ export class Observer {
 
   get watcherCount(): number { return this.watchers.size; }
 
-  /** Daemon shutdown: end every watch so the socket server can close. */
+  /** Daemon shutdown: close every watch so the socket server can close. */
   closeWatchers(): void {
-    for (const w of [...this.watchers]) { this.watchers.delete(w); try { w.end(); } catch { /* gone */ } }
+    for (const w of [...this.watchers]) { this.watchers.delete(w); try { w.drop(); } catch { /* gone */ } }
   }
 
   private state(to: State, from: State): void {
@@ -103,17 +108,19 @@ export class Observer {
   private deliver(w: Watcher, event: Record<string, unknown>): void {
     let ok = false;
     try { ok = w.send(JSON.stringify({ at: new Date().toISOString(), ...event })); } catch { ok = false; }
-    if (!ok) { this.watchers.delete(w); try { w.end(); } catch { /* gone */ } }
+    if (!ok) { this.watchers.delete(w); try { w.drop(); } catch { /* gone */ } }
   }
 }
 
 /**
  * The server side of one watcher on a control-socket connection: writes lines
- * while the client keeps up; false (drop it) when it has gone or fallen behind.
+ * while the client keeps up; false (drop it) when it has gone or fallen
+ * behind (`onSlow` is told how far, once).
  */
-export function socketSender(sock: { destroyed: boolean; writableLength: number; write(s: string): boolean }): (line: string) => boolean {
+export function socketSender(sock: { destroyed: boolean; writableLength: number; write(s: string): boolean }, onSlow?: (unreadBytes: number) => void): (line: string) => boolean {
   return (line) => {
-    if (sock.destroyed || sock.writableLength > MAX_UNREAD) return false;
+    if (sock.destroyed) return false;
+    if (sock.writableLength > MAX_UNREAD) { onSlow?.(sock.writableLength); return false; }
     sock.write(line + '\n');
     return true;
   };
