@@ -32,7 +32,7 @@ const SAMPLES: object[] = [
   { cmd: 'volume', value: '60' }, { cmd: 'volume', value: 'up' }, { cmd: 'volume', value: 'down' }, { cmd: 'watch' },
 ];
 
-/** The reference: what the daemon must make of one line (the contract in README and src/control.ts, written again). */
+/** The reference: what the daemon must make of one line (the contract in docs/using.md and src/control.ts, written again). */
 function expected(line: string): 'ok' | 'error' | 'watch' | 'too-long' {
   if (line.length > MAX_LINE) return 'too-long';
   let v: any;
