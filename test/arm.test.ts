@@ -34,7 +34,7 @@ import { DaemonProcess } from './bench/daemon.js';
 import { rng } from './bench/util.js';
 import { LiveEmulator } from '../src/emulator/emulator.js';
 import { resample } from '../src/audio/pcm.js';
-import { NEEDS, missingProgram } from './bench/needs.js';
+import { NEEDS, rootTestSkip } from './bench/needs.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BENCH = join(REPO, 'test', 'bench');
@@ -53,17 +53,8 @@ const ARCHES: Arch[] = [
 const wanted = (process.env.LIVE_SPEAKER_ARM_ARCHES ?? 'arm64,armhf').split(',').map((s) => s.trim());
 
 function skipReason(a: Arch): string | false {
-  if (process.env.LIVE_SPEAKER_SKIP_ARM_TEST === '1') return 'LIVE_SPEAKER_SKIP_ARM_TEST=1';
-  if (!wanted.includes(a.deb)) return `LIVE_SPEAKER_ARM_ARCHES=${wanted.join(',')}`;
-  if (process.platform !== 'linux') return 'needs Linux';
-  if (process.getuid?.() !== 0) return 'needs root (mounts, chroot, binfmt_misc)';
-  // debootstrap: only to build a root that is not cached yet.
-  const missing = missingProgram(NEEDS.arm, existsSync(join(CACHE, `${a.deb}-root`, '.stamp')) ? ['debootstrap'] : []);
-  if (missing) return missing;
-  if (!existsSync('/proc/sys/fs/binfmt_misc')) return 'this kernel has no binfmt_misc';
-  const probe = spawnSync('unshare', ['--mount', 'true'], { timeout: 10000 });
-  if (probe.status !== 0) return `unshare --mount is not permitted here (${String(probe.stderr).trim() || probe.status})`;
-  return false;
+  if (!wanted.includes(a.deb) && process.env[NEEDS.arm.skipEnv] !== '1') return `LIVE_SPEAKER_ARM_ARCHES=${wanted.join(',')}`;
+  return rootTestSkip(NEEDS.arm, { rootFor: 'mounts, chroot, binfmt_misc', cachedStamp: join(CACHE, `${a.deb}-root`, '.stamp'), binfmt: true, unshare: ['--mount'] });
 }
 
 function sh(cmd: string, args: string[], opts: { timeoutMs: number; env?: NodeJS.ProcessEnv }): Promise<{ code: number; out: string; err: string }> {

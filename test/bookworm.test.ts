@@ -13,20 +13,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NEEDS, missingProgram } from './bench/needs.js';
+import { NEEDS, rootTestSkip } from './bench/needs.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 function skipReason(): string | false {
-  if (process.env.LIVE_SPEAKER_SKIP_ARM_TEST === '1') return 'LIVE_SPEAKER_SKIP_ARM_TEST=1';
-  if (process.platform !== 'linux') return 'needs Linux';
-  if (process.getuid?.() !== 0) return 'needs root (mmdebstrap, chroot, binfmt_misc)';
-  const missing = missingProgram(NEEDS.bookworm);
-  if (missing) return missing;
-  if (!existsSync('/proc/sys/fs/binfmt_misc')) return 'this kernel has no binfmt_misc';
-  return false;
+  return rootTestSkip(NEEDS.bookworm, { rootFor: 'mmdebstrap, chroot, binfmt_misc', binfmt: true });
 }
 
 for (const [deb, node] of [['arm64', 'arm64'], ['armhf', 'arm']] as const) {

@@ -21,10 +21,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ALL_NEEDS, NEEDS, checkScript, missingProgram } from './bench/needs.js';
+import { ALL_NEEDS, NEEDS, checkScript, rootTestSkip } from './bench/needs.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BENCH = join(REPO, 'test', 'bench');
@@ -33,19 +33,8 @@ const LOGS = join(CACHE, 'logs');
 const GUEST_REPO = '/root/live-speaker';
 
 function skipReason(): string | false {
-  if (process.env.LIVE_SPEAKER_SKIP_FRESH_TEST === '1') return 'LIVE_SPEAKER_SKIP_FRESH_TEST=1 (set inside the fresh Debian root by this test itself: it cannot nest)';
-  if (process.platform !== 'linux') return 'needs Linux';
-  if (process.getuid?.() !== 0) return 'needs root (namespaces, mounts, chroot)';
-  // debootstrap: only to build the minbase root when it is not cached yet.
-  const missing = missingProgram(NEEDS.freshDebian, existsSync(join(CACHE, 'trixie-minbase', '.stamp')) ? ['debootstrap'] : []);
-  if (missing) return missing;
-  if (!readFileSync('/proc/filesystems', 'utf8').includes('\toverlay\n')) {
-    spawnSync('modprobe', ['overlay']);
-    if (!readFileSync('/proc/filesystems', 'utf8').includes('\toverlay\n')) return 'no overlay filesystem in this kernel';
-  }
-  const probe = spawnSync('unshare', ['--pid', '--fork', '--mount', 'true'], { timeout: 10000 });
-  if (probe.status !== 0) return `unshare --pid --mount is not permitted here (${String(probe.stderr).trim() || probe.status})`;
-  return false;
+  return rootTestSkip(NEEDS.freshDebian, { skipWhy: 'set inside the fresh Debian root by this test itself: it cannot nest', rootFor: 'namespaces, mounts, chroot',
+    cachedStamp: join(CACHE, 'trixie-minbase', '.stamp'), overlay: true, unshare: ['--pid', '--fork', '--mount'] });
 }
 const skip = skipReason();
 /** The variables that skip the tests which cannot nest in the fresh root. */

@@ -19,23 +19,15 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SoundCard } from './bench/soundcard.js';
 import { LiveEmulator, type EmulatedSession } from '../src/emulator/emulator.js';
-import { NEEDS, missingProgram } from './bench/needs.js';
+import { NEEDS, rootTestSkip } from './bench/needs.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BENCH = join(REPO, 'test', 'bench');
 const CACHE = process.env.LIVE_SPEAKER_TEST_CACHE ?? '/var/cache/live-speaker-test';
 
 function skipReason(): string | false {
-  if (process.env.LIVE_SPEAKER_SKIP_SYSTEMD_TEST === '1') return 'LIVE_SPEAKER_SKIP_SYSTEMD_TEST=1 (e.g. inside test/fresh-debian.test.ts\'s root, where booting another root cannot nest)';
-  if (process.platform !== 'linux') return 'needs Linux';
-  if (process.getuid?.() !== 0) return 'needs root (namespaces, mounts, chroot)';
-  // debootstrap: only to build the minbase root when it is not cached yet.
-  const missing = missingProgram(NEEDS.systemd, existsSync(join(CACHE, 'trixie-minbase', '.stamp')) ? ['debootstrap'] : []);
-  if (missing) return missing;
-  const probe = spawnSync('unshare', ['--pid', '--fork', '--mount', '--cgroup', 'true'], { timeout: 10000 });
-  if (probe.status !== 0) return `unshare --pid --mount --cgroup is not permitted here (${String(probe.stderr).trim() || probe.status})`;
-  if (!readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[2] === 'cgroup2')) return 'no cgroup2 hierarchy mounted';
-  return false;
+  return rootTestSkip(NEEDS.systemd, { skipWhy: 'e.g. inside test/fresh-debian.test.ts\'s root, where booting another root cannot nest', rootFor: 'namespaces, mounts, chroot',
+    cachedStamp: join(CACHE, 'trixie-minbase', '.stamp'), unshare: ['--pid', '--fork', '--mount', '--cgroup'], cgroup2: true });
 }
 const skip = skipReason();
 

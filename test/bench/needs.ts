@@ -11,6 +11,7 @@
 // programs of Debian's Essential set that every root has (bash, coreutils'
 // cp/rm/mkdir, grep, sed, find) are left out.
 import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 
 export interface TestNeeds {
   /** The test file. */ file: string;
@@ -132,4 +133,42 @@ done
 echo "checked \${#progs[@]} programs"
 exit $bad
 `;
+}
+
+/** What a root test needs of this machine beyond its programs. */
+export interface RootTestNeeds {
+  /** Why the skip variable may be set (said after `VAR=1`), if anything. */ skipWhy?: string;
+  /** What root is needed for, as said in the skip reason. */ rootFor: string;
+  /** A cached root's stamp: while it exists, debootstrap is not needed. */ cachedStamp?: string;
+  /** Running foreign binaries: /proc/sys/fs/binfmt_misc must exist. */ binfmt?: boolean;
+  /** The overlay filesystem (loaded with modprobe when the kernel has not yet). */ overlay?: boolean;
+  /** unshare must be permitted with these flags (probed with `true`). */ unshare?: string[];
+  /** A cgroup2 hierarchy must be mounted. */ cgroup2?: boolean;
+}
+
+/**
+ * Why the root test `n` cannot run here (the first reason), or false: the
+ * one skip check of the tests that build or boot Debian roots (arm,
+ * bookworm, systemd, fresh-debian), in the order the reasons are cheapest
+ * to find.
+ */
+export function rootTestSkip(n: TestNeeds, o: RootTestNeeds): string | false {
+  if (process.env[n.skipEnv] === '1') return `${n.skipEnv}=1${o.skipWhy ? ` (${o.skipWhy})` : ''}`;
+  if (process.platform !== 'linux') return 'needs Linux';
+  if (process.getuid?.() !== 0) return `needs root (${o.rootFor})`;
+  const missing = missingProgram(n, o.cachedStamp && existsSync(o.cachedStamp) ? ['debootstrap'] : []);
+  if (missing) return missing;
+  if (o.binfmt && !existsSync('/proc/sys/fs/binfmt_misc')) return 'this kernel has no binfmt_misc';
+  if (o.overlay) {
+    const overlay = () => readFileSync('/proc/filesystems', 'utf8').includes('\toverlay\n');
+    if (!overlay()) spawnSync('modprobe', ['overlay']);
+    if (!overlay()) return 'no overlay filesystem in this kernel';
+  }
+  if (o.unshare) {
+    const probe = spawnSync('unshare', [...o.unshare, 'true'], { timeout: 10000 });
+    const what = o.unshare.filter((f) => f !== '--fork').join(' ');
+    if (probe.status !== 0) return `unshare ${what} is not permitted here (${String(probe.stderr).trim() || probe.status})`;
+  }
+  if (o.cgroup2 && !readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[2] === 'cgroup2')) return 'no cgroup2 hierarchy mounted';
+  return false;
 }
