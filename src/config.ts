@@ -298,7 +298,7 @@ export const ConfigSchema = z.strictObject({
       ].join('\n'),
     }),
   }).prefault({}).describe('Tools the model may call (docs/tools.md and the README, "What you can ask it"). The built-in ones (end_conversation, set_volume, get_volume, set_timer, set_alarm, list_timers, cancel_timer) are always declared.'),
-}).describe('live-speaker configuration. Installed as /etc/live-speaker/config.yaml (kept on upgrade). Every key is optional: the values below are the defaults. A misspelt key or a wrong type stops the daemon with an error that names the key and this file. `systemctl reload live-speaker` re-reads it; a bad file is refused and the running config kept.');
+}).describe('live-speaker configuration. Installed as /etc/live-speaker/config.yaml (kept on upgrade). Every key is optional: the values below are the defaults. A misspelt key or a wrong type stops the daemon with an error that names the key and this file. `systemctl reload live-speaker` re-reads it; a bad file is refused and the running config kept. The docs/ pages named below are in /opt/live-speaker/docs on an installed speaker (and in the repository).');
 
 export type Config = z.infer<typeof ConfigSchema>;
 

@@ -4,7 +4,7 @@
  * here. Used by the daemon's keyless "parrot" mode (it repeats what it heard),
  * by `live-speaker emulator`, and by tests/benchmarks that script replies.
  *
- * What it reproduces from the service (see docs live-api-protocol.md):
+ * What it reproduces from the service (the Live API WebSocket protocol, BidiGenerateContent, as Google documents it):
  * setup/setupComplete, server-side VAD turn detection on the received audio,
  * streamed 24 kHz modelTurn audio chunks, generationComplete/turnComplete,
  * barge-in ("interrupted"), session resumption handles, close codes for bad

@@ -1,6 +1,6 @@
 /**
  * The emulator's wire: the Gemini Live API's BidiGenerateContent messages as
- * JSON on a WebSocket (shared/live-api-protocol.md). Owns the
+ * JSON on a WebSocket (the Live API WebSocket protocol, BidiGenerateContent). Owns the
  * rates, the close reasons, how an upgrade request names its key, how a
  * client frame is parsed, and every server message the emulator sends
  * (`server.*`), so the vocabulary is in one place. No state: sessions

@@ -55,7 +55,7 @@ export function sessionTools(live: Config['live'], functions: FunctionDeclaratio
 }
 
 /**
- * Close codes and reasons as the service sends them (shared/live-api-protocol.md).
+ * Close codes and reasons as the service sends them (the Live API WebSocket protocol, BidiGenerateContent).
  * Auth and model errors are permanent: retrying only hammers the service.
  * Quota, server errors and network drops are transient.
  */

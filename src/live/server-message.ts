@@ -1,5 +1,5 @@
 // What the daemon accepts from the Live API: one schema of the fields it
-// uses (shared/live-api-protocol.md). The SDK hands over whatever JSON the
+// uses (the Live API WebSocket protocol, BidiGenerateContent). The SDK hands over whatever JSON the
 // server sent, typed but unchecked; a wrong shape (a null part, a number for
 // audio, a string for a list) must cost that item, never the daemon. Each
 // item that does not fit (a part, a function call, a cancelled id, a field)
