@@ -136,6 +136,13 @@ if ! getent group "$CTL_GROUP" >/dev/null; then
   groupadd --system "$CTL_GROUP"
   note "created group $CTL_GROUP: its members may use 'live-speaker ctl' (usermod -aG $CTL_GROUP \$USER, then log in again)"
 fi
+# Before the ctl group existed, people joined the service's own group to use
+# ctl; that group reads the config and group-readable key files. Say so (no
+# change is made to anyone's groups).
+members=$(getent group "$SVC_USER" | cut -d: -f4 | tr ',' '\n' | grep -vx "$SVC_USER" | paste -sd' ' || true)
+if [ -n "$members" ]; then
+  warn "in group $SVC_USER, which can read the config and group-readable keys: $members. For 'live-speaker ctl' use group $CTL_GROUP instead: usermod -aG $CTL_GROUP USER; gpasswd -d USER $SVC_USER"
+fi
 
 # --- the app: built in $APP.new, swapped in when it is complete (the running
 # service keeps running meanwhile; a failed build leaves the old one alone)

@@ -500,11 +500,15 @@ test('systemd-analyze security rates the sandbox 1.6 OK, as docs/install.md says
   assert.equal(`${m[1]} ${m[2]}`, '1.6 OK');
 });
 
-test('install.sh again upgrades in place: config kept, dependencies reused, service running', { skip }, async () => {
+test('install.sh again upgrades in place: config kept, dependencies reused, service running; a user left in the service\'s group is warned about', { skip }, async () => {
   await must(`sed -i -E 's/^(  follow_up_s:).*/\\1 4/' ${CONFIG}`);
+  // Someone who joined the service's group for ctl, as the README once said: the upgrade says what that group reads.
+  await must('useradd -M -s /usr/sbin/nologin oldctl && usermod -aG live-speaker oldctl');
   const t0 = Date.now();
   const out = await must('/srv/live-speaker-src/scripts/install.sh --source /srv/live-speaker-src 2>&1', 10 * 60 * 1000);
   timings.reinstallS = (Date.now() - t0) / 1000;
+  await must('userdel oldctl');
+  assert.match(out, /warning: in group live-speaker, which can read the config and group-readable keys: oldctl\. For 'live-speaker ctl' use group live-speaker-ctl/);
   assert.match(out, /kept your \/etc\/live-speaker\/config\.yaml/);
   assert.match(out, /dependencies unchanged/);
   assert.match(await must(`grep follow_up_s ${CONFIG}`), /follow_up_s: 4/);
