@@ -455,6 +455,8 @@ test('SpeexDSP\'s own "acting funny" reset, forced (a filter learnt on a quiet r
   const funny = lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('speexdsp: warning: The echo canceller started acting funny'));
   assert.equal(funny.length, 1, `one JSON line for Speex's reset: ${JSON.stringify(lines)}`);
   assert.equal(funny[0].level, 'warn');
-  assert.ok(end.resets >= 2, `Speex reset its filter (twice in this room) and the canceller counted it: ${end.resets}`);
+  // Speex's own resets are counted with the canceller's (the watchdog's): at least as many as Speex said. How many
+  // it makes in this room depends on the build (bookworm x86_64: 2, trixie's libspeexdsp in the fresh root: 1).
+  assert.ok(end.resets >= funny.length, `Speex reset its filter (${funny.length} line) and the canceller counted it: ${end.resets}`);
   assert.ok(end.threw && end.restored, `C's stderr restored after a call that threw: ${JSON.stringify(end)}`);
 });
