@@ -17,10 +17,9 @@ import { performance } from 'node:perf_hooks';
 import { parse, stringify } from 'yaml';
 import { rng, int, pick, mutateN, brokenJson, junkBytes, type Rand } from './bench/fuzz.js';
 import { Timers, MAX_TIMERS, type Ringer, type TimerEntry } from '../src/timers.js';
-import { FakeClock } from './bench/util.js';
+import { FakeClock, fakeLog } from './bench/util.js';
 import { StateStore, MAX_VOLUME } from '../src/state.js';
 import { ConfigError, loadConfig, parseConfig, readApiKey, readAccessKey, stateDir } from '../src/config.js';
-import type { Logger } from '../src/log.js';
 import { SoundCard } from './bench/soundcard.js';
 import { DaemonProcess, MAIN } from './bench/daemon.js';
 import { LiveEmulator } from '../src/emulator/emulator.js';
@@ -38,11 +37,6 @@ const NOW = Date.UTC(2026, 10, 26, 12, 0, 0);
 const SCRATCH = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 
 
-function fakeLog() {
-  const lines: { level: string; msg: string; o: any }[] = [];
-  const at = (level: string) => (o: any, msg?: string) => { lines.push({ level, msg: typeof o === 'string' ? o : msg ?? '', o }); };
-  return { lines, log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug'), fatal: at('fatal'), trace: at('trace') } as unknown as Logger };
-}
 
 /**
  * mutateN, and JSON of the result: fuzz.ts's structuredClone and JSON.stringify

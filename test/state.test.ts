@@ -2,6 +2,7 @@
 // but cannot be used starts the speaker MUTED, says why, and is kept (the
 // README: a muted speaker never opens the microphone, and a file we cannot
 // read may have said muted).
+import { fakeLog } from './bench/util.js';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -10,16 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StateStore } from '../src/state.js';
-import type { Logger } from '../src/log.js';
 import { SoundCard } from './bench/soundcard.js';
 import { DaemonProcess, MAIN, arecordChildren } from './bench/daemon.js';
 import { LiveEmulator } from '../src/emulator/emulator.js';
 
-function fakeLog() {
-  const lines: { level: string; msg: string; o: any }[] = [];
-  const at = (level: string) => (o: any, msg?: string) => { lines.push({ level, msg: typeof o === 'string' ? o : msg ?? '', o }); };
-  return { lines, log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } as unknown as Logger };
-}
 
 test('state.json: missing is the defaults (unmuted); a good file is used as written', () => {
   const dir = mkdtempSync(join(tmpdir(), 'state-'));

@@ -8,17 +8,11 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Timers, nextOccurrence, type Ringer, type TimerEntry } from '../src/timers.js';
-import { FakeClock } from './bench/util.js';
-import type { Logger } from '../src/log.js';
+import { FakeClock, fakeLog } from './bench/util.js';
 import { cancelTimer } from '../src/tools/cancel_timer.js';
 import type { ToolServices } from '../src/tools/types.js';
 
 
-function fakeLog() {
-  const lines: { level: string; msg: string; o: any }[] = [];
-  const at = (level: string) => (o: any, msg?: string) => { lines.push({ level, msg: typeof o === 'string' ? o : msg ?? '', o }); };
-  return { lines, log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } as unknown as Logger };
-}
 
 function fakeRinger() {
   const rings: { at: number; ids: string[]; once: boolean }[] = [];

@@ -1,5 +1,6 @@
 // Small helpers the tests and the bench share, so that each is written once.
 import type { Clock } from '../../src/timers.js';
+import type { Logger } from '../../src/log.js';
 
 /**
  * mulberry32: a small seeded PRNG, uniform in [0, 1). The same seed gives
@@ -43,4 +44,11 @@ export class FakeClock implements Clock {
   }
   /** NTP sets the wall clock: the monotonic one does not move. */
   step(ms: number): void { this.w += ms; }
+}
+
+/** A logger that keeps each line (level, message, fields) for a test to read. */
+export function fakeLog() {
+  const lines: { level: string; msg: string; o: any }[] = [];
+  const at = (level: string) => (o: any, msg?: string) => { lines.push({ level, msg: typeof o === 'string' ? o : msg ?? '', o }); };
+  return { lines, log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug'), fatal: at('fatal'), trace: at('trace') } as unknown as Logger };
 }
