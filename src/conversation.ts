@@ -474,7 +474,7 @@ export class Conversation extends EventEmitter {
   endAfterReply(): void {
     if (!this.link) return;
     // The goodbye already played to its end (the call came after it): end now rather than hold the mic open for the window.
-    if (this.state === 'follow-up' && this.followUpAfterReply) { this.end('goodbye (end_conversation)'); return; }
+    if (this.state === 'follow-up' && this.followUpAfterReply) { this.end('goodbye (end_conversation)', true); return; }
     this.ending = true;
     // Never at once: the goodbye may still come (after the answer). A turn that ends with no audio keeps waiting; the follow-up window bounds that.
     this.log.info({ state: this.state }, 'end_conversation: ending once the goodbye has been heard');
@@ -525,19 +525,24 @@ export class Conversation extends EventEmitter {
   }
 
   private followUp(heardReply = true): void {
-    if (this.ending && heardReply) { this.end('goodbye (end_conversation)'); return; } // the goodbye's last sample has been heard
-    if (this.opts.followUpMs <= 0) { this.end('reply done'); return; }
+    if (this.ending && heardReply) { this.end('goodbye (end_conversation)', true); return; } // the goodbye's last sample has been heard
+    if (this.opts.followUpMs <= 0) { this.end('reply done', heardReply); return; }
     this.vad.reset();
     this.followUpAfterReply = heardReply;
     this.setState('follow-up');
     this.armStateTimer(this.opts.followUpMs, 'follow-up window over');
   }
 
-  /** Close the session and go back to idle: the normal end of a conversation. */
-  end(reason: string): void {
+  /**
+   * Close the session and go back to idle: the normal end of a conversation.
+   * `heard`: the reply was played to its end by the player's timeline; what
+   * the device still holds is then let play out, never dropped (the timeline
+   * may run ahead of a loaded sound server by up to its slack).
+   */
+  end(reason: string, heard = false): void {
     this.log.info({ reason }, 'conversation ended');
     if (this.link) this.lastEnded = { at: monotonicMs(), handle: this.handle };
-    this.teardown();
+    this.teardown(heard);
     if (this.state !== 'muted') this.setState('idle');
   }
 
@@ -553,7 +558,7 @@ export class Conversation extends EventEmitter {
     this.armStateTimer(this.opts.errorDisplayMs, null);
   }
 
-  private teardown(): void {
+  private teardown(playOut = false): void {
     this.clearStateTimer();
     if (this.resumeTimer) { clearTimeout(this.resumeTimer); this.resumeTimer = null; }
     this.linkGen++;
@@ -570,7 +575,7 @@ export class Conversation extends EventEmitter {
     this.held.clear();
     this.discardTurn = false;
     this.replyAudio = false;
-    this.ports.player.flush();
+    if (!playOut) this.ports.player.flush();
     this.ports.player.close();
     link?.close();
   }

@@ -25,12 +25,13 @@ function harness() {
   let handlers: LiveHandlers | null = null;
   const responses: ToolResponse[] = [];
   const drains: (() => void)[] = [];
+  const flushes = { n: 0 };
   const timers = new Timers({ dir, ringMaxMs: 1000 }, { start: () => undefined, stop: () => undefined }, log);
   let c: Conversation;
   const tools = new ToolDispatcher({ volume: { get: () => 100, set: () => undefined, max: 150 }, timers, endConversation: () => c.endAfterReply(), log }, [], log);
   c = new Conversation({ ...FAKE_OPTIONS, followUpMs: 60_000 }, {
     live: { connect: (h) => { handlers = h; return { sendAudio: () => undefined, close: () => undefined, sendToolResponse: (r) => responses.push(...r) }; } },
-    player: { open: () => undefined, close: () => undefined, play: () => undefined, flush: () => { drains.length = 0; }, finish: (done) => { drains.push(done); } },
+    player: { open: () => undefined, close: () => undefined, play: () => undefined, flush: () => { flushes.n++; drains.length = 0; }, finish: (done) => { drains.push(done); } },
     mic: { start: () => undefined, stop: () => undefined },
     indicator: { show: () => undefined, micLive: true },
     tools,
@@ -42,11 +43,11 @@ function harness() {
   c.micFrame(silence(400, 16000));
   assert.equal(c.state, 'thinking');
   const answered = () => new Promise<void>((r) => setImmediate(r));
-  return { c, h: () => handlers!, responses, drains, answered };
+  return { c, h: () => handlers!, responses, drains, flushes, answered };
 }
 
-test('end_conversation: a turn with no audio keeps waiting; the goodbye plays, and only when its last sample is heard does the conversation end', async () => {
-  const { c, h, responses, drains, answered } = harness();
+test('end_conversation: a turn with no audio keeps waiting; the goodbye plays, and only when its last sample is heard does the conversation end, without dropping what the device still holds', async () => {
+  const { c, h, responses, drains, flushes, answered } = harness();
   h().onToolCall!([{ id: 'fc-1', name: 'end_conversation', args: {} }]);
   await answered();
   assert.deepEqual(responses.map((r) => r.id), ['fc-1']);
@@ -57,9 +58,18 @@ test('end_conversation: a turn with no audio keeps waiting; the goodbye plays, a
   h().onTurnComplete();
   assert.equal(c.state, 'speaking', 'not ended while the goodbye is still playing');
   assert.equal(drains.length, 1);
+  const flushed = flushes.n;
   drains[0](); // the player: its last sample has been heard
   assert.equal(c.state, 'idle');
   assert.equal(c.inConversation, false);
+  // Heard by the player's timeline; a loaded sound server may still hold its last milliseconds: they play out.
+  assert.equal(flushes.n, flushed, 'the player is not flushed at the end of a heard goodbye');
+  c.press('ctl');
+  h().onOpen();
+  h().onAudio(Buffer.alloc(4800, 1));
+  c.press('ctl'); // a press over a reply: that one is cut at once
+  assert.equal(c.state, 'listening');
+  assert.ok(flushes.n > flushed, 'a reply cut by a press is flushed');
 });
 
 test('end_conversation after the goodbye has already played (follow-up): the conversation ends at once, the mic is not held open for the window', async () => {
