@@ -53,6 +53,7 @@ test=(
   qemu-user-static    # runs arm64 and armhf programs: test/arm.test.ts builds and plays audio in Pi-like roots
   binfmt-support      # registers qemu for those architectures (update-binfmts)
   patch               # vendor/speaker/pack.sh --check: the vendored speaker is the registry's plus its patch
+  mosquitto           # the MQTT broker the MQTT tests start on a loopback port (test/mqtt*.test.ts), as users run it
   kmod                # modprobe overlay: test/fresh-debian.test.ts, when the kernel has not loaded it
 )
 # Node.js from Debian, when there is none: npm, and node-gyp with Node's
