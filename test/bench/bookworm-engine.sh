@@ -12,7 +12,7 @@
 # a scratch directory inside it, and makes the calls src/audio/aec/speex.ts
 # makes: load libspeexdsp.so.1, init an echo state, cancel one frame. Needs
 # root, mmdebstrap, qemu-user-static with binfmt, and the node_modules of an
-# `npm ci` on this machine.
+# `npm ci` on this machine. Concurrent callers wait on a lock.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/roots.sh"
 arch=${1:?usage: bookworm-engine.sh arm64|armhf [CACHE_DIR]}
@@ -26,6 +26,9 @@ binfmt_enabled "$qemu" || update-binfmts --enable "qemu-$qemu" >&2 \
 mirror=$(debian_mirror)
 root=$cache/bookworm-$arch-engine
 STAMP="v1 bookworm $arch nodejs libspeexdsp1"
+# One caller at a time per arch: the build (root.new) and the check's scratch
+# directory inside the root are shared; a second caller waits (held until exit).
+lock_cache "$cache" ".lock-bookworm-$arch" 1200
 if ! stamp_is "$root" "$STAMP"; then
   remove_root "$root.new"
   t0=$(date +%s)
