@@ -139,7 +139,7 @@ async function oneQuestion(latencyMs: number, db: number, config: Record<string,
     }
     const kind = reply === tonal ? 'tonal' : 'spoken';
     const moves = daemon.logs.filter((l) => /^echo delay (found|moved|settled)/.test(l.msg)).map((l) => l.delayMs);
-    console.log(`# ${latencyMs} ms at ${db} dB, ${kind} reply, echo_cancel ${ECHO}, delay ${moves.join(' -> ') || 'never found'} (${st.echo.summary}): ${run.replies()} replies, ${run.interrupts().length} interrupted, ${s.utterances.length} utterances, reply on the speaker ncc ${ncc.toFixed(3)}, ${st.echo.gatedFrames} frames sent as silence (half-duplex), ${st.echo.residualFrames} as residual echo (full duplex), playback underruns ${st.playback.underruns} stalls ${st.playback.stalls}, bargeIns ${st.counters.bargeIns}, ended: ${ended?.reason ?? 'not within 30 s'}`);
+    console.log(`# ${latencyMs} ms at ${db} dB, ${kind} reply, echo_cancel ${ECHO}, delay ${moves.join(' -> ') || 'never found'} (${st.echo.summary}): ${run.replies()} replies, ${run.interrupts().length} interrupted, ${s.utterances.length} utterances, reply on the speaker ncc ${ncc.toFixed(3)}, ${st.echo.gatedFrames} frames sent as silence (half-duplex), ${st.echo.residualFrames} as residual echo (full duplex; the leak guard marked ${st.echo.leakChunks} chunks), playback underruns ${st.playback.underruns} stalls ${st.playback.stalls}, bargeIns ${st.counters.bargeIns}, ended: ${ended?.reason ?? 'not within 30 s'}`);
     // With a failure, what the server heard and when (s from the first byte it got), and what the echo stage said.
     const why = () => `\n  utterances (s into what was sent): ${s.utterances.map((u) => `${(u.startByte / 32000).toFixed(2)}-${(u.endByte / 32000).toFixed(2)}`).join(', ')}`
       + `\n  speech starts: ${speechStarts.map((x) => (x.atByte / 32000).toFixed(2)).join(', ')}; interrupts: ${run.interrupts().length}`
@@ -167,8 +167,13 @@ test('echo -12 dB, 300 ms path: one question, one reply, played whole, no interr
 
 // A reply that is mostly one tone (issue 25: with the echo at -6 dB the delay wandered within the reply and its echo's
 // last ~230 ms reached the server at ~-30 dBFS, 3 runs in 14 answered twice), and a spoken one at that level too.
+// Over repeated runs: the -6 dB room, the one that answered itself in the issue, three times in every run of the
+// file (each ~15 s: the three rooms twice would cost a test more and repeat the two that never failed).
 for (const db of [0, -6, -12]) {
-  test(`echo ${db} dB, 120 ms path, a tonal reply (marker tones around a steady tone): one question, one reply, played whole, no interrupted`, { timeout: 60_000 }, () => oneQuestion(120, db, {}, {}, tonal));
+  const runs = db === -6 ? 3 : 1;
+  for (let i = 1; i <= runs; i++) {
+    test(`echo ${db} dB, 120 ms path, a tonal reply (marker tones around a steady tone)${runs > 1 ? ` (run ${i} of ${runs})` : ''}: one question, one reply, played whole, no interrupted`, { timeout: 60_000 }, () => oneQuestion(120, db, {}, {}, tonal));
+  }
 }
 test('echo -6 dB, 120 ms path: one question, one reply, played whole, no interrupted, ends after the follow-up window', { timeout: 60_000 }, () => oneQuestion(120, -6));
 
