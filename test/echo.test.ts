@@ -247,7 +247,7 @@ test('echo 0 dB, 120 ms path: the user talking over the reply gets `interrupted`
     const st = await daemon.ctl('status');
     const streamLines = daemon.logs.filter((l) => /new stream|kept echo filter|echo delay/.test(l.msg as string)).map((l) => `${l.msg} (${l.delayMs} ms${l.reductionDb === undefined ? '' : `, ${l.reductionDb} dB`})`);
     console.log(`# talk-over, the canceller on the new streams: ${streamLines.join('; ') || 'nothing said'}`);
-    console.log(`# talk-over, echo_cancel ${ECHO} (${st.echo.summary}): interrupted ${cutLine ? `${cutAt - spokeAt} ms after the user started speaking` : 'never'}; ${before} interruptions before; the server's interruptions at ${run.interrupts().map((t) => t - spokeAt).join(', ')} ms; ${st.echo.gatedFrames - gatedBefore} frames sent as silence from 3 s into the reply (half-duplex), ${st.echo.residualFrames} as residual echo (full duplex)`);
+    console.log(`# talk-over, echo_cancel ${ECHO} (${st.echo.summary}): interrupted ${cutLine ? `${cutAt - spokeAt} ms after the user started speaking` : 'never'}; ${before} interruptions before; the server's interruptions at ${run.interrupts().map((t) => t - spokeAt).join(', ')} ms; ${st.echo.gatedFrames - gatedBefore} frames sent as silence from 3 s into the reply (half-duplex), ${st.echo.residualFrames} as residual echo (full duplex), ${st.echo.leakChunks} chunks marked by the leak guard`);
     assert.ok(cutLine, 'the reply was cut');
     assert.equal(before, 0, 'no interruption before the user spoke (the echo alone did not interrupt)');
     assert.ok(cutAt - spokeAt <= INTERRUPT_WITHIN_MS, `interrupted ${cutAt - spokeAt} ms after the user started speaking (bound ${INTERRUPT_WITHIN_MS})`);
