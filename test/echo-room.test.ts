@@ -15,9 +15,7 @@ import { spawnSync } from 'node:child_process';
 import { EchoCanceller, EchoUnavailableError } from '../src/audio/aec/index.js';
 import { FilterTrial } from '../src/audio/aec/trial.js';
 import { alarmSound, wakeChime } from '../src/audio/sounds.js';
-import { EchoStage } from '../src/audio/echo.js';
-import { createLogger } from '../src/log.js';
-import { REF_RATE, MIC_RATE, REPLY1, REPLY2, USER, buildRoom, db, passThrough, reductionDb, rms, runRoom, speech, toS16, twoReplies, type Room } from './bench/echo-room.js';
+import { REF_RATE, MIC_RATE, REPLY1, REPLY2, USER, buildRoom, db, passThrough, reductionDb, rms, runRoom, speech, twoReplies, type Room } from './bench/echo-room.js';
 
 const r1 = () => speech(REPLY1, 'en-us', REF_RATE);
 const r2 = () => speech(REPLY2, 'en-us', REF_RATE);
@@ -393,101 +391,6 @@ test('echo room: a tonal reply (marker tones around a steady tone) moves no dela
     assert.ok(c0.delayMs === null || Math.abs(c0.delayMs - d) <= 5, `${hz} Hz, cold: delay ${c0.delayMs} ms taken from a tone, true ${d}`);
   }
   t.diagnostic(rows.join('; '));
-});
-
-/**
- * The daemon's echo stage (src/audio/echo.ts) on the room, as the daemon drives it: each reply chunk scheduled as it is
- * written (120 ms before it is heard: a gap between replies is a new stream), handed over as played, every mic chunk
- * processed; what full duplex would send: zeros where the stage says the chunk is echo (residualEcho()), else the
- * cleaned chunk (lined up with the mic). `guard: false` counts the leak guard's chunks as sent (the stage without it).
- */
-function runStage(room: Room, guard = true): { sent: Float64Array; stage: EchoStage; c: EchoCanceller } {
-  let c: EchoCanceller | null = null;
-  const stage = EchoStage.open('auto', 'voice', createLogger('silent'), (o) => (c = EchoCanceller.open(o)));
-  const t0 = 100_000, n = room.mic.length, sent = new Float64Array(n), mic = toS16(room.mic);
-  const chunks: { atMs: number; endMs: number; pcm: Buffer }[] = [];
-  for (const r of room.spec.replies) {
-    for (let i = 0; i < r.ref.length; i += 480) {
-      const j = Math.min(r.ref.length, i + 480);
-      chunks.push({ atMs: t0 + r.atMs + (i * 1000) / REF_RATE, endMs: t0 + r.atMs + (j * 1000) / REF_RATE, pcm: toS16(r.ref, i, j) });
-    }
-  }
-  let wi = 0, ci = 0, pos = 0, f = 0;
-  while (pos < n) {
-    const len = Math.min(n - pos, ([20, 32, 64, 100, 40, 20, 80][f++ % 7] * MIC_RATE) / 1000);
-    const end = t0 + ((pos + len) * 1000) / MIC_RATE;
-    while (wi < chunks.length && end >= chunks[wi].atMs - 120) { stage.scheduled({ sample: 0, ...chunks[wi] }, REF_RATE); wi++; }
-    while (ci < chunks.length && chunks[ci].endMs + 10 <= end) { stage.reference({ sample: 0, ...chunks[ci] }); ci++; }
-    const y = stage.process(mic.subarray(2 * pos, 2 * (pos + len)), end, MIC_RATE);
-    const zero = stage.residualEcho() && (guard || !stage.leakNow);
-    for (let i = 0; i < len; i++) sent[pos + i] = zero ? 0 : y.readInt16LE(2 * i) / 32768;
-    pos += len;
-  }
-  stage.close();
-  const lat = Math.round((c!.latencyMs * MIC_RATE) / 1000);
-  sent.copyWithin(0, lat); sent.fill(0, n - lat);
-  return { sent, stage, c: c! };
-}
-
-/** 20 ms blocks of `x` over -45 dBFS (the emulator's VAD threshold) within [fromMs, toMs): how many, and the longest run. */
-function overVad(x: Float64Array, fromMs: number, toMs: number): { blocks: number; longest: number } {
-  let blocks = 0, run = 0, longest = 0;
-  for (let t = fromMs; t + 20 <= toMs; t += 20) {
-    const a = Math.round((t * MIC_RATE) / 1000);
-    if (db(rms(x, a, a + 320) + 1e-12) > -45) { blocks++; longest = Math.max(longest, ++run); } else run = 0;
-  }
-  return { blocks, longest };
-}
-
-/**
- * A room that learnt its echo path on a spoken reply (the canceller converged, the stage earned its figures), then a
- * new conversation's tonal reply whose echo path changes 2 s in: the delay 120 -> 350 ms, or the gain 6 dB down, or
- * both. On the tone the estimator rightly moves nothing, so the canceller is misaligned until the reply ends.
- */
-function pathChangesInTonalReply(change: { delayMs?: number; gainDb?: number }) {
-  const warm = r1(), tonal = tonalReply(600), d = 120;
-  const a1 = 300, a2 = a1 + ms(warm, REF_RATE) + 3000, cut = 2 * REF_RATE;
-  const partA = tonal.subarray(0, cut), partB = tonal.subarray(cut);
-  const room = buildRoom({
-    durationMs: a2 + ms(tonal, REF_RATE) + 1500,
-    replies: [{ ref: warm, atMs: a1, delayMs: d }, { ref: partA, atMs: a2, delayMs: d }, { ref: partB, atMs: a2 + ms(partA, REF_RATE), delayMs: change.delayMs ?? d }],
-  });
-  if (change.gainDb) { // the card's gain moves: the echo from the change on
-    const k = 10 ** (change.gainDb / 20);
-    for (let i = Math.round(((a2 + ms(partA, REF_RATE) + d) * MIC_RATE) / 1000); i < room.mic.length; i++) { room.echo[i] *= k; room.mic[i] = room.echo[i] + room.user[i] + room.noise[i]; }
-  }
-  return { room, from: a2, to: a2 + ms(tonal, REF_RATE) + 1400 };
-}
-
-// Issue 25's second half: what is sent stays under the server's speech threshold whatever the estimator does. The
-// emulator's VAD takes 60 ms over -45 dBFS for speech (src/emulator/turns.ts: thresholdDbfs -45, minSpeechMs 60).
-// Without the guard (measured): 35, 61 and 76 blocks over it, runs of 26, 59 and 47 (0.5-1.2 s: a new question).
-// With it the first ~100 ms after the change pass, before the canceller's smoothed figure has fallen: at most 5
-// blocks in a row (bound 5: one short utterance at most, where the emulator would have heard the whole leak).
-test('echo stage: a tonal reply whose echo path changes mid-reply (delay 120 -> 350 ms, gain -6 dB, both) while the estimator holds sends at most 5 20 ms blocks in a row over -45 dBFS (the stage without its leak guard: 26 or more)', (t) => {
-  const rows: string[] = [];
-  for (const change of [{ delayMs: 350 }, { gainDb: -6 }, { delayMs: 350, gainDb: -6 }]) {
-    const { room, from, to } = pathChangesInTonalReply(change);
-    const { sent, stage, c } = runStage(room);
-    const { sent: unguarded } = runStage(room, false);
-    const g = overVad(sent, from, to), u = overVad(unguarded, from, to), raw = overVad(room.mic, from, to);
-    rows.push(`${JSON.stringify(change)}: delay ${c.stats.delayMs} ms, ${c.stats.delayJumps} jumps; over -45 dBFS: mic ${raw.blocks} blocks, without the guard ${u.blocks} (run ${u.longest}), with it ${g.blocks} (run ${g.longest}), ${stage.leakChunks} chunks marked`);
-    assert.equal(c.stats.delayJumps, 0, 'the estimator held on the tone (the case the guard is for)');
-    assert.ok(g.longest <= 5 && g.blocks <= 10, `${JSON.stringify(change)}: ${g.blocks} blocks over -45 dBFS sent, ${g.longest} in a row`);
-    assert.ok(u.longest > 10, `${JSON.stringify(change)}: without the guard only ${u.longest} in a row: the room does not test it`);
-    assert.equal(stage.status().leakChunks, stage.leakChunks, 'counted in the status');
-  }
-  t.diagnostic(rows.join('; '));
-});
-
-test('echo stage: the user talking over a loud reply (6 dB under its echo) keeps >= -6 dB of their level through the residual gate and the leak guard, in full duplex', (t) => {
-  const user = { atInReply2Ms: 2000, levelDbfs: -26 };
-  const withUser = twoReplies(250, { user }), without = twoReplies(250);
-  const { sent: o1, stage } = runStage(withUser.room), { sent: o0 } = runStage(without.room);
-  const a = Math.round(((withUser.e2 + user.atInReply2Ms) * MIC_RATE) / 1000), b = a + speech(USER, 'en+f3', MIC_RATE).length;
-  const level = db(rms(o1.map((v, i) => v - o0[i]), a, b) / rms(withUser.room.user, a, b));
-  t.diagnostic(`the user's level in what is sent: ${f1(level)} dB (${stage.leakChunks} chunks marked as leaks, ${stage.residualChunks} as residual)`);
-  assert.ok(level >= -6, `the user's voice lost ${f1(-level)} dB (> 6)`);
 });
 
 // libspeexdsp prints its own warnings on stderr (a raw line among the daemon's JSON log): the VAD line on every

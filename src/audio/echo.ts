@@ -60,8 +60,6 @@ export interface EchoStatus {
   reason: string | null;
   /** Right now, replies are answered with silence to the server (see halfDuplex() and FULL_DUPLEX_ERLE_DB). */
   halfDuplex: boolean;
-  /** Mic chunks the leak guard took for echo the canceller let through (LEAK_ERLE_DB): zeros to the server in full duplex. */
-  leakChunks: number;
 }
 
 /** audio.echo_cancel is on and no engine can run. */
@@ -136,23 +134,6 @@ export const QUIET_ROOM_AFTER_MS = MAX_DELAY_MS + QUIET_ROOM_MS;
  * under its echo) do not reach the server while the reply plays.
  */
 export const RESIDUAL_GATE_DB = 12;
-/**
- * The leak guard, in full duplex while an echo may be in the microphone: a chunk the canceller took less than
- * LEAK_ERLE_DB down, and over its last ~200 ms too (its erleDb: it cancels little), whose raw microphone is no louder
- * than the learnt echo path makes of the loudest reference of the echo window plus LEAK_NEAR_END_DB (no sign of anyone
- * talking) is echo the canceller let through, and the server gets zeros for it. That is what a canceller misaligned
- * by a change of the echo path (the card's delay or gain) leaks while its delay estimator, rightly, does not move on a
- * tone (issue 25). The echo path's gain (microphone over reference) is learnt while the echo is seen taken
- * FULL_DUPLEX_ERLE_DB down (no one talking then), or while the room is quiet (QUIET_ROOM_DB); until then the guard
- * does nothing (replies are half-duplex). LEAK_NEAR_END_DB is wide because one tone's echo is not the room's average
- * (the 2 kHz marker came 8 dB over what speech had taught). Measured in the echo room (test/echo-room.test.ts, echo
- * at -20 dBFS): the path moving 120 -> 350 ms or 6 dB down mid-reply sent 26-59 20 ms blocks in a row over -45 dBFS
- * without the guard, at most 5 with it (the first ~100 ms, before the smoothed figure falls); a user talking 6 dB
- * under the reply's echo lost 3.2 dB to it. Not caught: an echo path 6 dB LOUDER, which Speex still takes ~9 dB down
- * (between this and RESIDUAL_GATE_DB; its level is what a user that far under the echo looks like).
- */
-export const LEAK_ERLE_DB = 6;
-export const LEAK_NEAR_END_DB = 10;
 /** How long the canceller's filter models the room after the echo's bulk delay (its 200 ms tail plus a margin). */
 const ECHO_FILTER_MS = 250;
 const RESIDUAL_ENV_DECAY_DB = 20;
@@ -169,13 +150,8 @@ export class EchoStage {
   private residualNow = false; // the last chunk processed is what the canceller left of an echo (RESIDUAL_GATE_DB)
   private roomQuiet = false; // a stream has shown the room quiet over the whole QUIET_ROOM_AFTER_MS window, and no echo has been cancelled since
   private quietSince: number | null = null; // since when (monotonic ms) the cleaned mic has stayed QUIET_ROOM_DB under the reply, unconverged, on this stream
-  private leakNowFlag = false; // the last chunk processed is echo the canceller let through (LEAK_ERLE_DB)
-  private echoGainDb: number | null = null; // the echo path's gain, microphone over reference (dB), learnt (see LEAK_ERLE_DB)
-  private refLevels: { atMs: number; endMs: number; db: number }[] = []; // the reference's chunks, their level, over the echo window
   /** Chunks the residual gate has marked (see residualEcho()). */
   residualChunks = 0;
-  /** Chunks the leak guard has marked (see LEAK_ERLE_DB). */
-  leakChunks = 0;
   /** How long after a sample is heard its echo may still arrive (audio.echo_tail_ms). */
   tailMs = 1000;
 
@@ -235,13 +211,7 @@ export class EchoStage {
 
   /** A stretch of what the speaker played (the timeline's 'played' event). */
   reference(c: PlayedChunk): void {
-    if (!this.canceller) return;
-    this.canceller.pushReference({ atMs: c.atMs, pcm: c.pcm });
-    // Bounded: chunks older than any echo window are dropped as new ones come (the player's are ~20 ms).
-    const endMs = c.atMs + ((c.pcm.length >> 1) * 1000) / 24000;
-    this.refLevels.push({ atMs: c.atMs, endMs, db: levelDb(c.pcm) });
-    while (this.refLevels.length > 0 && this.refLevels[0].endMs < c.atMs - this.echoSpanMs() - 1000) this.refLevels.shift();
-    if (this.refLevels.length > 2000) this.refLevels.splice(0, this.refLevels.length - 2000);
+    this.canceller?.pushReference({ atMs: c.atMs, pcm: c.pcm });
   }
 
   /** A capture chunk that arrived at `arrivedMs` (monotonic): the cleaned chunk, same length. */
@@ -254,7 +224,6 @@ export class EchoStage {
     const rawDb = levelDb(raw);
     this.envDb = Math.max(rawDb, this.envDb - (RESIDUAL_ENV_DECAY_DB * n) / rate);
     this.residualNow = false;
-    this.leakNowFlag = false;
     if (arrivedMs > this.echoUntil()) {
       if (TRACE) trace({ t: Math.round(arrivedMs), wall: Date.now(), raw: r1(rawDb), pass: true });
       return raw;
@@ -271,19 +240,9 @@ export class EchoStage {
     if (st.converged) this.roomQuiet = false;
     this.residualNow = cleanDb > -60 && cleanDb <= this.envDb - RESIDUAL_GATE_DB;
     if (this.residualNow) this.residualChunks++;
-    // The leak guard (LEAK_ERLE_DB): the echo path's gain learnt where the mic is only echo, then each chunk weighed against it.
-    if (st.residualDb != null && st.erleDb !== null && st.converged && st.erleDb >= FULL_DUPLEX_ERLE_DB) this.echoGainDb = st.erleDb - st.residualDb;
-    else if (this.quietSince !== null) this.echoGainDb = -micUnderDb;
-    if (this.echoGainDb !== null && !this.residualNow && cleanDb > -60 && rawDb - cleanDb < LEAK_ERLE_DB && (st.erleDb ?? 0) < LEAK_ERLE_DB) {
-      // The raw chunk spans [start, end) in heard time (it is the mic delayed by the canceller's latency).
-      const end = arrivedMs - (this.held.length >> 1) / 16, start = end - (n * 1000) / rate;
-      const refDb = this.refMaxDb(start - this.echoSpanMs(), end);
-      this.leakNowFlag = rawDb <= refDb + this.echoGainDb + LEAK_NEAR_END_DB;
-      if (this.leakNowFlag) this.leakChunks++;
-    }
     if (TRACE) {
       const s = this.canceller.stats;
-      trace({ t: Math.round(arrivedMs), wall: Date.now(), raw: r1(rawDb), clean: r1(cleanDb), env: r1(this.envDb), gate: this.residualNow, leak: this.leakNowFlag, gain: this.echoGainDb, half: this.halfDuplex(), by: this.earnedBy,
+      trace({ t: Math.round(arrivedMs), wall: Date.now(), raw: r1(rawDb), clean: r1(cleanDb), env: r1(this.envDb), gate: this.residualNow, half: this.halfDuplex(), by: this.earnedBy,
         delay: s.delayMs === null ? null : Math.round(s.delayMs), erle: s.erleDb, res: s.residualDb, conv: s.converged, aud: this.audibleFrom === null ? null : Math.round(arrivedMs - this.audibleFrom) });
     }
     return cleaned;
@@ -293,10 +252,7 @@ export class EchoStage {
    * The chunk process() returned last is, by its level, what the canceller left of the echo (RESIDUAL_GATE_DB):
    * in full duplex the server gets zeros for it. Not for the wake word, which hears the cleaned audio as it is.
    */
-  residualEcho(): boolean { return (this.residualNow || this.leakNowFlag) && this.bargeIn === 'voice'; }
-
-  /** The chunk process() returned last is echo the canceller let through (LEAK_ERLE_DB); residualEcho() includes it. */
-  get leakNow(): boolean { return this.leakNowFlag; }
+  residualEcho(): boolean { return this.residualNow && this.bargeIn === 'voice'; }
 
   /** Whether the canceller's output is in use now (an echo may be in the microphone). */
   cleaning(nowMs: number): boolean { return this.canceller !== null && nowMs <= this.echoUntil(); }
@@ -308,20 +264,8 @@ export class EchoStage {
    * raw to the wake word and, in full duplex, to the server.
    */
   private echoUntil(): number {
-    return this.heardUntil + this.echoSpanMs();
-  }
-
-  /** How long after a sample is heard its echo may be in the microphone (see echoUntil()). */
-  private echoSpanMs(): number {
     const delayMs = this.canceller?.stats.delayMs ?? MAX_DELAY_MS;
-    return Math.max(this.tailMs, delayMs + ECHO_FILTER_MS);
-  }
-
-  /** The loudest reference chunk heard within [fromMs, toMs), dBFS (-120: none). */
-  private refMaxDb(fromMs: number, toMs: number): number {
-    let m = -120;
-    for (const r of this.refLevels) if (r.endMs > fromMs && r.atMs < toMs) m = Math.max(m, r.db);
-    return m;
+    return this.heardUntil + Math.max(this.tailMs, delayMs + ECHO_FILTER_MS);
   }
 
   private delayed(frame: Buffer): Buffer {
@@ -361,7 +305,7 @@ export class EchoStage {
       state: this.canceller ? 'cancelling' : this.mode === 'off' ? 'off' : 'unavailable',
       engine: s?.engine ?? null, delayMs: s?.delayMs ?? null, erleDb: s?.erleDb ?? null, converged: s?.converged ?? false,
       framesProcessed: s?.framesProcessed ?? 0, delayJumps: s?.delayJumps ?? 0,
-      reason: this.reason, halfDuplex: this.halfDuplex(), leakChunks: this.leakChunks,
+      reason: this.reason, halfDuplex: this.halfDuplex(),
     };
   }
 
