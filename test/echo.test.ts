@@ -167,8 +167,13 @@ test('echo -12 dB, 300 ms path: one question, one reply, played whole, no interr
 
 // A reply that is mostly one tone (issue 25: with the echo at -6 dB the delay wandered within the reply and its echo's
 // last ~230 ms reached the server at ~-30 dBFS, 3 runs in 14 answered twice), and a spoken one at that level too.
+// Over repeated runs: the -6 dB room, the one that answered itself in the issue, three times in every run of the
+// file (each ~15 s: the three rooms twice would cost a test more and repeat the two that never failed).
 for (const db of [0, -6, -12]) {
-  test(`echo ${db} dB, 120 ms path, a tonal reply (marker tones around a steady tone): one question, one reply, played whole, no interrupted`, { timeout: 60_000 }, () => oneQuestion(120, db, {}, {}, tonal));
+  const runs = db === -6 ? 3 : 1;
+  for (let i = 1; i <= runs; i++) {
+    test(`echo ${db} dB, 120 ms path, a tonal reply (marker tones around a steady tone)${runs > 1 ? ` (run ${i} of ${runs})` : ''}: one question, one reply, played whole, no interrupted`, { timeout: 60_000 }, () => oneQuestion(120, db, {}, {}, tonal));
+  }
 }
 test('echo -6 dB, 120 ms path: one question, one reply, played whole, no interrupted, ends after the follow-up window', { timeout: 60_000 }, () => oneQuestion(120, -6));
 
