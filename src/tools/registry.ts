@@ -36,6 +36,10 @@ export function errorClass(e: unknown): string {
 
 export class ToolDispatcher extends EventEmitter {
   private tools = new Map<string, Tool>();
+  /** Tools from elsewhere (MCP servers), read at each session start; the ones declared in the current session answer its calls. */
+  private extra: () => Tool[] = () => [];
+  private declaredExtra = new Map<string, Tool>();
+  private clashLogged = new Set<string>();
   private running = new Map<string, AbortController>();
   /** tools.max_concurrent_commands: shared by every command, and by the calls of every message. */
   private readonly slots: Slots;
@@ -52,9 +56,25 @@ export class ToolDispatcher extends EventEmitter {
     this.tools = new Map([...builtinTools(this.services), ...commands.map((c) => commandTool(c, this.log, this.slots))].map((t) => [t.declaration.name!, t]));
   }
 
-  declarations(): FunctionDeclaration[] { return [...this.tools.values()].map((t) => t.declaration); }
+  /** Where the MCP tools come from (src/tools/mcp/): asked at each session start, never waited for. */
+  setExtraTools(provider: () => Tool[]): void { this.extra = provider; }
 
-  get names(): string[] { return [...this.tools.keys()]; }
+  /** The declarations for a new session: the built-ins, the commands, and the MCP tools listed now (a name that clashes is dropped, said once). */
+  declarations(): FunctionDeclaration[] {
+    const extra = new Map<string, Tool>();
+    for (const t of this.extra()) {
+      const n = t.declaration.name!;
+      if (this.tools.has(n) || extra.has(n)) {
+        if (!this.clashLogged.has(n)) { this.clashLogged.add(n); this.log.warn({ tool: n }, 'MCP tool dropped: another tool has its name'); }
+        continue;
+      }
+      extra.set(n, t);
+    }
+    this.declaredExtra = extra;
+    return [...this.tools.values(), ...extra.values()].map((t) => t.declaration);
+  }
+
+  get names(): string[] { return [...this.tools.keys(), ...this.declaredExtra.keys()]; }
 
   /** Run every call; `respond` gets each answer (by id) when its handler is done, unless it was cancelled meanwhile. */
   call(calls: ToolCall[], respond: (r: ToolResponse[]) => void): void {
@@ -63,7 +83,7 @@ export class ToolDispatcher extends EventEmitter {
 
   private async one(c: ToolCall, respond: (r: ToolResponse[]) => void): Promise<void> {
     const t0 = monotonicMs();
-    const tool = this.tools.get(c.name);
+    const tool = this.tools.get(c.name) ?? this.declaredExtra.get(c.name);
     const ac = new AbortController();
     this.running.set(c.id, ac);
     let ev: ToolEvent;
