@@ -297,3 +297,16 @@ export class McpHub {
 
   async stop(): Promise<void> { await Promise.all([...this.servers.values()].map((s) => s.stop())); this.servers.clear(); }
 }
+
+/** `live-speaker doctor`: connect once (bounded), list the tools, say which are declared; never prints the token. */
+export async function probeServer(config: McpServerConfig, token: string | null, log: Logger, timeoutMs = 8000): Promise<{ ok: boolean; detail: string }> {
+  const s = new McpServer({ ...config, timeout_s: Math.min(config.timeout_s, timeoutMs / 1000) }, token, log, REFRESH_MS);
+  s.start();
+  const t0 = monotonicMs();
+  while (s.state === 'connecting' && monotonicMs() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 100));
+  const st = s.status();
+  await s.stop();
+  if (st.state !== 'ready') return { ok: false, detail: `${st.endpoint}: ${st.lastError ?? `no answer within ${timeoutMs / 1000} s`}` };
+  const names = s.tools.map((t) => t.declaration.name);
+  return { ok: true, detail: `${st.endpoint} (${st.transport}): ${st.listed} tools listed, ${names.length} declared${names.length ? `: ${names.join(', ')}` : ''}` };
+}
