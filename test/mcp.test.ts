@@ -6,18 +6,15 @@
 // schemas), and the third-party @modelcontextprotocol/server-memory over stdio.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type Socket } from 'node:net';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { z } from 'zod';
-import { McpServer, WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/server';
 import { SoundCard } from './bench/soundcard.js';
 import { deepMerge, startWithEmulator, waitUntil } from './bench/daemon.js';
-import type { EmulatedSession } from '../src/emulator/emulator.js';
+import { haLike, pressForSession, untilState } from './bench/mcp-servers.js';
 
 let card: SoundCard;
 const dir = mkdtempSync(join(tmpdir(), 'mcp-test-'));
@@ -30,51 +27,6 @@ const WRONG = 'wrong-token-77aa02';
 const tokenFile = join(dir, 'ha-token'); writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
 const wrongFile = join(dir, 'wrong-token'); writeFileSync(wrongFile, `${WRONG}\n`, { mode: 0o600 });
 
-/** What the Home-Assistant-like server saw: every JSON-RPC message POSTed with a good token, and each tool call. */
-interface Seen { posts: any[]; calls: { name: string; args: any }[]; refused: number }
-
-/** A stateless Streamable HTTP MCP server like HA's /api/mcp: a fresh server per POST, JSON answers, 401 without the token. */
-async function haLike(): Promise<{ url: string; seen: Seen; release(): void; close(): Promise<void> }> {
-  const seen: Seen = { posts: [], calls: [], refused: 0 };
-  const hung: (() => void)[] = [];
-  const target = { name: z.string().optional(), area: z.string().optional(), floor: z.string().optional(), domain: z.array(z.string()).optional() };
-  const intent = (name: string) => async (args: any) => {
-    seen.calls.push({ name, args });
-    return { content: [{ type: 'text' as const, text: JSON.stringify({ speech: {}, response_type: 'action_done', data: { targets: [], success: [{ name: args.name ?? args.area, type: 'entity', id: 'light.kitchen' }], failed: [] } }) }] };
-  };
-  const build = () => {
-    const s = new McpServer({ name: 'home-assistant', version: '2026.8' });
-    s.registerTool('HassTurnOn', { description: 'Turns on/opens/presses a device or entity.', inputSchema: z.object(target) }, intent('HassTurnOn'));
-    s.registerTool('HassTurnOff', { description: 'Turns off/closes a device or entity.', inputSchema: z.object(target) }, intent('HassTurnOff'));
-    s.registerTool('GetLiveContext', { description: 'Provides real-time information about the CURRENT state of devices.', inputSchema: z.object({ name: z.string().optional(), domain: z.union([z.string(), z.array(z.string())]).optional(), area: z.string().optional() }) },
-      async () => { seen.calls.push({ name: 'GetLiveContext', args: {} }); return { content: [{ type: 'text' as const, text: '{"success":true,"result":"Kitchen light: on"}' }] }; });
-    s.registerTool('HassBroadcast', { description: 'Broadcast a message through the home', inputSchema: z.object({ message: z.string() }) }, async () => ({ content: [] }));
-    s.registerTool('FailingLock', { description: 'A tool that fails as HA does (vol.Invalid)', inputSchema: z.object({ name: z.string().optional() }) },
-      async () => ({ isError: true, content: [{ type: 'text' as const, text: 'Error calling tool: no entity named Garage' }] }));
-    s.registerTool('SlowScene', { description: 'Never answers until the test ends', inputSchema: z.object({ name: z.string().optional() }) },
-      async (args: any) => { seen.calls.push({ name: 'SlowScene', args }); await new Promise<void>((r) => hung.push(r)); return { content: [{ type: 'text' as const, text: 'late' }] }; });
-    return s;
-  };
-  const http: Server = createServer(async (req, res) => {
-    if (req.headers.authorization !== `Bearer ${TOKEN}`) { seen.refused++; res.writeHead(401).end('401: Unauthorized'); return; }
-    if (req.method !== 'POST') { res.writeHead(405).end(); return; }
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const body = Buffer.concat(chunks).toString('utf8');
-    try { seen.posts.push(JSON.parse(body)); } catch { /* not JSON */ }
-    const server = build();
-    const t = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    await server.connect(t);
-    const r = await t.handleRequest(new Request(`http://127.0.0.1${req.url}`, { method: 'POST', headers: req.headers as Record<string, string>, body }));
-    res.writeHead(r.status, Object.fromEntries(r.headers));
-    res.end(Buffer.from(await r.arrayBuffer()));
-  });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-  const port = (http.address() as { port: number }).port;
-  return { url: `http://127.0.0.1:${port}/api/mcp`, seen, release: () => hung.splice(0).forEach((r) => r()),
-    close: () => new Promise<void>((r) => { http.closeAllConnections(); http.close(() => r()); }) };
-}
-
 async function closedPort(): Promise<number> {
   const s = createTcpServer();
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
@@ -83,26 +35,8 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-/** The emulated session of the next press. */
-async function pressForSession(h: Awaited<ReturnType<typeof startWithEmulator>>): Promise<EmulatedSession> {
-  const session = h.emu.waitFor('session', undefined, 5000);
-  await h.daemon.pressAndWait('listening', 5000);
-  return ((await session) as [EmulatedSession])[0];
-}
-
-async function mcpStatus(h: Awaited<ReturnType<typeof startWithEmulator>>, name: string): Promise<any> {
-  return ((await h.daemon.ctl('status')).mcp as any[]).find((m) => m.name === name);
-}
-
-async function untilState(h: Awaited<ReturnType<typeof startWithEmulator>>, name: string, state: string, timeoutMs: number): Promise<any> {
-  let last: any = null;
-  const t0 = Date.now();
-  while (Date.now() - t0 < timeoutMs) { last = await mcpStatus(h, name); if (last?.state === state) return last; await sleep(100); }
-  assert.fail(`MCP server ${name} not ${state} within ${timeoutMs} ms: ${JSON.stringify(last)}`);
-}
-
 test('Home Assistant over Streamable HTTP: "turn off the kitchen lights" reaches HassTurnOff with the model\'s arguments; isError, a timeout, a cancellation, a wrong token and a server that is down each end as stated; the next press is served', { timeout: 90_000 }, async () => {
-  const ha = await haLike();
+  const ha = await haLike(TOKEN);
   const gonePort = await closedPort();
   const h = await startWithEmulator({ mode: 'scripted' }, deepMerge(quiet, { tools: {
     home_assistant: { url: ha.url.replace(/\/api\/mcp$/, ''), token_file: tokenFile, deny: ['HassBroadcast'], timeout_s: 2 },

@@ -89,9 +89,9 @@ export class ToolDispatcher extends EventEmitter {
     let ev: ToolEvent;
     try {
       if (!tool) throw new Error(`unknown tool '${c.name}': this speaker has ${this.names.join(', ')}`);
-      // The arguments may hold what the user said: only at debug level (ctl watch gets them through the 'tool' event).
+      // The arguments may hold what the user said: only with log.transcripts, and at debug level (ctl watch gets them through the 'tool' event).
       this.log.info({ tool: c.name, id: c.id }, 'tool call');
-      this.log.debug({ tool: c.name, id: c.id, args: c.args }, 'tool call arguments');
+      if (this.transcripts()) this.log.debug({ tool: c.name, id: c.id, args: c.args }, 'tool call arguments');
       const result = await tool.run(c.args ?? {}, { id: c.id, signal: ac.signal });
       ev = { name: c.name, id: c.id, args: c.args, ok: true, result, ms: Math.round(monotonicMs() - t0) };
     } catch (e) {
@@ -101,7 +101,6 @@ export class ToolDispatcher extends EventEmitter {
     this.running.delete(c.id);
     // An error's text may quote the arguments (a timer's label): in the journal only with log.transcripts.
     this.log.info({ tool: c.name, id: c.id, ok: ev.ok, ms: ev.ms, ...(ev.ok ? {} : this.transcripts() ? { error: ev.error } : { errorClass: ev.errorClass }) }, 'tool answered');
-    if (!ev.ok) this.log.debug({ tool: c.name, id: c.id, error: ev.error }, 'tool error');
     this.emit('tool', ev);
     const r: ToolResponse = { id: c.id, name: c.name, response: ev.ok ? toResponse(ev.result) : { error: ev.error } };
     if (tool?.scheduling) r.scheduling = tool.scheduling;

@@ -12,7 +12,7 @@ import type { McpServerConfig } from '../../config.js';
 import type { Logger } from '../../log.js';
 import { monotonicMs } from '../../clock.js';
 import { allowed, toDeclaration, type McpToolInfo } from './schema.js';
-import { mcpTool, McpCallError, toMcpError } from './tool.js';
+import { MAX_MESSAGE_BYTES, mcpTool, McpCallError, toMcpError } from './tool.js';
 import type { Tool } from '../types.js';
 
 const BACKOFF_MS = [1000, 2000, 5000, 10_000, 30_000, 60_000];
@@ -22,8 +22,7 @@ export const REFRESH_MS = 5 * 60_000;
 const CONNECT_TIMEOUT_MS = 10_000;
 /** At most this many tools of one server are declared (the rest dropped, with a log line). */
 export const MAX_TOOLS = 64;
-/** A response body (HTTP) or a message (stdio) larger than this is refused: a server cannot make us hold more. */
-export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+export { MAX_MESSAGE_BYTES };
 /** Environment variables never passed to a stdio server: the daemon's keys and anything named like a secret. */
 const SECRET_ENV = /^(GEMINI_API_KEY|GOOGLE_API_KEY|PICOVOICE_ACCESS_KEY|CREDENTIALS_DIRECTORY)$|KEY$|_KEY_|TOKEN|SECRET|PASSW|CREDENTIAL/i;
 
@@ -46,17 +45,46 @@ export function childEnv(own: Record<string, string>, env: NodeJS.ProcessEnv = p
   return { ...out, ...own };
 }
 
-/** fetch with POST response bodies capped at MAX_MESSAGE_BYTES (the long-lived GET stream is left alone). */
-const cappedFetch = (async (url: string | URL, init?: RequestInit) => {
-  const res = await fetch(url, init);
-  if ((init?.method ?? 'GET').toUpperCase() !== 'POST' || !res.body) return res;
+/** A body (or one SSE event) over the cap: errors the stream it came in; the call that waited for it is told (tool.ts, mcp-too-large). */
+const tooLarge = () => new Error(`the server's answer is larger than ${MAX_MESSAGE_BYTES} bytes`);
+
+/** The whole body capped: a POST's answer (JSON or a short SSE stream), or any other answer that is not an event stream. */
+const wholeCap = () => {
   let seen = 0;
-  const body = res.body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+  return new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, ctl) { seen += chunk.byteLength; if (seen > MAX_MESSAGE_BYTES) ctl.error(tooLarge()); else ctl.enqueue(chunk); },
+  });
+};
+
+/**
+ * A long-lived event stream (the HTTP+SSE transport's GET, Streamable HTTP's GET) capped per event: the bytes
+ * since the last blank line (an event's end) may not pass the cap, since the SSE parser holds an event whole.
+ */
+export const eventCap = (max = MAX_MESSAGE_BYTES, onTooLarge: () => void = () => undefined) => {
+  let since = 0;
+  let newline = false;
+  return new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, ctl) {
-      seen += chunk.byteLength;
-      if (seen > MAX_MESSAGE_BYTES) ctl.error(new Error(`the server's answer is larger than ${MAX_MESSAGE_BYTES} bytes`)); else ctl.enqueue(chunk);
+      for (let i = 0; i < chunk.length; i++) {
+        const b = chunk[i];
+        if (b === 10) { if (newline) since = 0; newline = true; } else if (b !== 13) newline = false;
+        since++;
+      }
+      if (since > max) { ctl.error(tooLarge()); onTooLarge(); } else ctl.enqueue(chunk);
     },
-  }));
+  });
+};
+
+/**
+ * fetch whose answers cannot make us hold more than MAX_MESSAGE_BYTES: a POST's body whole (the call waiting for it
+ * fails), an event stream per event (the stream is lost mid-message: `onEventTooLarge` drops the connection).
+ */
+const cappedFetch = (onEventTooLarge: () => void) => (async (url: string | URL, init?: RequestInit) => {
+  const res = await fetch(url, init);
+  if (!res.body) return res;
+  const post = (init?.method ?? 'GET').toUpperCase() === 'POST';
+  const stream = /^\s*text\/event-stream/i.test(res.headers.get('content-type') ?? '');
+  const body = res.body.pipeThrough(!post && stream ? eventCap(MAX_MESSAGE_BYTES, onEventTooLarge) : wholeCap());
   return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
 }) as typeof fetch;
 
@@ -78,12 +106,15 @@ export class McpServer {
   private client: Client | null = null;
   private declared: Tool[] = [];
   private listed = 0;
+  /** The server's names that allow/deny kept out (for doctor). */
+  notAllowed: string[] = [];
   private stopped = false;
   private attempt = 0;
   private retryAt: number | null = null;
   private wake: (() => void) | null = null;
   private closed: (() => void) | null = null;
   private refreshTimer: NodeJS.Timeout | null = null;
+  private oversized: Client | null = null;
 
   constructor(readonly config: McpServerConfig, private readonly token: string | null, private readonly log: Logger, private readonly refreshMs = REFRESH_MS) {}
 
@@ -115,7 +146,8 @@ export class McpServer {
     try {
       return await c.callTool({ name, arguments: args }, { signal, timeout: this.config.timeout_s * 1000 });
     } catch (e) {
-      const err = toMcpError(e, this.name, this.config.timeout_s);
+      // The stream it was to come on was cut for an event over the cap: most likely this call's answer.
+      const err = toMcpError(this.oversized === c ? tooLarge() : e, this.name, this.config.timeout_s);
       if (err.errorClass === 'mcp-gone') this.drop(c, err.message); // reconnect in the background
       throw err;
     }
@@ -180,15 +212,16 @@ export class McpServer {
       const url = new URL(this.config.url!);
       const headers: Record<string, string> = { ...this.config.headers, ...(this.token ? { Authorization: `Bearer ${this.token}` } : {}) };
       try {
-        await this.connect(client, new StreamableHTTPClientTransport(url, { requestInit: { headers }, fetch: cappedFetch }), timeout);
+        const first = client;
+        await this.connect(client, new StreamableHTTPClientTransport(url, { requestInit: { headers }, fetch: cappedFetch(() => this.oversize(first)) }), timeout);
         this.transport = 'streamable-http';
       } catch (e) {
         const st = httpStatus(e);
         // Only a server that refuses the POST (404, 405, 400...) may be an HTTP+SSE one; a bad token or a dead host is not.
         if (st === null || st < 400 || st >= 500 || st === 401 || st === 403) throw e;
-        client = this.newClient();
+        const sse = client = this.newClient();
         try {
-          await this.connect(client, new SSEClientTransport(url, { requestInit: { headers }, fetch: cappedFetch }), timeout);
+          await this.connect(client, new SSEClientTransport(url, { requestInit: { headers }, fetch: cappedFetch(() => this.oversize(sse)) }), timeout);
         } catch { throw e; }
         this.transport = 'sse';
       }
@@ -223,6 +256,12 @@ export class McpServer {
     }
   }
 
+  /** An event over the cap arrived on this client's stream: what is pending on it fails (said to the model), and it reconnects. */
+  private oversize(client: Client): void {
+    this.oversized = client;
+    this.drop(client, `an answer larger than ${MAX_MESSAGE_BYTES} bytes was refused`);
+  }
+
   /** The connection is lost (closed, or a call or refresh found it gone): reconnect in the background, keeping the list. */
   private drop(client: Client, why: string): void {
     if (this.client !== client) return;
@@ -240,9 +279,11 @@ export class McpServer {
   private setTools(list: McpToolInfo[], why: string): void {
     const out: Tool[] = [];
     const seen = new Set<string>();
+    const notAllowed: string[] = [];
     let refused = 0;
     for (const t of list) {
-      if (!t || typeof t.name !== 'string' || !allowed(t.name, this.config.allow, this.config.deny)) { refused++; continue; }
+      if (!t || typeof t.name !== 'string') { refused++; continue; }
+      if (!allowed(t.name, this.config.allow, this.config.deny)) { refused++; if (notAllowed.length < MAX_TOOLS) notAllowed.push(t.name.slice(0, 80)); continue; }
       if (out.length >= MAX_TOOLS) { this.log.warn({ mcp: this.name, tool: t.name.slice(0, 80) }, `MCP tool dropped: more than ${MAX_TOOLS} allowed tools`); continue; }
       const d = toDeclaration(this.name, t);
       if ('error' in d) { this.log.warn({ mcp: this.name, tool: t.name.slice(0, 80), reason: d.error }, 'MCP tool dropped'); continue; }
@@ -252,6 +293,7 @@ export class McpServer {
       out.push(mcpTool(this, t.name, d.declaration));
     }
     this.declared = out;
+    this.notAllowed = notAllowed;
     this.listed = list.length;
     this.log.info({ mcp: this.name, transport: this.transport, listed: list.length, declared: out.map((t) => t.declaration.name), notAllowed: refused, why }, 'MCP server tools');
   }
@@ -308,5 +350,6 @@ export async function probeServer(config: McpServerConfig, token: string | null,
   await s.stop();
   if (st.state !== 'ready') return { ok: false, detail: `${st.endpoint}: ${st.lastError ?? `no answer within ${timeoutMs / 1000} s`}` };
   const names = s.tools.map((t) => t.declaration.name);
-  return { ok: true, detail: `${st.endpoint} (${st.transport}): ${st.listed} tools listed, ${names.length} declared${names.length ? `: ${names.join(', ')}` : ''}` };
+  return { ok: true, detail: `${st.endpoint} (${st.transport}): ${st.listed} tools listed, ${names.length} declared${names.length ? `: ${names.join(', ')}` : ''}`
+    + (s.notAllowed.length ? `; not allowed: ${s.notAllowed.join(', ')}` : '') };
 }

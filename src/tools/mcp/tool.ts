@@ -10,6 +10,8 @@ import type { Tool } from '../types.js';
 export const MAX_RESULT_TEXT = 64 * 1024;
 /** Structured content larger than this (JSON) is left out (the model is told). */
 const MAX_STRUCTURED = 64 * 1024;
+/** A response body (HTTP), one SSE event, or a message (stdio) larger than this is refused (client.ts): a server cannot make us hold more. */
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 /** What calls a tool on its server: McpServer in client.ts. */
 export interface McpCaller { readonly name: string; call(tool: string, args: Record<string, unknown>, signal: AbortSignal): Promise<unknown> }
@@ -54,6 +56,7 @@ export function toMcpError(e: unknown, server: string, timeoutS: number): McpCal
   if (e instanceof McpCallError) return e;
   const err = e as { name?: string; code?: unknown; message?: string };
   const msg = String(err?.message ?? e).slice(0, 500);
+  if (/answer is larger than \d+ bytes/.test(msg)) return new McpCallError('mcp-too-large', `the ${server} server's answer was too large (over ${MAX_MESSAGE_BYTES / 1024 / 1024} MiB) and was refused`);
   if (err?.code === 'REQUEST_TIMEOUT') return new McpCallError('mcp-timeout', `the ${server} server did not answer within ${timeoutS} s`);
   if (err?.name === 'AbortError' || /abort/i.test(msg)) return new McpCallError('mcp-cancelled', 'the call was cancelled');
   if (typeof err?.code === 'number') return new McpCallError('mcp-protocol', `the ${server} server refused the call: ${msg}`);
