@@ -34,6 +34,41 @@ const jsonProp: z.ZodType<JsonProp> = z.lazy(() => z.strictObject({
   properties: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a parameter name (letters, digits, _)'), jsonProp).optional(),
   required: z.array(z.string()).optional(),
 }));
+// MCP servers whose tools the model may call (issue 23; src/tools/mcp/).
+const mcpCommon = {
+  allow: z.array(z.string().min(1)).default(['*'])
+    .describe('Globs over the server\'s own tool names (`*` any characters, `?` one): only matching tools are declared to the model.'),
+  deny: z.array(z.string().min(1)).default([])
+    .describe('Globs over its tool names that are never declared, even when allowed (deny wins).'),
+  timeout_s: z.number().positive().max(300).default(15)
+    .describe('Seconds a call may take before the model is told the server did not answer (the server is sent notifications/cancelled).'),
+};
+const mcpServer = z.strictObject({
+  name: z.string().regex(/^[a-z][a-z0-9]{0,15}$/, 'a short prefix: a lower-case letter, then lower-case letters and digits, at most 16')
+    .describe('A short name (lower-case letters and digits, at most 16): each of its tools is declared as `<name>__<tool>` (e.g. `ha__HassTurnOff`), so two servers cannot clash.'),
+  url: z.url().nullable().default(null)
+    .describe('Streamable HTTP endpoint (e.g. http://homeassistant.local:8123/api/mcp); a server that only speaks the older HTTP+SSE transport is tried with that when Streamable HTTP is refused. Either url or command.'),
+  headers: z.record(z.string(), z.string()).default({})
+    .describe('Extra HTTP headers for url (not for secrets: those go in token_file).'),
+  token_file: z.string().nullable().default(null)
+    .describe('A file holding a bearer token for url (sent as `Authorization: Bearer <token>`), e.g. a Home Assistant long-lived access token. Same rules as live.api_key_file: readable by the live-speaker user (owner root, group live-speaker, mode 0640); one it cannot read is a config error naming the file. Never logged, never in `ctl status`.'),
+  command: z.array(z.string().min(1)).min(1).nullable().default(null)
+    .describe('A stdio server: the program and its arguments, run directly (no shell) as the service user, with the API keys and anything named like a key, token, secret or password removed from its environment; restarted with back-off when it exits. Either url or command.'),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({})
+    .describe('Environment variables added for command.'),
+  ...mcpCommon,
+}).superRefine((m, ctx) => {
+  if ((m.url === null) === (m.command === null)) ctx.addIssue({ code: 'custom', path: ['url'], message: 'give exactly one of url and command' });
+  if (m.command !== null && m.token_file !== null) ctx.addIssue({ code: 'custom', path: ['token_file'], message: 'token_file is for url servers (pass a stdio server its secrets through env or its own config)' });
+  if (m.url !== null && !/^https?:$/.test(new URL(m.url).protocol)) ctx.addIssue({ code: 'custom', path: ['url'], message: 'an http:// or https:// URL' });
+});
+export type McpServerConfig = z.infer<typeof mcpServer>;
+const homeAssistant = z.strictObject({
+  url: z.url().describe('Home Assistant\'s base URL, e.g. http://homeassistant.local:8123 (the MCP endpoint is <url>/api/mcp).'),
+  token_file: z.string().describe('A file holding a long-lived access token (your profile → Security); same rules as tools.mcp token_file.'),
+  ...mcpCommon,
+});
+
 const toolCommand = z.strictObject({
   name: z.string().regex(/^[a-z_][a-z0-9_]{0,63}$/, 'a function name: lower-case letters, digits and _, at most 64')
     .refine((n) => !(BUILTIN_TOOL_NAMES as readonly string[]).includes(n), 'the name of a built-in tool')
@@ -297,6 +332,26 @@ export const ConfigSchema = z.strictObject({
         '  non_blocking: false               # true: declared NON_BLOCKING; the model keeps talking while it runs',
       ].join('\n'),
     }),
+    mcp: z.array(mcpServer).default([]).superRefine((ms, ctx) => {
+      ms.forEach((m, i) => { if (ms.findIndex((n) => n.name === m.name) !== i) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `'${m.name}' is used twice` }); });
+    }).meta({
+      description: 'MCP servers (Model Context Protocol) whose tools the model may call, each declared as `<name>__<tool>` (docs/tools.md, "MCP servers"). Their tool lists are fetched in the background at start and kept: a server that is slow or down never delays a conversation; it is retried with back-off and its state is in `ctl status` and `live-speaker doctor`. A server is trusted code: its tool descriptions go to the model as they are.',
+      example: [
+        '- name: ha                          # tools become ha__HassTurnOn, ...',
+        '  url: http://homeassistant.local:8123/api/mcp',
+        '  token_file: /etc/live-speaker/ha-token',
+        '  deny: ["HassBroadcast"]',
+        '- name: memory',
+        '  command: [/usr/bin/npx, -y, "@modelcontextprotocol/server-memory"]',
+        '  env: { MEMORY_FILE_PATH: /var/lib/live-speaker/memory.jsonl }',
+        '  allow: ["*"]',
+        '  timeout_s: 15',
+      ].join('\n'),
+    }),
+    home_assistant: homeAssistant.nullable().default(null)
+      .describe('Shorthand for Home Assistant\'s MCP Server integration (docs/home-assistant.md): url and token_file become a tools.mcp entry named `ha` at <url>/api/mcp.'),
+  }).superRefine((t, ctx) => {
+    if (t.home_assistant && t.mcp.some((m) => m.name === 'ha')) ctx.addIssue({ code: 'custom', path: ['home_assistant'], message: 'tools.mcp already has a server named ha' });
   }).prefault({}).describe('Tools the model may call (docs/tools.md and the README, "What you can ask it"). The built-in ones (end_conversation, set_volume, get_volume, set_timer, set_alarm, list_timers, cancel_timer) are always declared.'),
 }).describe('live-speaker configuration. Installed as /etc/live-speaker/config.yaml (kept on upgrade). Every key is optional: the values below are the defaults. A misspelt key or a wrong type stops the daemon with an error that names the key and this file. `systemctl reload live-speaker` re-reads it; a bad file is refused and the running config kept. The docs/ pages named below are in /opt/live-speaker/docs on an installed speaker (and in the repository).');
 
@@ -412,4 +467,27 @@ export function readAccessKey(config: Config, env: NodeJS.ProcessEnv = process.e
 /** Gemini API key: GEMINI_API_KEY or GOOGLE_API_KEY, the systemd credential, or live.api_key_file. Never logged. */
 export function readApiKey(config: Config, env: NodeJS.ProcessEnv = process.env): { key: string | null; source: string } {
   return readKey(['GEMINI_API_KEY', 'GOOGLE_API_KEY'], 'gemini-api-key', 'live.api_key_file', config.live.api_key_file, env);
+}
+
+/** tools.mcp with tools.home_assistant expanded into the server `ha` at <url>/api/mcp. */
+export function mcpServers(config: Config): McpServerConfig[] {
+  const ha = config.tools.home_assistant;
+  const base = config.tools.mcp;
+  if (!ha) return base;
+  return [...base, { name: 'ha', url: `${ha.url.replace(/\/+$/, '')}/api/mcp`, headers: {}, token_file: ha.token_file, command: null, env: {}, allow: ha.allow, deny: ha.deny, timeout_s: ha.timeout_s }];
+}
+
+/** A bearer token from the file the config names (tools.mcp token_file): the same rules as live.api_key_file. Never logged. */
+export function readTokenFile(setting: string, file: string): string {
+  if (!existsSync(file)) throw new ConfigError(`${setting}: ${file} does not exist`, null);
+  let token: string;
+  try {
+    token = readFileSync(file, 'utf8').trim();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    throw new ConfigError(`${setting}: cannot read ${file} (${code}) as user ${userName()}: make it readable by the service (sudo chown root:live-speaker ${file} && sudo chmod 0640 ${file})`, null);
+  }
+  if (!token) throw new ConfigError(`${setting}: ${file} is empty`, null);
+  if (/[\r\n]/.test(token)) throw new ConfigError(`${setting}: ${file} holds more than one line`, null);
+  return token;
 }

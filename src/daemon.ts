@@ -3,7 +3,7 @@
 // control socket, systemd notifications, reload, shutdown). No conversation
 // behaviour is decided here.
 import { unlinkSync } from 'node:fs';
-import { ConfigError, loadConfig, readAccessKey, readApiKey, stateDir, type Config } from './config.js';
+import { ConfigError, loadConfig, mcpServers, readAccessKey, readApiKey, readTokenFile, stateDir, type Config } from './config.js';
 import { MAX_VOLUME, StateStore } from './state.js';
 import { createLogger, type Logger } from './log.js';
 import { Conversation, type ConversationOptions } from './conversation.js';
@@ -31,6 +31,7 @@ import { monotonicMs } from './clock.js';
 import { EchoRequiredError, EchoStage } from './audio/echo.js';
 import { Observer } from './observe.js';
 import { setupTools, type ToolsSetup } from './tools/setup.js';
+import { McpHub } from './tools/mcp/client.js';
 
 export const EXIT_CONFIG = 78; // EX_CONFIG: listed in RestartPreventExitStatus=, so no restart loop
 export const CAPTURE_RATE = 16000;
@@ -244,6 +245,8 @@ interface Daemon {
   // wireConversation
   tools: ToolsSetup;
   conversation: Conversation;
+  // startMcp
+  mcp: McpHub;
   observer: Observer;
   // wireStatus
   micProblem: string | null;
@@ -260,6 +263,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
   const d = boot(configPath); // config (exit 78 when wrong), log, crash handler, systemd notifier
   await openAdapters(d); // mic, state, player, echo stage, Live endpoint, wake word, GPIO; mixer
   wireConversation(d); // Live connector, tools, the conversation, echo reference, observer
+  startMcp(d); // MCP servers' tools (tools.mcp): connected in the background, never waited for
   wireStatus(d); // the status line and the values it shows
   wireAudio(d); // wake word, microphone, player events
   wireButtonAndState(d); // button, state changes: status line, mute kept across restarts
@@ -337,6 +341,25 @@ function wireConversation(d: Daemon): void {
   // Function calls reach `ctl watch` as the conversation's 'tool' / 'tool-cancelled' events.
   tools.dispatcher.on('tool', (e: object) => conversation.emit('tool', e));
   tools.dispatcher.on('tool-cancelled', (e: object) => conversation.emit('tool-cancelled', e));
+}
+
+/** Each server's bearer token (tools.mcp token_file), read before anything changes: a file it cannot read is a config error. */
+function mcpTokens(config: Config): Map<string, string | null> {
+  return new Map(mcpServers(config).map((m, i) => [m.name, m.token_file ? readTokenFile(i >= config.tools.mcp.length ? 'tools.home_assistant.token_file' : `tools.mcp[${i}].token_file`, m.token_file) : null]));
+}
+
+/** MCP servers (issue 23): started in the background; each session declares the tools listed so far. A token file it cannot read: exit 78. */
+function startMcp(d: Daemon): void {
+  let tokens: Map<string, string | null>;
+  try {
+    tokens = mcpTokens(d.config);
+  } catch (e) {
+    d.log.fatal({ error: (e as Error).message }, 'cannot start');
+    process.exit(e instanceof ConfigError ? EXIT_CONFIG : 1);
+  }
+  d.mcp = new McpHub(d.log);
+  d.tools.dispatcher.setExtraTools(() => d.mcp.tools());
+  d.mcp.configure(mcpServers(d.config), tokens);
 }
 
 /** The systemd status line (STATUS=) and what it shows beside the state: a microphone problem, why muted. */
@@ -439,6 +462,7 @@ async function wireControl(d: Daemon): Promise<void> {
     volume: player.volume,
     playback: player.status(),
     timers: { list: tools.timers.list(), ringing: tools.timers.isRinging }, // tools (issue 12)
+    mcp: d.mcp.status(), // MCP servers (issue 23): state, tool count, last error; never a token or header
   });
   try {
     control = await startControlServer(config.control.socket, parseInt(config.control.mode, 8), (req: ControlRequest) => {
@@ -488,6 +512,7 @@ async function applyConfig(d: Daemon): Promise<void> {
   const rewake = JSON.stringify(next.wake) !== JSON.stringify(d.config.wake) || (d.wake !== null && !d.wake.armed);
   const nextWake = rewake ? makeWakeWord(next) : d.wake; // reads the AccessKey: may throw
   const reecho = next.audio.echo_cancel !== d.config.audio.echo_cancel || next.audio.barge_in !== d.config.audio.barge_in;
+  const nextTokens = mcpTokens(next); // an unreadable token file: throws, the reload is refused
   const nextEcho = reecho ? openEcho(next, configPath ?? file, log) : d.echo; // on and unavailable: throws, the reload is refused
   try {
     await endpoint.configure(next, file); // reads the API key: may throw
@@ -504,6 +529,7 @@ async function applyConfig(d: Daemon): Promise<void> {
   log.level = config.log.level;
   conversation.configure(conversationOptions(config));
   tools.dispatcher.configure(config.tools.commands, config.tools.max_concurrent_commands); // the next session declares them
+  d.mcp.configure(mcpServers(config), nextTokens); // changed servers reconnect; the next session declares what they list
   if (rewake) {
     // A reload is the user's action that may have fixed the cause: try again now.
     d.wake?.release();
@@ -527,6 +553,7 @@ function wireSignals(d: Daemon): void {
     log.info({ signal }, 'stopping');
     conversation.shutdown();
     tools.stop();
+    await d.mcp.stop(); // stdio servers get their stdin closed, then SIGTERM
     d.wake?.release();
     d.echo.close();
     d.gpio.release();

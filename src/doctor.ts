@@ -5,7 +5,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { ConfigError, findConfigFile, loadConfig, parseConfig, readAccessKey, readApiKey, type Config } from './config.js';
+import { ConfigError, findConfigFile, loadConfig, mcpServers, parseConfig, readAccessKey, readApiKey, readTokenFile, type Config } from './config.js';
+import { probeServer } from './tools/mcp/client.js';
 import { WakeArmError } from './wake/engine.js';
 import { BUILTIN_KEYWORDS, porcupineFactory } from './wake/porcupine.js';
 import { controlRequest } from './control.js';
@@ -179,6 +180,24 @@ function checkKey(config: Config): { check: Check; key: boolean } {
   };
 }
 
+/** Each MCP server (tools.mcp, tools.home_assistant): its token file readable by the service, then one bounded connect and tools/list. */
+async function checkMcp(config: Config): Promise<Check[]> {
+  const quiet = pino({ level: 'silent' });
+  return Promise.all(mcpServers(config).map(async (m, i): Promise<Check> => {
+    const name = `MCP ${m.name}`;
+    const setting = i >= config.tools.mcp.length ? 'tools.home_assistant.token_file' : `tools.mcp[${i}].token_file`;
+    let token: string | null = null;
+    if (m.token_file) {
+      const unreadable = keyFileFix(m.token_file, setting);
+      if (unreadable) return { ...unreadable, name };
+      try { token = readTokenFile(setting, m.token_file); } catch (e) { return { name, verdict: 'fail', detail: (e as Error).message, fix: `put the token in ${m.token_file} (one line; owner root, group ${SERVICE_USER}, mode 0640)` }; }
+    }
+    const r = await probeServer(m, token, quiet);
+    return r.ok ? { name, verdict: 'ok', detail: r.detail }
+      : { name, verdict: 'fail', detail: r.detail, fix: m.url ? 'check the URL and the token (Home Assistant: docs/home-assistant.md); the daemon runs without these tools meanwhile' : 'check the command runs as the live-speaker user; the daemon runs without these tools meanwhile' };
+  }));
+}
+
 function reach(host: string, port: number, tls: boolean, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const started = monotonicMs();
@@ -312,6 +331,7 @@ export async function runDoctor(configPath?: string, out: (s: string) => void = 
   checks.push(await checkModel(config, file, endpointCheck.verdict === 'ok')); // issue 12: a retired or unknown live.model
   checks.push(checkWake(config));
   checks.push(checkEcho(config, running?.echo?.summary ?? null));
+  checks.push(...await checkMcp(config)); // issue 23: each MCP server connects, lists its tools, which are declared
 
   const mark: Record<Verdict, string> = { ok: '[ok]  ', fail: '[FAIL]', info: '[--]  ' };
   const width = Math.max(...checks.map((c) => c.name.length));

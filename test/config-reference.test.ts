@@ -73,7 +73,7 @@ test('config reference: the generated config.yaml loads through the config loade
 
 test('config reference: each example in the schema is valid config for its key', () => {
   const withExample = walk().filter((k) => metaOf(k.schema).example);
-  assert.deepEqual(withExample.map((k) => k.path), ['gpio.ring', 'tools.commands']);
+  assert.deepEqual(withExample.map((k) => k.path), ['gpio.ring', 'tools.commands', 'tools.mcp']);
   for (const k of withExample) {
     let value = parse(metaOf(k.schema).example!) as unknown;
     // An example may be written as `key:` and the value beneath it.

@@ -36,6 +36,10 @@ export function errorClass(e: unknown): string {
 
 export class ToolDispatcher extends EventEmitter {
   private tools = new Map<string, Tool>();
+  /** Tools from elsewhere (MCP servers), read at each session start; the ones declared in the current session answer its calls. */
+  private extra: () => Tool[] = () => [];
+  private declaredExtra = new Map<string, Tool>();
+  private clashLogged = new Set<string>();
   private running = new Map<string, AbortController>();
   /** tools.max_concurrent_commands: shared by every command, and by the calls of every message. */
   private readonly slots: Slots;
@@ -52,9 +56,25 @@ export class ToolDispatcher extends EventEmitter {
     this.tools = new Map([...builtinTools(this.services), ...commands.map((c) => commandTool(c, this.log, this.slots))].map((t) => [t.declaration.name!, t]));
   }
 
-  declarations(): FunctionDeclaration[] { return [...this.tools.values()].map((t) => t.declaration); }
+  /** Where the MCP tools come from (src/tools/mcp/): asked at each session start, never waited for. */
+  setExtraTools(provider: () => Tool[]): void { this.extra = provider; }
 
-  get names(): string[] { return [...this.tools.keys()]; }
+  /** The declarations for a new session: the built-ins, the commands, and the MCP tools listed now (a name that clashes is dropped, said once). */
+  declarations(): FunctionDeclaration[] {
+    const extra = new Map<string, Tool>();
+    for (const t of this.extra()) {
+      const n = t.declaration.name!;
+      if (this.tools.has(n) || extra.has(n)) {
+        if (!this.clashLogged.has(n)) { this.clashLogged.add(n); this.log.warn({ tool: n }, 'MCP tool dropped: another tool has its name'); }
+        continue;
+      }
+      extra.set(n, t);
+    }
+    this.declaredExtra = extra;
+    return [...this.tools.values(), ...extra.values()].map((t) => t.declaration);
+  }
+
+  get names(): string[] { return [...this.tools.keys(), ...this.declaredExtra.keys()]; }
 
   /** Run every call; `respond` gets each answer (by id) when its handler is done, unless it was cancelled meanwhile. */
   call(calls: ToolCall[], respond: (r: ToolResponse[]) => void): void {
@@ -63,15 +83,15 @@ export class ToolDispatcher extends EventEmitter {
 
   private async one(c: ToolCall, respond: (r: ToolResponse[]) => void): Promise<void> {
     const t0 = monotonicMs();
-    const tool = this.tools.get(c.name);
+    const tool = this.tools.get(c.name) ?? this.declaredExtra.get(c.name);
     const ac = new AbortController();
     this.running.set(c.id, ac);
     let ev: ToolEvent;
     try {
       if (!tool) throw new Error(`unknown tool '${c.name}': this speaker has ${this.names.join(', ')}`);
-      // The arguments may hold what the user said: only at debug level (ctl watch gets them through the 'tool' event).
+      // The arguments may hold what the user said: only with log.transcripts, and at debug level (ctl watch gets them through the 'tool' event).
       this.log.info({ tool: c.name, id: c.id }, 'tool call');
-      this.log.debug({ tool: c.name, id: c.id, args: c.args }, 'tool call arguments');
+      if (this.transcripts()) this.log.debug({ tool: c.name, id: c.id, args: c.args }, 'tool call arguments');
       const result = await tool.run(c.args ?? {}, { id: c.id, signal: ac.signal });
       ev = { name: c.name, id: c.id, args: c.args, ok: true, result, ms: Math.round(monotonicMs() - t0) };
     } catch (e) {
@@ -81,7 +101,6 @@ export class ToolDispatcher extends EventEmitter {
     this.running.delete(c.id);
     // An error's text may quote the arguments (a timer's label): in the journal only with log.transcripts.
     this.log.info({ tool: c.name, id: c.id, ok: ev.ok, ms: ev.ms, ...(ev.ok ? {} : this.transcripts() ? { error: ev.error } : { errorClass: ev.errorClass }) }, 'tool answered');
-    if (!ev.ok) this.log.debug({ tool: c.name, id: c.id, error: ev.error }, 'tool error');
     this.emit('tool', ev);
     const r: ToolResponse = { id: c.id, name: c.name, response: ev.ok ? toResponse(ev.result) : { error: ev.error } };
     if (tool?.scheduling) r.scheduling = tool.scheduling;
