@@ -42,6 +42,8 @@ const mcpCommon = {
     .describe('Globs over its tool names that are never declared, even when allowed (deny wins).'),
   timeout_s: z.number().positive().max(300).default(15)
     .describe('Seconds a call may take before the model is told the server did not answer (the server is sent notifications/cancelled).'),
+  non_blocking: z.boolean().default(false)
+    .describe('true: its tools are declared NON_BLOCKING, as a user command with non_blocking is: the model keeps talking while a call runs, and the answer is given to it when it is idle. false: the model waits for the answer (right for quick actions such as turning a light off).'),
 };
 const mcpServer = z.strictObject({
   name: z.string().regex(/^[a-z][a-z0-9]{0,15}$/, 'a short prefix: a lower-case letter, then lower-case letters and digits, at most 16')
@@ -474,7 +476,7 @@ export function mcpServers(config: Config): McpServerConfig[] {
   const ha = config.tools.home_assistant;
   const base = config.tools.mcp;
   if (!ha) return base;
-  return [...base, { name: 'ha', url: `${ha.url.replace(/\/+$/, '')}/api/mcp`, headers: {}, token_file: ha.token_file, command: null, env: {}, allow: ha.allow, deny: ha.deny, timeout_s: ha.timeout_s }];
+  return [...base, { name: 'ha', url: `${ha.url.replace(/\/+$/, '')}/api/mcp`, headers: {}, token_file: ha.token_file, command: null, env: {}, allow: ha.allow, deny: ha.deny, timeout_s: ha.timeout_s, non_blocking: ha.non_blocking }];
 }
 
 /** A bearer token from the file the config names (tools.mcp token_file): the same rules as live.api_key_file. Never logged. */

@@ -106,6 +106,33 @@ test('Home Assistant over Streamable HTTP: "turn off the kitchen lights" reaches
   }
 });
 
+test('non_blocking: true on a server declares its tools NON_BLOCKING and its answers come WHEN_IDLE, as a user command with non_blocking; the default stays BLOCKING', { timeout: 60_000 }, async () => {
+  const ha = await haLike(TOKEN);
+  const h = await startWithEmulator({ mode: 'scripted' }, deepMerge(quiet, { tools: { mcp: [
+    { name: 'bg', url: ha.url, token_file: tokenFile, allow: ['HassTurnOn'], non_blocking: true },
+    { name: 'fg', url: ha.url, token_file: tokenFile, allow: ['HassTurnOn'] },
+  ] } }), card.env);
+  try {
+    await untilState(h, 'bg', 'ready', 10_000);
+    await untilState(h, 'fg', 'ready', 10_000);
+    const s = await pressForSession(h);
+    const decls = s.setup.tools[0].functionDeclarations;
+    assert.equal(decls.find((d: any) => d.name === 'bg__HassTurnOn').behavior, 'NON_BLOCKING');
+    assert.equal(decls.find((d: any) => d.name === 'fg__HassTurnOn').behavior, 'BLOCKING');
+    const [bg, fg] = s.toolCall([{ name: 'bg__HassTurnOn', args: { area: 'Hall' } }, { name: 'fg__HassTurnOn', args: { area: 'Porch' } }]);
+    const rb = await s.toolResponse(bg, 5000);
+    const rf = await s.toolResponse(fg, 5000);
+    assert.equal(rb.scheduling, 'WHEN_IDLE');
+    assert.equal(rf.scheduling, undefined);
+    assert.equal(JSON.parse(rb.response.output).response_type, 'action_done');
+    assert.deepEqual(ha.seen.calls.map((c) => c.args.area).sort(), ['Hall', 'Porch']);
+  } finally {
+    ha.release();
+    await h.done();
+    await ha.close();
+  }
+});
+
 const MEMORY_SERVER = join(dirname(fileURLToPath(import.meta.url)), '../../node_modules/@modelcontextprotocol/server-memory/dist/index.js');
 
 function childPids(pid: number): number[] {

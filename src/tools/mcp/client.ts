@@ -290,7 +290,7 @@ export class McpServer {
       if (seen.has(d.declaration.name!)) { this.log.warn({ mcp: this.name, tool: t.name.slice(0, 80), as: d.declaration.name }, 'MCP tool dropped: its name clashes with another of this server\'s tools once made valid'); continue; }
       seen.add(d.declaration.name!);
       if (d.dropped.length) this.log.info({ mcp: this.name, tool: t.name, dropped: d.dropped.slice(0, 20) }, 'MCP tool: parts of its schema the Live API cannot take were left out');
-      out.push(mcpTool(this, t.name, d.declaration));
+      out.push(mcpTool(this, t.name, d.declaration, this.config.non_blocking));
     }
     this.declared = out;
     this.notAllowed = notAllowed;

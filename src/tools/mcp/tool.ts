@@ -3,7 +3,7 @@
 // cancellation, log.transcripts, ctl watch). The answer: the text content
 // (capped) and any structured content; an error (isError, a JSON-RPC error,
 // a timeout, a server gone) is thrown as a sentence the model can say.
-import type { FunctionDeclaration } from '@google/genai';
+import { Behavior, FunctionResponseScheduling, type FunctionDeclaration } from '@google/genai';
 import type { Tool } from '../types.js';
 
 /** Text sent back to the model from one call, at most (the rest cut, and the model told). */
@@ -20,9 +20,11 @@ export class McpCallError extends Error {
   constructor(readonly errorClass: string, message: string) { super(message); }
 }
 
-export function mcpTool(server: McpCaller, mcpName: string, declaration: FunctionDeclaration): Tool {
+/** `nonBlocking` (the server's non_blocking): declared and answered as a user command with non_blocking is (src/tools/command.ts). */
+export function mcpTool(server: McpCaller, mcpName: string, declaration: FunctionDeclaration, nonBlocking = false): Tool {
   return {
-    declaration,
+    declaration: nonBlocking ? { ...declaration, behavior: Behavior.NON_BLOCKING } : declaration,
+    ...(nonBlocking ? { scheduling: FunctionResponseScheduling.WHEN_IDLE } : {}),
     run: async (args, ctx) => toResponse(await server.call(mcpName, args, ctx.signal), server.name),
   };
 }
