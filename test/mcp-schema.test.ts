@@ -102,7 +102,7 @@ test('a stdio server\'s environment: no API keys, tokens, secrets or passwords; 
 
 test('config: tools.home_assistant becomes the server ha at <url>/api/mcp; url xor command; a name used twice is refused', () => {
   const c = parseConfig({ tools: { home_assistant: { url: 'http://ha.local:8123/', token_file: '/etc/live-speaker/ha-token', deny: ['HassBroadcast'] } } }, null, []);
-  assert.deepEqual(mcpServers(c), [{ name: 'ha', url: 'http://ha.local:8123/api/mcp', headers: {}, token_file: '/etc/live-speaker/ha-token', command: null, env: {}, allow: ['*'], deny: ['HassBroadcast'], timeout_s: 15 }]);
+  assert.deepEqual(mcpServers(c), [{ name: 'ha', url: 'http://ha.local:8123/api/mcp', headers: {}, token_file: '/etc/live-speaker/ha-token', command: null, env: {}, allow: ['*'], deny: ['HassBroadcast'], timeout_s: 15, non_blocking: false }]);
   assert.throws(() => parseConfig({ tools: { mcp: [{ name: 'x', url: 'http://a/', command: ['b'] }] } }, null, []), /exactly one of url and command/);
   assert.throws(() => parseConfig({ tools: { mcp: [{ name: 'x' }] } }, null, []), /exactly one of url and command/);
   assert.throws(() => parseConfig({ tools: { mcp: [{ name: 'Ha', url: 'http://a/' }] } }, null, []), /short prefix/);
