@@ -272,3 +272,143 @@ test('muted: a question (ask) is said as an announcement, whole, with the microp
     } finally { await sp.close(); }
   });
 });
+
+test('never the broker\'s fault: a broker that accepts and never answers, then is down, never delays ready or a press; it comes up and the daemon connects within 6 s; killed mid-reply, the reply plays whole; back, state republished within 5 s; malformed and oversized commands are refused, logged, and nothing else happens', { timeout: 120_000 }, async () => {
+  const port = await freePort();
+  // A "broker" that takes the TCP connection and says nothing: a hung broker.
+  const held = new Set<import('node:net').Socket>();
+  const silent = (await import('node:net')).createServer((c) => { held.add(c); c.on('error', () => undefined); });
+  await new Promise<void>((r) => silent.listen(port, '127.0.0.1', r));
+  const emu = await LiveEmulator.start({ mode: 'scripted' });
+  const t0 = Date.now();
+  const daemon = await DaemonProcess.start({ env: card.env, config: deepMerge(deepMerge(quiet, { live: { base_url: emu.url } }), mqttConfig(`mqtt://127.0.0.1:${port}`)) });
+  let broker: Broker | null = null;
+  let ha: HaClient | null = null;
+  try {
+    const readyMs = Date.now() - t0;
+    assert.ok(readyMs < 8000, `ready in ${readyMs} ms with a hung broker`);
+    assert.ok(held.size >= 1, 'the daemon did reach the hung broker');
+    const p0 = Date.now();
+    const sess = emu.waitFor('session', undefined, 5000);
+    await daemon.pressAndWait('listening', 5000);
+    const pressMs = Date.now() - p0;
+    assert.ok(pressMs < 1000, `press to listening in ${pressMs} ms while the broker hangs`);
+    await sess;
+    assert.equal((await daemon.ctl('status')).mqtt.connected, false);
+    await daemon.ctl('press');
+    await daemon.waitState('idle', 5000);
+
+    // Down: the hung broker goes away (its connections drop), nothing listens for a while, then Mosquitto comes up on that port.
+    for (const c of held) c.destroy();
+    await new Promise<void>((r) => silent.close(() => r()));
+    await daemon.waitNextLog((l) => l.msg.startsWith('mqtt: not connected'), 15_000, 'the link reports the failure');
+    const p1 = Date.now();
+    await daemon.pressAndWait('listening', 5000);
+    assert.ok(Date.now() - p1 < 1000, `press to listening in ${Date.now() - p1} ms while the broker is down`);
+    await daemon.ctl('press');
+    await daemon.waitState('idle', 5000);
+    broker = await Broker.start(port);
+    const upAt = Date.now();
+    await daemon.waitNextLog((l) => l.msg === 'mqtt: connected to the broker', 8000, 'connected');
+    assert.ok(Date.now() - upAt < 6000, `connected ${Date.now() - upAt} ms after the broker came up`);
+    ha = await HaClient.connect(broker.url, ['homeassistant/#', `${BASE}/#`]);
+    await ha.waitFor((x) => x.topic === `${BASE}/state` && x.payload === 'idle', 3000, 'the state, retained');
+
+    // Killed in the middle of a reply: the reply plays on unharmed.
+    const sessionP = emu.waitFor('session', undefined, 5000);
+    await daemon.pressAndWait('listening', 5000);
+    const [s] = (await sessionP) as [EmulatedSession];
+    const sink = card.recordSpeaker();
+    await sink.ready();
+    const reply = markedReply(2500, 31);
+    const sent = s.sendAudio(reply, { speed: 1 });
+    await sleep(600);
+    await broker.kill();
+    const killedAt = Date.now();
+    assert.equal(await sent, 'complete');
+    await daemon.waitState('idle', 8000);
+    await sleep(300);
+    const m = matchDelivery(reply, await sink.stop());
+    assert.equal(m.deliveredPct, 100, `the reply was heard whole with the broker killed: ${m.missingMs} ms missing`);
+    assert.ok(m.gaps === 0, `no gap in the reply: ${JSON.stringify(m.gapList)}`);
+    await daemon.waitLog((l) => l.msg.startsWith('mqtt: not connected') && Date.parse(l.time as string) >= killedAt - 50, 5000, 'the loss is logged');
+
+    // Back again: the daemon reconnects and publishes everything again (the broker kept nothing: persistence false).
+    await broker.run();
+    const backAt = Date.now();
+    const from = ha.seen.length;
+    await ha.waitFor((x) => x.topic === `${BASE}/availability` && x.payload === 'online', 5000, 'online again', from);
+    await ha.waitFor((x) => x.topic === `${BASE}/state` && x.payload === 'idle', 5000, 'state again', from);
+    await ha.waitFor((x) => CONFIG_TOPIC.test(x.topic), 5000, 'discovery again', from);
+    assert.ok(Date.now() - backAt < 5000, `republished ${Date.now() - backAt} ms after the broker came back`);
+
+    // Malformed and oversized commands: each refused with a log line naming what was wrong; nothing else happens.
+    const before = await daemon.ctl('status');
+    const sessions = emu.sessions.length;
+    const bad: [string, string | Buffer, RegExp][] = [
+      ['volume', 'loud', /number/],
+      ['volume', '500', /150/],
+      ['mute', 'maybe', /ON or OFF/],
+      ['press', 'now', /PRESS/],
+      ['announce', '', /empty/],
+      ['announce', '{"text": 3}', /'text'/],
+      ['announce', '{"text": "hi", "extra": 1}', /extra/],
+      ['announce', '{not json', /not JSON/],
+      ['announce', 'x'.repeat(5000), /5000 bytes, more than 4096/],
+      ['ask', 'y'.repeat(3000), /longer than 2048/],
+      ['announce', Buffer.from([0xff, 0xfe, 0x41]), /not UTF-8/],
+      ['reboot', 'PRESS', /unknown command 'reboot'/],
+    ];
+    const logFrom = daemon.logs.length;
+    for (const [cmd, payload] of bad) await ha.publish(`${BASE}/cmd/${cmd}`, payload);
+    await ha.publish(`${BASE}/cmd/volume`, String(before.volume)); // a good one last: everything before it has been handled
+    await daemon.waitLog((l) => l.msg === 'mqtt: command' && l.cmd === 'volume', 5000, 'the good command');
+    const refused = daemon.logs.slice(logFrom).filter((l) => l.msg === 'mqtt: command refused');
+    assert.equal(refused.length, bad.length, `one refusal per bad command: ${JSON.stringify(refused)}`);
+    bad.forEach(([cmd, , why], i) => {
+      assert.ok(String(refused[i].topic).endsWith(`/cmd/${cmd}`));
+      assert.match(String(refused[i].error), why, `${cmd}: ${refused[i].error}`);
+    });
+    const after = await daemon.ctl('status');
+    assert.equal(after.state, 'idle');
+    assert.equal(after.volume, before.volume);
+    assert.equal(after.announcements.queued, before.announcements.queued, 'nothing queued');
+    assert.equal(emu.sessions.length, sessions, 'no session opened');
+    assert.equal(after.mqtt.refusedCommands, bad.length);
+    assert.equal(daemon.exitCode, null);
+  } finally {
+    await ha?.close();
+    await daemon.stop();
+    await emu.close();
+    await broker?.stop();
+    silent.close();
+  }
+});
+
+test('wrong password: a clear error in the log and ctl status (never the password), no crash, one connection attempt in 6 s (no retry storm), the speaker works', { timeout: 60_000 }, async () => {
+  await withBroker(async (broker) => {
+    const secret = 'wrong-pw-5c1f9e';
+    const emu = await LiveEmulator.start({ mode: 'scripted' });
+    const dir = (await import('node:fs')).mkdtempSync((await import('node:path')).join((await import('node:os')).tmpdir(), 'mqtt-pw-'));
+    const pwFile = `${dir}/mqtt-password`;
+    (await import('node:fs')).writeFileSync(pwFile, `${secret}\n`, { mode: 0o600 });
+    const daemon = await DaemonProcess.start({ env: card.env, config: deepMerge(deepMerge(quiet, { live: { base_url: emu.url } }), mqttConfig(broker.url, { username: 'speaker', password_file: pwFile })) });
+    try {
+      const line = await daemon.waitLog((l) => l.msg.startsWith('mqtt: not connected'), 10_000, 'the refusal');
+      assert.match(String(line.error), /wrong user name or password/);
+      const firstAt = Date.now();
+      await sleep(6000);
+      assert.equal(broker.connectAttempts(), 1, `the daemon's connection attempts in ${Date.now() - firstAt} ms: ${broker.log}`);
+      const st = await daemon.ctl('status');
+      assert.equal(st.mqtt.connected, false);
+      assert.match(st.mqtt.lastError, /wrong user name or password/);
+      assert.ok(st.mqtt.nextRetryS >= 45, `next attempt in ${st.mqtt.nextRetryS} s`);
+      assert.ok(!JSON.stringify(st).includes(secret), 'the password is not in ctl status');
+      assert.ok(!JSON.stringify(daemon.logs).includes(secret) && !daemon.stderr.includes(secret), 'the password is not in the log');
+      const p = Date.now();
+      await daemon.pressAndWait('listening', 5000);
+      assert.ok(Date.now() - p < 1000, 'the press is served at once');
+      assert.equal(daemon.exitCode, null);
+    } finally { await daemon.stop(); await emu.close(); (await import('node:fs')).rmSync(dir, { recursive: true, force: true }); }
+  }, { speaker: 'right-pw', homeassistant: 'ha-pw' });
+});

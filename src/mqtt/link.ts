@@ -75,7 +75,7 @@ export function parseCommand(name: CommandName, payload: Buffer): Command | { er
       return r.success ? { cmd: 'mute', on: r.data === 'ON' } : { error: issue(r) };
     }
     case 'volume': {
-      const r = z.coerce.number({ error: 'the payload must be a number' }).int('the volume must be a whole percent').min(0).max(MAX_VOLUME).safeParse(s.trim() === '' ? NaN : s.trim());
+      const r = z.coerce.number({ error: 'the payload must be a number' }).int('the volume must be a whole percent').min(0, `the volume must be 0 to ${MAX_VOLUME}`).max(MAX_VOLUME, `the volume must be 0 to ${MAX_VOLUME}`).safeParse(s.trim() === '' ? NaN : s.trim());
       return r.success ? { cmd: 'volume', value: r.data } : { error: issue(r) };
     }
   }
@@ -99,7 +99,8 @@ export function describeError(e: Error & { code?: string | number }): { reason: 
   const code = e.code;
   // CONNACK: 3.1.1 return codes 4 (bad user name or password) and 5 (not authorized); MQTT 5 reason codes 134, 135, 133, 140.
   if (code === 4 || code === 134) return { reason: 'the broker refused the user name or password (check mqtt.username and mqtt.password_file)', auth: true };
-  if (code === 5 || code === 135) return { reason: 'the broker says this client is not authorized (check the broker\'s ACL and mqtt.username)', auth: true };
+  // Mosquitto answers a wrong password with 5 (3.1.1) / 135 (5): "not authorized".
+  if (code === 5 || code === 135) return { reason: 'the broker refused the connection as not authorized: a wrong user name or password, or a user it does not allow (check mqtt.username, mqtt.password_file and the broker\'s password file)', auth: true };
   if (code === 133 || code === 2) return { reason: 'the broker refused the client id (mqtt.client_id)', auth: true };
   if (typeof code === 'string') return { reason: `${code}: ${e.message.slice(0, 160)}`, auth: false };
   return { reason: e.message.slice(0, 200), auth: false };
