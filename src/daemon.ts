@@ -286,8 +286,8 @@ export async function runDaemon(configPath?: string): Promise<void> {
   wireAudio(d); // wake word, microphone, player events
   wireButtonAndState(d); // button, state changes: status line, mute kept across restarts
   await wireControl(d); // the control socket: ctl status/press/mute/volume/watch/announce/ask/stop
-  wireMqtt(d); // MQTT and Home Assistant discovery (issue 24): connects in the background, never awaited
   wireSignals(d); // SIGTERM/SIGINT stop, SIGUSR1 press, SIGHUP reload, unhandled rejections
+  wireMqtt(d); // MQTT and Home Assistant discovery (issue 24): connects in the background, never awaited
   await becomeReady(d); // start capture, wait for audio, watchdog, timers, READY=1
 }
 

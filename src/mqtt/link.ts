@@ -129,7 +129,7 @@ export class MqttLink extends EventEmitter {
   start(): void { this.attempt(); }
 
   status() {
-    return { broker: this.host, clientId: this.clientId, baseTopic: this.topics.base, discovery: this.o.config.discovery, ...this.stats };
+    return { broker: this.host, clientId: this.clientId, baseTopic: this.topics.base, deviceId: this.o.identity.uniqueId, discovery: this.o.config.discovery, ...this.stats };
   }
 
   private options(): IClientOptions {
