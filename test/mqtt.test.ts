@@ -414,3 +414,28 @@ test('wrong password: a clear error in the log and ctl status (never the passwor
     } finally { await daemon.stop(); await emu.close(); (await import('node:fs')).rmSync(dir, { recursive: true, force: true }); }
   }, { speaker: 'right-pw', homeassistant: 'ha-pw' });
 });
+
+test('no network for the Live API: an announcement fails visibly (error state, a log line, a failed result and the Last error sensor over MQTT), is not retried, and the next one is still taken', { timeout: 60_000 }, async () => {
+  await withBroker(async (broker) => {
+    const dead = await freePort(); // nothing listens: connection refused
+    const daemon = await DaemonProcess.start({ env: card.env, config: deepMerge(deepMerge(quiet, { live: { base_url: `http://127.0.0.1:${dead}` } }), mqttConfig(broker.url)) });
+    const ha = await HaClient.connect(broker.url, [`${BASE}/#`]);
+    try {
+      await daemon.waitLog((l) => l.msg === 'mqtt: connected to the broker', 10_000);
+      const from = ha.seen.length;
+      const error = daemon.waitState('error', 10_000);
+      await ha.publish(`${BASE}/cmd/announce`, 'The post has arrived.');
+      await error;
+      const r = await ha.waitFor((x) => x.topic === `${BASE}/result`, 5000, 'a result', from);
+      assert.deepEqual((({ kind, outcome, from: f }) => ({ kind, outcome, from: f }))(JSON.parse(r.payload)), { kind: 'announce', outcome: 'failed', from: 'mqtt' });
+      const le = await ha.waitFor((x) => x.topic === `${BASE}/last_error` && x.payload !== 'None', 5000, 'last_error', from);
+      assert.match(le.payload, /cannot connect|connect failed|ECONNREFUSED|fetch failed/i);
+      assert.ok(daemon.logs.some((l) => l.msg === 'announce could not be said' && l.outcome === 'failed'), 'a clear log line');
+      await daemon.waitState('idle', 8000);
+      await sleep(1500);
+      assert.equal(daemon.logs.filter((l) => l.msg === 'announcing for the home').length, 1, 'not retried');
+      await ha.publish(`${BASE}/cmd/announce`, 'Second.');
+      await daemon.waitNextLog((l) => l.msg === 'announcing for the home', 5000, 'the next one is taken');
+    } finally { await ha.close(); await daemon.stop(); }
+  });
+});
