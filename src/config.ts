@@ -355,6 +355,31 @@ export const ConfigSchema = z.strictObject({
   }).superRefine((t, ctx) => {
     if (t.home_assistant && t.mcp.some((m) => m.name === 'ha')) ctx.addIssue({ code: 'custom', path: ['home_assistant'], message: 'tools.mcp already has a server named ha' });
   }).prefault({}).describe('Tools the model may call (docs/tools.md and the README, "What you can ask it"). The built-in ones (end_conversation, set_volume, get_volume, set_timer, set_alarm, list_timers, cancel_timer) are always declared.'),
+  // ---- MQTT and Home Assistant discovery (issue 24): src/mqtt/, docs/mqtt.md
+  mqtt: z.strictObject({
+    url: z.string().regex(/^mqtts?:\/\/[^\s/]+/, 'mqtt://host[:port] or mqtts://host[:port]')
+      .describe('The broker: mqtt://host:1883, or mqtts://host:8883 for TLS (then ca_file, cert_file, key_file as needed).'),
+    username: z.string().min(1).nullable().default(null)
+      .describe('The user name on the broker; null = none (anonymous).'),
+    password_file: z.string().nullable().default(null)
+      .describe('A file holding the broker password, readable by the service (root:live-speaker, 0640); a systemd credential named mqtt-password (LoadCredential=mqtt-password:FILE in a drop-in) wins over it. Never the password here; never logged, never in `ctl status`.'),
+    ca_file: z.string().nullable().default(null)
+      .describe('mqtts: a PEM file of the CA that signed the broker\'s certificate; null = the system\'s CAs.'),
+    cert_file: z.string().nullable().default(null)
+      .describe('mqtts: this device\'s client certificate (PEM), when the broker asks for one (with key_file).'),
+    key_file: z.string().nullable().default(null)
+      .describe('mqtts: the client certificate\'s private key (PEM).'),
+    client_id: z.string().min(1).max(64).nullable().default(null)
+      .describe('The MQTT client id; null = live-speaker-<hostname>.'),
+    base_topic: z.string().regex(/^[^#+\s]+[^/#+\s]$/, 'a topic without wildcards, spaces or a trailing /').nullable().default(null)
+      .describe('Where this speaker\'s state and commands live (<base_topic>/state, <base_topic>/cmd/announce, ...); null = live-speaker/<hostname>.'),
+    discovery_prefix: z.string().regex(/^[^#+\s/]+$/, 'one topic level').default('homeassistant')
+      .describe('Home Assistant\'s discovery prefix (its MQTT integration\'s setting).'),
+    discovery: z.boolean().default(true)
+      .describe('true: the device and its entities are announced to Home Assistant (retained). false: the retained announcements this speaker made are removed at the next start, so the entities disappear; commands still work.'),
+    protocol_version: z.union([z.literal(4), z.literal(5)]).default(4)
+      .describe('4 = MQTT 3.1.1, 5 = MQTT 5.'),
+  }).nullable().default(null).describe('MQTT, and Home Assistant\'s MQTT discovery: the speaker\'s state, mute, volume and the announcement target appear as one device in Home Assistant, and automations make it speak and ask (docs/mqtt.md). null (the default) = off.'),
 }).describe('live-speaker configuration. Installed as /etc/live-speaker/config.yaml (kept on upgrade). Every key is optional: the values below are the defaults. A misspelt key or a wrong type stops the daemon with an error that names the key and this file. `systemctl reload live-speaker` re-reads it; a bad file is refused and the running config kept. The docs/ pages named below are in /opt/live-speaker/docs on an installed speaker (and in the repository).');
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -464,6 +489,12 @@ function userName(): string {
 /** Picovoice AccessKey: PICOVOICE_ACCESS_KEY, the systemd credential, or wake.access_key_file. Never logged. */
 export function readAccessKey(config: Config, env: NodeJS.ProcessEnv = process.env): { key: string | null; source: string } {
   return readKey(['PICOVOICE_ACCESS_KEY'], 'picovoice-access-key', 'wake.access_key_file', config.wake.access_key_file, env);
+}
+
+/** The MQTT broker's password: the systemd credential mqtt-password, or mqtt.password_file (as live.api_key_file is read). Never logged. */
+export function readMqttPassword(config: Config, env: NodeJS.ProcessEnv = process.env): { key: string | null; source: string } {
+  if (!config.mqtt) return { key: null, source: 'none' };
+  return readKey([], 'mqtt-password', 'mqtt.password_file', config.mqtt.password_file, env);
 }
 
 /** Gemini API key: GEMINI_API_KEY or GOOGLE_API_KEY, the systemd credential, or live.api_key_file. Never logged. */

@@ -20,8 +20,8 @@ import { z } from 'zod';
 import type { Logger } from './log.js';
 import { MAX_UNREAD, socketSender } from './observe.js';
 
-/** `volume`: `value` is a percent, `up` or `down`. */
-export type ControlRequest = { cmd: 'press' | 'mute' | 'unmute' | 'status' } | { cmd: 'volume'; value: string };
+/** `volume`: `value` is a percent, `up` or `down`. `announce`, `ask` (issue 24): the text to say; `priority` interrupts a conversation. */
+export type ControlRequest = { cmd: 'press' | 'mute' | 'unmute' | 'status' | 'stop' } | { cmd: 'volume'; value: string } | { cmd: 'announce' | 'ask'; text: string; priority?: boolean };
 export type ControlHandler = (req: ControlRequest) => unknown;
 /** `watch` (issue 12): the connection stays open and gets event lines; `send` false = drop it, `drop` destroys the connection. Returns the unsubscribe. */
 export type WatchHandler = (send: (line: string) => boolean, drop: () => void) => () => void;
@@ -34,10 +34,11 @@ export const LIMITS = {
   logBurst: 20, logWindowMs: 10_000, // refusals logged one by one per window; the rest counted
 };
 
-const COMMANDS = ['press', 'mute', 'unmute', 'status', 'volume', 'watch'] as const;
+const COMMANDS = ['press', 'mute', 'unmute', 'status', 'volume', 'watch', 'announce', 'ask', 'stop'] as const;
 const Request = z.discriminatedUnion('cmd', [
-  z.object({ cmd: z.enum(['press', 'mute', 'unmute', 'status', 'watch']) }),
+  z.object({ cmd: z.enum(['press', 'mute', 'unmute', 'status', 'watch', 'stop']) }),
   z.object({ cmd: z.literal('volume'), value: z.string().max(16) }),
+  z.object({ cmd: z.enum(['announce', 'ask']), text: z.string().max(2048), priority: z.boolean().optional() }), // MAX_TEXT_CHARS (src/announce.ts)
 ]);
 
 /** The request on a line, or what is wrong with it (in words a person can act on). */

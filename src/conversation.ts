@@ -9,7 +9,7 @@ import { ChimeNotch } from './audio/sounds.js';
 import type { Logger } from './log.js';
 import { monotonicMs } from './clock.js';
 import type { ToolCall, ToolResponse } from './tools/types.js';
-import { STREAMING_STATES, type CloseInfo, type EchoGate, type Indicator, type LiveConnector, type LiveLink, type Mic, type Player, type State, type ToolPort, type Trigger, type TurnText, type UsageCounts } from './ports.js';
+import { STREAMING_STATES, type SpokenOutcome, type CloseInfo, type EchoGate, type Indicator, type LiveConnector, type LiveLink, type Mic, type Player, type State, type ToolPort, type Trigger, type TurnText, type UsageCounts } from './ports.js';
 
 export interface ConversationOptions {
   rate: number; // capture rate (16000)
@@ -42,6 +42,10 @@ const WAITING_LINK: LiveLink = { sendAudio: () => undefined, close: () => undefi
 const STABLE_MS = 10_000;
 /** Mic audio held while (re)connecting: at most this much, the newest kept (the cap is logged). */
 export const HELD_AUDIO_MAX_MS = 15_000;
+/** Added to the system instruction of a session that says the home's text (issue 24). */
+export const SAY_INSTRUCTION = 'This session was started by the home, not by a person speaking: the first user turn gives you a text to say aloud. Say exactly that text, word for word, in your own voice, adding nothing before or after it.';
+/** The user text turn of such a session. */
+export const sayTurn = (text: string) => `Say exactly: ${text}`;
 
 export interface Counters {
   conversations: number; turns: number; interrupted: number; bargeIns: number; errors: number;
@@ -97,6 +101,13 @@ export class Conversation extends EventEmitter {
   gatedFrames = 0;
   /** Frames replaced by zeros in full duplex: only the canceller's residual of the echo (EchoGate.residualEcho). */
   residualFrames = 0;
+  /**
+   * The home's text being said (announce, ask: issue 24). While set, no microphone audio leaves the device;
+   * once it has been heard, an announcement ends and a question listens as after a press.
+   */
+  private saying: { id: number; text: string; listen: boolean } | null = null;
+  /** A muted speaker says an announcement: back to muted (never listening) when it is over. */
+  private returnToMuted = false;
 
   constructor(
     private opts: ConversationOptions,
@@ -128,12 +139,49 @@ export class Conversation extends EventEmitter {
 
   get inConversation(): boolean { return this.link !== null; }
 
+  /** Muted by the user: the state, or a muted speaker saying an announcement (it goes back to muted). */
+  get muted(): boolean { return this.state === 'muted' || this.returnToMuted; }
+
+  // ---- the home speaks (issue 24) ---------------------------------------------
+
+  /**
+   * Say `text` (an announcement, or with `listen` a question): the chime, a
+   * short session told to say exactly that, no microphone audio sent while it
+   * is said; then idle (announce) or listening as after a press (ask). Only
+   * when no conversation is open (false otherwise: src/announce.ts waits).
+   * Muted: said, and the microphone stays off (never listens). The end is the
+   * 'spoken' event: spoken (heard to its end), failed (with the error sound and
+   * pattern) or cut (a press, mute, stop, shutdown).
+   */
+  speak(id: number, text: string, listen: boolean): boolean {
+    if (this.link) return false;
+    this.returnToMuted = this.state === 'muted';
+    this.saying = { id, text, listen: listen && !this.returnToMuted };
+    this.log.info({ id, listen: this.saying.listen, muted: this.returnToMuted }, listen ? 'asking for the home' : 'announcing for the home');
+    this.start(0);
+    this.chime();
+    return true;
+  }
+
+  private finishSaying(outcome: SpokenOutcome, detail: string): void {
+    const s = this.saying;
+    if (!s) return;
+    this.saying = null;
+    this.log.info({ id: s.id, outcome, detail }, outcome === 'spoken' ? 'the home\'s text was said' : 'the home\'s text was not said to its end');
+    this.emit('spoken', s.id, outcome, detail);
+  }
+
   // ---- user actions -------------------------------------------------------
 
   /** A short press (button, `ctl press`, SIGUSR1) or a wake word. */
   press(trigger: Trigger = 'button'): void {
     this.log.info({ trigger, state: this.state }, 'press');
     if (this.pressHook?.(trigger)) return;
+    if (this.returnToMuted) { // a muted speaker saying an announcement: a press stops it, and it never listens
+      if (this.link) this.end(`announcement stopped by ${trigger}`);
+      else this.log.info('muted: press ignored (long press or `live-speaker ctl unmute` to unmute)');
+      return;
+    }
     switch (this.state) {
       case 'muted':
         this.log.info('muted: press ignored (long press or `live-speaker ctl unmute` to unmute)');
@@ -189,6 +237,8 @@ export class Conversation extends EventEmitter {
    */
   private bargeIn(): void {
     this.counters.bargeIns++;
+    this.emit('interrupted', 'press');
+    this.finishSaying('cut', 'the user pressed or spoke over it'); // from now on an ordinary conversation
     this.ending = false; // the user has more to say
     this.ports.player.flush();
     // A turn in flight (its audio so far was played): drop the rest until the server ends it.
@@ -223,6 +273,7 @@ export class Conversation extends EventEmitter {
   }
 
   unmute(): void {
+    if (this.returnToMuted) { this.returnToMuted = false; this.ports.mic.start(); this.emit('mute', false); return; } // saying an announcement: idle after it
     if (this.state !== 'muted') return;
     this.setState('idle');
     this.ports.mic.start();
@@ -232,6 +283,7 @@ export class Conversation extends EventEmitter {
 
   micFrame(frame: Buffer): void {
     if (this.state === 'muted') return;
+    if (this.saying) { this.preroll.push(frame); return; } // the home's text is being said: no audio leaves the device
     if (this.notch) {
       // The chime is playing: take its notes out of what the mic heard.
       if (monotonicMs() > this.notch.until) this.notch = null; else frame = this.notch.filter.process(frame);
@@ -291,7 +343,7 @@ export class Conversation extends EventEmitter {
     // The moment just before the trigger: the user may already be talking.
     this.held.clear();
     this.heldCapLogged = false;
-    for (const f of this.preroll.drain(Math.floor((this.opts.rate * prerollMs) / 1000) * 2)) this.held.push(f);
+    if (!this.saying) for (const f of this.preroll.drain(Math.floor((this.opts.rate * prerollMs) / 1000) * 2)) this.held.push(f);
     this.discardTurn = false;
     this.replyAudio = false;
     this.ending = false;
@@ -301,7 +353,7 @@ export class Conversation extends EventEmitter {
     this.goAwayDue = false;
     // Continuity (off by default, for privacy): a new conversation soon after the last one picks it up again.
     const recent = this.lastEnded && this.opts.resumeWithinMs > 0 && monotonicMs() - this.lastEnded.at < this.opts.resumeWithinMs;
-    this.handle = recent ? this.lastEnded!.handle : null;
+    this.handle = recent && !this.saying ? this.lastEnded!.handle : null;
     this.vad.reset();
     this.ports.player.open(); // one stream for the whole conversation: open now, while the session connects
     this.setState('connecting');
@@ -327,7 +379,7 @@ export class Conversation extends EventEmitter {
       onTurnText: mine((t: TurnText) => this.emit('transcript', t)),
       onToolCall: mine((calls: ToolCall[]) => this.toolCall(calls)),
       onToolCancel: mine((ids: string[]) => { this.ports.tools?.cancel(ids); for (const id of ids) this.toolsPending.delete(id); this.toolAnswersHeld = this.toolAnswersHeld.filter((r) => !ids.includes(r.id)); this.toolsSettled(); }),
-    }, { resumeHandle: this.handle });
+    }, { resumeHandle: this.handle, ...(this.saying ? { instruction: SAY_INSTRUCTION } : {}) });
   }
 
   /**
@@ -338,6 +390,7 @@ export class Conversation extends EventEmitter {
   private dropped(info: CloseInfo): void {
     const what = `${info.summary ?? 'session closed'}: ${info.reason}${info.code !== undefined ? ` (code ${info.code})` : ''}`;
     if (info.permanent) { this.fail(what, true); return; }
+    if (this.saying) { this.fail(what); return; } // resuming would say it again, or half of it: reported, not retried
     if (!this.everOpened) { this.fail(what); return; } // never got going: say so now rather than keep the user waiting
     // Only a link that itself came up and lived a while earns a fresh set of
     // attempts; reconnects that fail before (or right after) setup do not.
@@ -399,6 +452,13 @@ export class Conversation extends EventEmitter {
     this.everOpened = true;
     this.heldCapLogged = false;
     if (this.fault) { this.fault = null; this.ports.indicator.fault?.(false); }
+    if (this.saying) {
+      // The home's text: sent as a user text turn; nothing from the microphone.
+      this.setState('thinking');
+      this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server');
+      this.link?.sendText?.(sayTurn(this.saying.text));
+      return;
+    }
     this.setState('listening'); // LED first, then audio
     this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no speech'); // before the held audio: speech in it clears it
     if (this.toolAnswersHeld.length) {
@@ -482,6 +542,7 @@ export class Conversation extends EventEmitter {
 
   private interrupted(): void {
     this.counters.interrupted++;
+    this.emit('interrupted', 'voice');
     this.ending = false; // the user spoke over the goodbye: they have more to say
     this.ports.player.flush();
     this.discardTurn = false; // the server has ended that turn itself
@@ -525,6 +586,15 @@ export class Conversation extends EventEmitter {
   }
 
   private followUp(heardReply = true): void {
+    if (this.saying) {
+      // A turn with no audio (a tool call first): still waiting for the text to be said.
+      if (!heardReply) { this.armStateTimer(this.opts.noSpeechTimeoutMs, 'no reply from the server'); return; }
+      const { listen } = this.saying;
+      this.finishSaying('spoken', 'heard to its end');
+      if (!listen) { this.end('announcement said', true); return; }
+      this.listen(); // ask: the answer, as after a press (then the follow-up rules)
+      return;
+    }
     if (this.ending && heardReply) { this.end('goodbye (end_conversation)', true); return; } // the goodbye's last sample has been heard
     if (this.opts.followUpMs <= 0) { this.end('reply done', heardReply); return; }
     this.vad.reset();
@@ -541,14 +611,16 @@ export class Conversation extends EventEmitter {
    */
   end(reason: string, heard = false): void {
     this.log.info({ reason }, 'conversation ended');
+    this.finishSaying('cut', reason);
     if (this.link) this.lastEnded = { at: monotonicMs(), handle: this.handle };
     this.teardown(heard);
-    if (this.state !== 'muted') this.setState('idle');
+    if (this.state !== 'muted') this.setState(this.returnToMuted ? 'muted' : 'idle');
   }
 
   /** Something went wrong: show the error pattern for a while, then idle. */
   private fail(message: string, permanent = false): void {
     this.counters.errors++;
+    this.finishSaying('failed', message);
     this.lastError = { at: new Date().toISOString(), message, permanent };
     if (permanent) { this.fault = message; this.ports.indicator.fault?.(true); } // until a session opens again, or a reload
     this.log.warn({ error: message, permanent }, permanent ? 'conversation failed; not retrying until you act (press, or reload the config)' : 'conversation failed');
@@ -582,6 +654,7 @@ export class Conversation extends EventEmitter {
 
   /** Stop everything (daemon shutdown). */
   shutdown(): void {
+    this.finishSaying('cut', 'shutdown');
     this.teardown();
     this.ports.mic.stop();
   }
@@ -598,6 +671,7 @@ export class Conversation extends EventEmitter {
     if (s === this.state) return;
     const from = this.state;
     if (from === 'speaking') this.replyHeardUntil = monotonicMs(); // the reply was heard to its end, or dropped just now
+    if (s === 'muted') this.returnToMuted = false; // back to muted: the state says it again
     this.state = s;
     this.ports.indicator.show(s);
     this.log.info({ from, to: s }, 'state');
@@ -611,7 +685,8 @@ export class Conversation extends EventEmitter {
     this.stateTimerSpec = { ms, endReason };
     this.stateTimer = setTimeout(() => {
       this.stateTimer = null;
-      if (endReason === null) { if (this.state === 'error') this.setState('idle'); return; }
+      if (endReason === null) { if (this.state === 'error') this.setState(this.returnToMuted ? 'muted' : 'idle'); return; }
+      if (this.saying) { this.fail(`announcement: ${endReason}`); return; } // the text never came: the error sound and pattern
       this.end(endReason);
     }, ms);
   }

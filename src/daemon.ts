@@ -2,8 +2,8 @@
 // events to the conversation, and owns process-level concerns (signals,
 // control socket, systemd notifications, reload, shutdown). No conversation
 // behaviour is decided here.
-import { unlinkSync } from 'node:fs';
-import { ConfigError, loadConfig, mcpServers, readAccessKey, readApiKey, readTokenFile, stateDir, type Config } from './config.js';
+import { readFileSync, unlinkSync } from 'node:fs';
+import { ConfigError, loadConfig, mcpServers, readAccessKey, readApiKey, readMqttPassword, readTokenFile, stateDir, type Config } from './config.js';
 import { MAX_VOLUME, StateStore } from './state.js';
 import { createLogger, type Logger } from './log.js';
 import { Conversation, type ConversationOptions } from './conversation.js';
@@ -32,6 +32,10 @@ import { EchoRequiredError, EchoStage } from './audio/echo.js';
 import { Observer } from './observe.js';
 import { setupTools, type ToolsSetup } from './tools/setup.js';
 import { McpHub } from './tools/mcp/client.js';
+import { AnnounceQueue, type SayReport } from './announce.js';
+import { MqttLink, type Command, type SpeakerState } from './mqtt/link.js';
+import { readIdentity } from './mqtt/discovery.js';
+import type { TimerView } from './timers.js';
 
 export const EXIT_CONFIG = 78; // EX_CONFIG: listed in RestartPreventExitStatus=, so no restart loop
 export const CAPTURE_RATE = 16000;
@@ -70,6 +74,17 @@ export function nextVolume(current: number, arg: string): number {
   const n = Number(a.replace(/%$/, ''));
   if (a === '' || !Number.isInteger(n) || n < 0 || n > MAX_VOLUME) throw new Error(`volume must be a whole percent from 0 to ${MAX_VOLUME}, up or down (got '${arg}')`);
   return n;
+}
+
+/** The version in package.json (the device's sw_version in Home Assistant). */
+function packageVersion(): string {
+  try { return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? 'unknown'; } catch { return 'unknown'; }
+}
+
+/** The next timer or alarm as an ISO time (Home Assistant's timestamp sensor), or null. */
+function nextTimerIso(list: TimerView[]): string | null {
+  const m = list[0] ? /^(\d+)-(\d+)-(\d+) (\d+):(\d+):(\d+)$/.exec(list[0].rings_at) : null;
+  return m ? new Date(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]).toISOString() : null;
 }
 
 /** Where conversations go: Google with the key, live.base_url, or the built-in emulator when there is no key. */
@@ -254,8 +269,15 @@ interface Daemon {
   lastFrameAt: number;
   withEcho: (line: string) => string;
   updateStatus: () => void;
+  // wireConversation (issue 24): announcements and questions from the home, one at a time
+  announcer: AnnounceQueue;
   // wireControl
   control: ControlServer;
+  setVolume: (arg: string) => number; // ctl volume, MQTT volume
+  stopAll: (by: string) => void; // ctl stop, MQTT stop: what is being said, what waits, a ringing timer
+  // openAdapters, wireMqtt (issue 24): null when mqtt is not configured
+  mqttPassword: string | null;
+  mqtt: MqttLink | null;
 }
 
 /** The composition root: one step per concern, in the order they must happen (logging first, readiness last). */
@@ -267,8 +289,9 @@ export async function runDaemon(configPath?: string): Promise<void> {
   wireStatus(d); // the status line and the values it shows
   wireAudio(d); // wake word, microphone, player events
   wireButtonAndState(d); // button, state changes: status line, mute kept across restarts
-  await wireControl(d); // the control socket: ctl status/press/mute/volume/watch
+  await wireControl(d); // the control socket: ctl status/press/mute/volume/watch/announce/ask/stop
   wireSignals(d); // SIGTERM/SIGINT stop, SIGUSR1 press, SIGHUP reload, unhandled rejections
+  wireMqtt(d); // MQTT and Home Assistant discovery (issue 24): connects in the background, never awaited
   await becomeReady(d); // start capture, wait for audio, watchdog, timers, READY=1
 }
 
@@ -314,6 +337,7 @@ async function openAdapters(d: Daemon): Promise<void> {
     await d.endpoint.configure(config, file);
     d.wake = makeWakeWord(config);
     d.gpio = await openHardware(config, log);
+    d.mqttPassword = readMqttPassword(config).key; // a configured file that cannot be read: a config error, like the API key's
   } catch (e) {
     log.fatal({ error: (e as Error).message }, 'cannot start');
     process.exit(e instanceof ConfigError ? EXIT_CONFIG : 1);
@@ -341,6 +365,11 @@ function wireConversation(d: Daemon): void {
   // Function calls reach `ctl watch` as the conversation's 'tool' / 'tool-cancelled' events.
   tools.dispatcher.on('tool', (e: object) => conversation.emit('tool', e));
   tools.dispatcher.on('tool-cancelled', (e: object) => conversation.emit('tool-cancelled', e));
+  // Announcements and questions (ctl, MQTT): said when no conversation is open (src/announce.ts).
+  d.announcer = new AnnounceQueue(conversation, log);
+  d.announcer.on('report', (r: SayReport) => {
+    if (r.outcome !== 'spoken') log[r.outcome === 'failed' ? 'warn' : 'info']({ id: r.id, kind: r.kind, outcome: r.outcome, detail: r.detail, from: r.from }, r.outcome === 'failed' ? `${r.kind} could not be said` : `${r.kind}: ${r.outcome}`);
+  });
 }
 
 /** Each server's bearer token (tools.mcp token_file), read before anything changes: a file it cannot read is a config error. */
@@ -420,11 +449,16 @@ function wireButtonAndState(d: Daemon): void {
   d.gpio.button?.on('press', () => conversation.press('button'));
   d.gpio.button?.on('long-press', () => conversation.toggleMute());
   conversation.on('state', d.updateStatus);
-  // Mute is the user's word: it holds across restarts, crashes and power cuts.
-  conversation.on('state', (to: State, from: State) => {
-    if (from === 'muted' && to !== 'muted') d.muteReason = null;
-    if (to === 'muted' || from === 'muted') store.set({ muted: to === 'muted' });
-  });
+  // Mute is the user's word: it holds across restarts, crashes and power cuts (and while a muted speaker says an announcement).
+  let muted = conversation.muted;
+  const keepMute = () => {
+    if (conversation.muted === muted) return;
+    muted = conversation.muted;
+    if (!muted) d.muteReason = null;
+    store.set({ muted });
+  };
+  conversation.on('state', keepMute);
+  conversation.on('mute', keepMute);
 }
 
 /** The control socket (`live-speaker ctl`): status, press, mute, unmute, volume, watch. It cannot open: exit 1. */
@@ -463,20 +497,36 @@ async function wireControl(d: Daemon): Promise<void> {
     playback: player.status(),
     timers: { list: tools.timers.list(), ringing: tools.timers.isRinging }, // tools (issue 12)
     mcp: d.mcp.status(), // MCP servers (issue 23): state, tool count, last error; never a token or header
+    announcements: d.announcer.status, // issue 24
+    mqtt: d.mqtt?.status() ?? null, // connected, broker, last error: never the password
   });
+  d.setVolume = (arg: string) => {
+    const v = nextVolume(player.volume, arg);
+    player.volume = v;
+    store.set({ volume: v });
+    log.info({ volume: v }, 'volume');
+    return v;
+  };
+  d.stopAll = (by: string) => {
+    const dropped = d.announcer.clear(`stopped by ${by}`);
+    const rang = tools.timers.stopRinging(by);
+    const open = conversation.inConversation;
+    if (open) conversation.end(`stopped by ${by}`);
+    log.info({ by, dropped, ringing: rang, conversation: open }, 'stop');
+  };
   try {
     control = await startControlServer(config.control.socket, parseInt(config.control.mode, 8), (req: ControlRequest) => {
       switch (req.cmd) {
         case 'press': conversation.press('ctl'); break;
         case 'mute': conversation.mute(); break;
         case 'unmute': conversation.unmute(); break;
-        case 'volume': {
-          const v = nextVolume(player.volume, req.value);
-          player.volume = v;
-          store.set({ volume: v });
-          log.info({ volume: v }, 'volume');
-          break;
+        case 'volume': d.setVolume(req.value); break;
+        case 'announce':
+        case 'ask': {
+          const item = d.announcer.add({ kind: req.cmd, text: req.text, priority: req.priority === true, from: 'ctl' });
+          return { ...status(), queued: { id: item.id, waiting: d.announcer.status.waiting } };
         }
+        case 'stop': d.stopAll('ctl'); break;
         case 'status': break;
       }
       return status();
@@ -486,6 +536,58 @@ async function wireControl(d: Daemon): Promise<void> {
     process.exit(1);
   }
   d.control = control;
+}
+
+/**
+ * MQTT (issue 24): the state out (retained, on every change and each connect), commands in (the same as
+ * ctl's), conversation events. Connects in the background: a broker that is down, slow or refuses the
+ * password never holds up anything here (src/mqtt/link.ts). mqtt changes need a restart.
+ */
+function wireMqtt(d: Daemon): void {
+  d.mqtt = null;
+  const mc = d.config.mqtt;
+  if (!mc) return;
+  const { log, conversation, player, tools, announcer } = d;
+  const snapshot = (): SpeakerState => ({
+    state: conversation.state, muted: conversation.muted, volume: player.volume,
+    nextTimer: nextTimerIso(tools.timers.list()), lastError: conversation.lastError?.message ?? null,
+  });
+  const onCommand = (c: Command) => {
+    switch (c.cmd) {
+      case 'announce':
+      case 'ask': announcer.add({ kind: c.cmd, text: c.text, priority: c.priority, from: 'mqtt' }); break;
+      case 'press': conversation.press('mqtt'); break;
+      case 'stop': d.stopAll('mqtt'); break;
+      case 'mute': if (c.on) conversation.mute(); else conversation.unmute(); break;
+      case 'volume': d.setVolume(String(c.value)); break;
+    }
+    refresh();
+  };
+  const link = d.mqtt = new MqttLink({ config: mc, password: d.mqttPassword, identity: readIdentity(packageVersion()), log, transcripts: () => d.config.log.transcripts, snapshot, onCommand });
+  // Only what changed is published; a connect publishes everything (the link asks for the snapshot).
+  let last: Partial<SpeakerState> = {};
+  const refresh = () => {
+    const now = snapshot();
+    const changed = Object.fromEntries(Object.entries(now).filter(([k, v]) => last[k as keyof SpeakerState] !== v)) as Partial<SpeakerState>;
+    last = now;
+    if (Object.keys(changed).length) link.publishState(changed);
+  };
+  link.on('status', () => { if (link.stats.connected) last = snapshot(); }); // a connect has just published all of it
+  conversation.on('state', refresh);
+  conversation.on('mute', refresh);
+  setInterval(refresh, 2000).unref(); // volume by voice, timers set and rung
+  // The event entity: started, ended, interrupted, tool_called; what was said only with log.transcripts on.
+  let turn: { heard: string; said: string } | null = null;
+  conversation.on('state', (to: State, from: State) => {
+    const rest = (s: State) => s === 'idle' || s === 'muted' || s === 'error';
+    if (from !== 'connecting' && to === 'connecting' && rest(from)) { turn = null; link.event('started'); }
+    else if (rest(to) && !rest(from)) link.event('ended', { result: to === 'error' ? 'error' : 'ok' }, turn ? { heard: turn.heard, said: turn.said } : {});
+  });
+  conversation.on('interrupted', (by: string) => link.event('interrupted', { by }));
+  conversation.on('tool', (e: { name: string; ok: boolean }) => link.event('tool_called', { tool: e.name, ok: e.ok }));
+  conversation.on('transcript', (t: { heard: string; said: string }) => { turn = t; });
+  announcer.on('report', (r: SayReport) => link.result(r));
+  link.start();
 }
 
 /** SIGHUP. Whatever happens, a reload ends in READY=1 (systemctl reload waits for it), with the new config applied or the old one kept. */
@@ -507,7 +609,7 @@ async function reload(d: Daemon): Promise<void> {
 async function applyConfig(d: Daemon): Promise<void> {
   const { configPath, file, log, endpoint, conversation, tools, player, store, mic } = d;
   const next = loadConfig(configPath).config;
-  const needRestart = ['hardware', 'gpio', 'control', 'state'].filter((k) => JSON.stringify(next[k as keyof Config]) !== JSON.stringify(d.config[k as keyof Config]));
+  const needRestart = ['hardware', 'gpio', 'control', 'state', 'mqtt'].filter((k) => JSON.stringify(next[k as keyof Config]) !== JSON.stringify(d.config[k as keyof Config]));
   const captureChanged = JSON.stringify(captureOptions(next)) !== JSON.stringify(captureOptions(d.config));
   const rewake = JSON.stringify(next.wake) !== JSON.stringify(d.config.wake) || (d.wake !== null && !d.wake.armed);
   const nextWake = rewake ? makeWakeWord(next) : d.wake; // reads the AccessKey: may throw
@@ -522,7 +624,7 @@ async function applyConfig(d: Daemon): Promise<void> {
   }
   const previousVolume = d.config.audio.volume;
   const mixerChanged = JSON.stringify(next.mixer) !== JSON.stringify(d.config.mixer);
-  const config = d.config = { ...next, hardware: d.config.hardware, gpio: d.config.gpio, control: d.config.control, state: d.config.state };
+  const config = d.config = { ...next, hardware: d.config.hardware, gpio: d.config.gpio, control: d.config.control, state: d.config.state, mqtt: d.config.mqtt };
   if (mixerChanged) void applyMixer(config, log);
   if (nextEcho !== d.echo) { d.echo.close(); d.echo = nextEcho; } // the next session's activityHandling follows it
   d.echo.tailMs = config.audio.echo_tail_ms;
@@ -554,6 +656,7 @@ function wireSignals(d: Daemon): void {
     conversation.shutdown();
     tools.stop();
     await d.mcp.stop(); // stdio servers get their stdin closed, then SIGTERM
+    await d.mqtt?.stop(); // `offline` (retained), at most 1 s
     d.wake?.release();
     d.echo.close();
     d.gpio.release();

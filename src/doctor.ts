@@ -5,8 +5,10 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { ConfigError, findConfigFile, loadConfig, mcpServers, parseConfig, readAccessKey, readApiKey, readTokenFile, type Config } from './config.js';
+import { ConfigError, findConfigFile, loadConfig, mcpServers, parseConfig, readAccessKey, readApiKey, readMqttPassword, readTokenFile, type Config } from './config.js';
 import { probeServer } from './tools/mcp/client.js';
+import mqtt from 'mqtt';
+import { describeError } from './mqtt/link.js';
 import { WakeArmError } from './wake/engine.js';
 import { BUILTIN_KEYWORDS, porcupineFactory } from './wake/porcupine.js';
 import { controlRequest } from './control.js';
@@ -235,6 +237,41 @@ async function checkEndpoint(config: Config, hasKey: boolean): Promise<Check> {
   }
 }
 
+/** MQTT (issue 24): the password file, then what the running daemon says of its link, or a trial connection. */
+async function checkMqtt(config: Config, running: any): Promise<Check | null> {
+  const mc = config.mqtt;
+  if (!mc) return null;
+  const name = 'MQTT';
+  let password: string | null;
+  try { password = readMqttPassword(config).key; } catch (e) {
+    return { name, verdict: 'fail', detail: (e as Error).message, fix: 'point mqtt.password_file at an existing file the service can read, or remove it' };
+  }
+  const host = new URL(mc.url).host;
+  if (running?.mqtt) {
+    const m = running.mqtt;
+    if (m.connected) return { name, verdict: 'ok', detail: `the daemon is connected to ${m.broker} (base topic ${m.baseTopic})` };
+    return { name, verdict: 'fail', detail: `the daemon is not connected to ${m.broker}: ${m.lastError ?? 'connecting'}`, fix: mqttFix(m.lastError ?? '') };
+  }
+  const client = mqtt.connect(mc.url, {
+    protocolVersion: mc.protocol_version, username: mc.username ?? undefined, password: password ?? undefined, reconnectPeriod: 0, connectTimeout: 5000,
+    clientId: `live-speaker-doctor-${process.pid}`,
+    ca: mc.ca_file ? readFileSync(mc.ca_file) : undefined, cert: mc.cert_file ? readFileSync(mc.cert_file) : undefined, key: mc.key_file ? readFileSync(mc.key_file) : undefined,
+  });
+  const result = await new Promise<string | null>((res) => {
+    const t = setTimeout(() => res('no answer within 5 s'), 5500);
+    client.once('connect', () => { clearTimeout(t); res(null); });
+    client.once('error', (e) => { clearTimeout(t); res(describeError(e as Error & { code?: number }).reason); });
+    client.once('close', () => { clearTimeout(t); res('the broker closed the connection'); });
+  });
+  client.end(true);
+  if (result === null) return { name, verdict: 'ok', detail: `${host} accepts ${mc.username ? `user ${mc.username}` : 'this client (anonymous)'}` };
+  return { name, verdict: 'fail', detail: `${host}: ${result}`, fix: mqttFix(result) };
+}
+
+const mqttFix = (reason: string) => /password|not authorized|client id/.test(reason)
+  ? 'check mqtt.username and the file in mqtt.password_file against the broker (mosquitto_passwd), and its ACL (docs/mqtt.md)'
+  : 'is the broker running and reachable from here? check mqtt.url (host and port), and the network';
+
 const INSTALLED_ACCESS_KEY_FILE = '/etc/live-speaker/picovoice-access-key';
 
 /** Whether the configured wake word can be armed: the engine loads, its keywords exist, and (Porcupine) the AccessKey is accepted. */
@@ -332,6 +369,8 @@ export async function runDoctor(configPath?: string, out: (s: string) => void = 
   checks.push(checkWake(config));
   checks.push(checkEcho(config, running?.echo?.summary ?? null));
   checks.push(...await checkMcp(config)); // issue 23: each MCP server connects, lists its tools, which are declared
+  const mqttCheck = await checkMqtt(config, running); // issue 24
+  if (mqttCheck) checks.push(mqttCheck);
 
   const mark: Record<Verdict, string> = { ok: '[ok]  ', fail: '[FAIL]', info: '[--]  ' };
   const width = Math.max(...checks.map((c) => c.name.length));

@@ -33,12 +33,15 @@ program.command('boot-config')
 
 program.command('ctl')
   .description('control the running daemon through its control socket')
-  .addArgument(new Command().createArgument('<command>', 'press | mute | unmute | status | volume | watch').choices(['press', 'mute', 'unmute', 'status', 'volume', 'watch']))
-  .argument('[value]', 'for volume: a percent (0-150), up or down')
+  .addArgument(new Command().createArgument('<command>', 'press | mute | unmute | status | volume | watch | announce | ask | stop').choices(['press', 'mute', 'unmute', 'status', 'volume', 'watch', 'announce', 'ask', 'stop']))
+  .argument('[value...]', 'for volume: a percent (0-150), up or down; for announce and ask: the text to say')
   .option('--json', 'print the status as JSON')
+  .option('--priority', 'announce, ask: interrupt a conversation rather than wait for it to end')
   .option('--socket <path>', 'control socket (default: control.socket from the config)')
-  .action(async (cmd: 'press' | 'mute' | 'unmute' | 'status' | 'volume' | 'watch', value: string | undefined, opts: { json?: boolean; socket?: string }) => {
+  .action(async (cmd: 'press' | 'mute' | 'unmute' | 'status' | 'volume' | 'watch' | 'announce' | 'ask' | 'stop', values: string[], opts: { json?: boolean; socket?: string; priority?: boolean }) => {
+    const value = values.length ? values.join(' ') : undefined;
     if (cmd === 'volume' && value === undefined) { process.stderr.write('live-speaker ctl: volume needs a value: a percent (0-150), up or down\n'); process.exit(2); }
+    if ((cmd === 'announce' || cmd === 'ask') && value === undefined) { process.stderr.write(`live-speaker ctl: ${cmd} needs the text to say\n`); process.exit(2); }
     let socket = opts.socket;
     if (!socket) {
       try { socket = loadConfig(program.opts().config).config.control.socket; } catch (e) {
@@ -57,7 +60,7 @@ program.command('ctl')
       return;
     }
     try {
-      const status = await controlRequest(socket, cmd === 'volume' ? { cmd, value: value! } : { cmd }) as Record<string, any>;
+      const status = await controlRequest(socket, cmd === 'volume' ? { cmd, value: value! } : cmd === 'announce' || cmd === 'ask' ? { cmd, text: value!, priority: opts.priority === true } : { cmd }) as Record<string, any>;
       if (opts.json) { process.stdout.write(JSON.stringify(status, null, 2) + '\n'); return; }
       if (cmd === 'volume') { process.stdout.write(`volume: ${status.volume}%\n`); return; }
       if (cmd !== 'status') { process.stdout.write(`${cmd}: ok (state: ${status.state})\n`); return; }
@@ -97,6 +100,8 @@ function formatStatus(s: Record<string, any>): string {
     ...(s.fault ? [`fault:       ${s.fault} (fix it, then press or reload)`] : []),
     `last error:  ${s.lastError ? `${s.lastError.message} (${s.lastError.at})` : 'none'}`,
     ...(s.timers ? [`timers:      ${s.timers.ringing ? 'RINGING (press to stop); ' : ''}${s.timers.list.length ? s.timers.list.map((t: any) => `${t.kind} ${t.id}${t.label ? ` "${t.label}"` : ''} at ${t.rings_at} (${t.remaining_s} s)`).join(', ') : 'none set'}`] : []),
+    ...(s.mqtt ? [`mqtt:        ${s.mqtt.connected ? 'connected to' : 'NOT connected to'} ${s.mqtt.broker} (${s.mqtt.baseTopic})${s.mqtt.lastError ? `; last error: ${s.mqtt.lastError}${s.mqtt.nextRetryS !== null ? `, retrying in ${s.mqtt.nextRetryS} s` : ''}` : ''}`] : []),
+    ...(s.announcements && (s.announcements.waiting || s.announcements.current) ? [`announce:    ${s.announcements.current ? `saying #${s.announcements.current.id}; ` : ''}${s.announcements.waiting} waiting`] : []),
     `counters:    ${c.conversations} conversations, ${c.turns} turns, ${c.bargeIns} barge-ins by press, ${c.interrupted} interrupted by voice, ${c.errors} errors`,
     ...(s.usage ? [`tokens:      ${s.usage.totalTokens} total (${s.usage.promptTokens} prompt, ${s.usage.responseTokens} response) since start, as the Live API reported them`] : []),
     `uptime:      ${s.uptimeS} s (pid ${s.pid})`,

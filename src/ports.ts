@@ -11,7 +11,8 @@
 // - EchoGate: EchoStage, src/audio/echo.ts (through daemon.ts);
 // - ToolPort: ToolDispatcher, src/tools/registry.ts;
 // - ConversationHandle: the other way round, what src/tools/setup.ts uses of
-//   the Conversation. State, STREAMING_STATES and Trigger are shared words.
+//   the Conversation. State, STREAMING_STATES and Trigger are shared words;
+// - Speaker: the Conversation as the announcement queue (src/announce.ts) uses it (issue 24).
 import type { ToolCall, ToolResponse } from './tools/types.js';
 
 export type State = 'idle' | 'connecting' | 'listening' | 'thinking' | 'speaking' | 'follow-up' | 'muted' | 'error';
@@ -42,10 +43,15 @@ export interface LiveHandlers {
 export interface UsageCounts { promptTokenCount?: number; responseTokenCount?: number; totalTokenCount?: number; cachedContentTokenCount?: number; toolUsePromptTokenCount?: number; thoughtsTokenCount?: number }
 /** What the user said and what the model said in one turn (transcripts). */
 export interface TurnText { heard: string; said: string; interrupted?: boolean }
-export interface LiveLink { sendAudio(pcm16k: Buffer): void; close(): void; sendToolResponse?(responses: ToolResponse[]): void }
+export interface LiveLink {
+  sendAudio(pcm16k: Buffer): void; close(): void; sendToolResponse?(responses: ToolResponse[]): void;
+  /** A user text turn (clientContent, turnComplete): an announcement or a question to say (issue 24). */
+  sendText?(text: string): void;
+}
 /** Runs the model's function calls (src/tools/registry.ts). */
 export interface ToolPort { call(calls: ToolCall[], respond: (r: ToolResponse[]) => void): void; cancel(ids: string[]): void; cancelAll(): void }
-export interface LiveConnector { connect(handlers: LiveHandlers, opts: { resumeHandle: string | null }): LiveLink }
+/** `instruction`: added to the system instruction of this session only (an announcement's "say exactly what you are given"). */
+export interface LiveConnector { connect(handlers: LiveHandlers, opts: { resumeHandle: string | null; instruction?: string }): LiveLink }
 /**
  * Half-duplex (src/audio/echo.ts): whether, right now, the server must not
  * hear the reply's echo. While it says so, every frame sent during a reply,
@@ -85,7 +91,7 @@ export interface Indicator {
   lighting?(): Promise<void> | null;
 }
 
-export type Trigger = 'button' | 'ctl' | 'signal';
+export type Trigger = 'button' | 'ctl' | 'signal' | 'mqtt';
 
 /** The conversation as the tools use it (src/tools/setup.ts): its state, the press hook, its state changes, ending after the goodbye. */
 export interface ConversationHandle {
@@ -94,4 +100,23 @@ export interface ConversationHandle {
   pressHook: ((trigger: string) => boolean) | null;
   endAfterReply(): void;
   on(event: 'state', listener: (to: State, from: State) => void): unknown;
+}
+
+/** How an announcement or a question asked by the home ended (issue 24). */
+export type SpokenOutcome = 'spoken' | 'failed' | 'cut';
+/**
+ * The conversation as the announcement queue (src/announce.ts) drives it:
+ * `speak` starts a short session that says `text` (then listens when
+ * `listen`), only when no conversation is open (false otherwise); its end is
+ * reported as the 'spoken' event (id, outcome, detail).
+ */
+export interface Speaker {
+  readonly state: State;
+  readonly inConversation: boolean;
+  /** Muted by the user (also while a muted speaker says an announcement). */
+  readonly muted: boolean;
+  speak(id: number, text: string, listen: boolean): boolean;
+  end(reason: string): void;
+  on(event: 'state', listener: (to: State, from: State) => void): unknown;
+  on(event: 'spoken', listener: (id: number, outcome: SpokenOutcome, detail: string) => void): unknown;
 }

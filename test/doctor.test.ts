@@ -134,3 +134,22 @@ test('doctor: a Porcupine wake word without an AccessKey is not armable, and say
   assert.match(line(out, 'wake word'), /^\[FAIL\].*needs a Picovoice AccessKey/);
   assert.match(out, /fix: put it in \/etc\/live-speaker\/picovoice-access-key/);
 });
+
+test('doctor (issue 24): MQTT with a wrong password fails with the fix, never printing the password; the right one is ok; an unreadable password file is a failure naming the setting', async () => {
+  const { Broker, freePort } = await import('./bench/mosquitto.js');
+  const broker = await Broker.start(await freePort(), { speaker: 'right-pw-7d2a' });
+  try {
+    const pw = join(dir, 'mqtt-password');
+    writeFileSync(pw, 'wrong-pw-7d2a\n');
+    const bad = await doctor({ mqtt: { url: broker.url, username: 'speaker', password_file: pw } });
+    assert.equal(bad.code, 1, bad.out);
+    assert.match(line(bad.out, 'MQTT'), /^\[FAIL\].*wrong user name or password/);
+    assert.match(bad.out, /fix: check mqtt\.username and the file in mqtt\.password_file/);
+    assert.ok(!bad.out.includes('wrong-pw-7d2a'), 'the password is not printed');
+    writeFileSync(pw, 'right-pw-7d2a\n');
+    const good = await doctor({ mqtt: { url: broker.url, username: 'speaker', password_file: pw } });
+    assert.match(line(good.out, 'MQTT'), /^\[ok\].*accepts user speaker/);
+    const missing = await doctor({ mqtt: { url: broker.url, username: 'speaker', password_file: join(dir, 'no-such-file') } });
+    assert.match(line(missing.out, 'MQTT'), /^\[FAIL\].*mqtt\.password_file: .*no-such-file does not exist/);
+  } finally { await broker.stop(); }
+});

@@ -38,7 +38,9 @@ function expected(line: string): 'ok' | 'error' | 'watch' | 'too-long' {
   let v: any;
   try { v = JSON.parse(line); } catch { return 'error'; }
   if (!v || typeof v !== 'object' || Array.isArray(v)) return 'error';
-  if (['press', 'mute', 'unmute', 'status'].includes(v.cmd)) return 'ok';
+  if (['press', 'mute', 'unmute', 'status', 'stop'].includes(v.cmd)) return 'ok';
+  // announce, ask (issue 24): a text of 1..2048 characters (after trimming, not blank), an optional boolean priority; a full queue is not reached here.
+  if (v.cmd === 'announce' || v.cmd === 'ask') return typeof v.text === 'string' && v.text.length <= 2048 && v.text.trim() !== '' && (v.priority === undefined || typeof v.priority === 'boolean') ? 'ok' : 'error';
   if (v.cmd === 'watch') return 'watch';
   if (v.cmd !== 'volume' || typeof v.value !== 'string' || v.value.length > 16) return 'error';
   const a = v.value.trim().toLowerCase();

@@ -4,7 +4,7 @@
  * place so each "Default" in a comment sits next to the value that makes it true.
  */
 import type { VadOptions } from '../audio/vad.js';
-import { msForBytes } from '../audio/pcm.js';
+import { msForBytes, tone } from '../audio/pcm.js';
 import { INPUT_RATE, OUTPUT_RATE } from './protocol.js';
 import type { EmulatedSession, Utterance } from './session.js';
 import { PARROT_TOOL_TONES, type ToolTone } from './tools.js';
@@ -74,6 +74,12 @@ export interface EmulatorOptions {
    * sent as JSON, strings and Buffers as they are), or none.
    */
   serverFrames?: (msg: object, session: EmulatedSession) => (object | string | Buffer)[];
+  /**
+   * Parrot mode (issue 24): the 24 kHz reply to a client text turn (an
+   * announcement). Default: a 440 Hz tone of 60 ms per character, 0.3 to 6 s
+   * (the emulator cannot speak); null = no reply.
+   */
+  textReply?: (text: string, session: EmulatedSession) => Buffer | null;
 }
 
 /** EmulatorOptions with every default filled in. */
@@ -95,6 +101,7 @@ export interface ResolvedOptions {
   usage: false | ((turn: { session: EmulatedSession; inputBytes: number; replyBytes: number }) => Record<string, number>);
   toolTones: ToolTone[];
   serverFrames: ((msg: object, session: EmulatedSession) => (object | string | Buffer)[]) | undefined;
+  textReply: (text: string, session: EmulatedSession) => Buffer | null;
 }
 
 /** The default usage: 25 tokens per second of audio in (this turn) and out. */
@@ -123,5 +130,6 @@ export function resolveOptions(options: EmulatorOptions): ResolvedOptions {
     usage: options.usage === false ? false : options.usage ?? defaultUsage,
     toolTones: options.toolTones ?? PARROT_TOOL_TONES,
     serverFrames: options.serverFrames,
+    textReply: options.textReply ?? ((text) => tone(440, Math.min(6000, Math.max(300, text.length * 60)), OUTPUT_RATE)),
   };
 }

@@ -87,6 +87,9 @@ export interface EmulatedSession extends EventEmitter {
   cancelToolCalls(ids: string[]): void;
   /** The functionResponse for `id` (already received, or the next one); rejects after timeoutMs. */
   toolResponse(id: string, timeoutMs?: number): Promise<any>;
+  // ---- text turns (issue 24: announcements)
+  /** The text of every user text turn received (clientContent turns' text parts, joined), in order; also the 'client-text' event. */
+  clientTexts: string[];
 }
 
 export class Session extends EventEmitter implements EmulatedSession {
@@ -105,6 +108,7 @@ export class Session extends EventEmitter implements EmulatedSession {
   lastHandle: string | null = null;
   usageSent: Record<string, number>[] = [];
   toolResponses: any[] = [];
+  clientTexts: string[] = [];
 
   private readonly turns: Turns;
   private readonly replies: Replies;
@@ -230,6 +234,7 @@ export class Session extends EventEmitter implements EmulatedSession {
       return;
     }
     if (msg.toolResponse) this.tools.received(msg);
+    if (msg.clientContent) this.onClientContent(msg.clientContent);
     // toolResponse, clientContent, a second setup, anything else: record only.
     this.messages.push(msg);
     this.announce('message', msg);
@@ -267,6 +272,24 @@ export class Session extends EventEmitter implements EmulatedSession {
       this.messages.push(audio.length ? { realtimeInput: Object.fromEntries(otherKeys.map((k) => [k, ri[k]])) } : msg);
     }
     this.turns.onRealtimeInput(ri, audio);
+  }
+
+  /**
+   * A client text turn (an announcement: "Say exactly: ..."): its text is recorded and announced
+   * ('client-text'); parrot mode answers it with audio (options.textReply).
+   */
+  private onClientContent(cc: any): void {
+    const turns: any[] = Array.isArray(cc?.turns) ? cc.turns : [];
+    const text = turns.filter((t) => t?.role !== 'model').flatMap((t) => (Array.isArray(t?.parts) ? t.parts : []))
+      .map((p: any) => (typeof p?.text === 'string' ? p.text : '')).join('');
+    if (!text) return;
+    this.clientTexts.push(text);
+    this.log('client-text', { chars: text.length });
+    this.announce('client-text', text);
+    if (this.opts.mode === 'parrot' && cc.turnComplete !== false) {
+      const reply = this.opts.textReply(text, this);
+      if (reply) void this.sendAudio(reply);
+    }
   }
 
   /** @internal An utterance turns.ts cut: its inputTranscription, then parrot mode's reply. */

@@ -155,7 +155,7 @@ type TextSoFar = TurnText & { full?: boolean };
 export class GeminiConnector implements LiveConnector {
   constructor(private readonly opts: GeminiOptions, private readonly log: Logger) {}
 
-  connect(h: LiveHandlers, { resumeHandle }: { resumeHandle: string | null }): LiveLink {
+  connect(h: LiveHandlers, { resumeHandle, instruction }: { resumeHandle: string | null; instruction?: string }): LiveLink {
     const { live } = this.opts;
     let session: Session | null = null;
     let socket: SdkSocket | null = null;
@@ -197,7 +197,7 @@ export class GeminiConnector implements LiveConnector {
         responseModalities: [Modality.AUDIO],
         speechConfig: { voiceConfig: { prebuiltVoiceConfig: { voiceName: live.voice } }, languageCode: live.language },
         // The configured instruction and one line of date, time, time zone (and place): wall clock, read at each session start.
-        systemInstruction: { parts: [{ text: systemInstructionWithContext(live.system_instruction, new Date(), live.location) }] },
+        systemInstruction: { parts: [{ text: systemInstructionWithContext(instruction ? `${live.system_instruction}\n\n${instruction}` : live.system_instruction, new Date(), live.location) }] },
         ...(tools.length ? { tools } : {}),
         ...(transcripts ? { inputAudioTranscription: {}, outputAudioTranscription: {} } : {}),
         realtimeInputConfig: realtimeInputConfig(live, this.opts.silenceMs, this.opts.interruptible?.() ?? true),
@@ -248,6 +248,10 @@ export class GeminiConnector implements LiveConnector {
       sendToolResponse: (functionResponses) => {
         if (closed || !session) return;
         session.sendToolResponse({ functionResponses });
+      },
+      sendText: (t) => {
+        if (closed || !session) return;
+        session.sendClientContent({ turns: [{ role: 'user', parts: [{ text: t }] }], turnComplete: true });
       },
       close: () => {
         if (closed) return;
