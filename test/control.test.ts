@@ -11,6 +11,7 @@ import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SoundCard } from './bench/soundcard.js';
 import { deepMerge, startWithEmulator, waitUntil, type DaemonProcess } from './bench/daemon.js';
+import { rssMiB } from './bench/util.js';
 import type { EmulatedSession, EmulatorOptions } from '../src/emulator/emulator.js';
 
 let card: SoundCard;
@@ -20,9 +21,6 @@ after(async () => { await card?.stop(); });
 const setup = (emuOpts: EmulatorOptions = {}, config: Record<string, any> = {}) =>
   startWithEmulator({ mode: 'scripted', ...emuOpts }, deepMerge({ live: { connect_timeout_s: 2 }, conversation: { follow_up_s: 1, error_display_s: 1, no_speech_timeout_s: 8 } }, config), card.env);
 
-export function rssMiB(pid: number): number {
-  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-}
 
 /**
  * The daemon's end of every connection on its control socket, counted from the

@@ -14,14 +14,13 @@ import { createConnection, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SoundCard } from './bench/soundcard.js';
 import { startWithEmulator, waitUntil } from './bench/daemon.js';
+import { rssMiB } from './bench/util.js';
 import { rng, int, pick, mutateN, junkBytes, brokenJson, type Rand } from './bench/fuzz.js';
-import { readFileSync } from 'node:fs';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 25);
 const BUDGET_MS = Number(process.env.FUZZ_MS ?? 30_000);
 const MAX_LINE = 4096;
 
-const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
 let card: SoundCard;
 before(async () => { card = await SoundCard.start(); });

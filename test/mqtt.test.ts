@@ -14,6 +14,8 @@ import { LiveEmulator, type EmulatedSession } from '../src/emulator/emulator.js'
 import { controlRequest } from '../src/control.js';
 import { SAY_INSTRUCTION } from '../src/conversation.js';
 import { MAX_WAITING } from '../src/announce.js';
+import { MAX_PACKET_BYTES, PacketSizes } from '../src/mqtt/link.js';
+import { rssMiB } from './bench/util.js';
 
 let card: SoundCard;
 before(async () => { card = await SoundCard.start(); });
@@ -385,6 +387,59 @@ test('never the broker\'s fault: a broker that accepts and never answers, then i
     await broker?.stop();
     silent.close();
   }
+});
+
+test('PacketSizes follows MQTT packet boundaries across any chunking and names the first packet over the limit at its header', () => {
+  const pkt = (bodyLen: number) => {
+    const len: number[] = [];
+    let n = bodyLen;
+    do { let b = n % 128; n = Math.floor(n / 128); if (n > 0) b |= 0x80; len.push(b); } while (n > 0);
+    return Buffer.concat([Buffer.from([0x30, ...len]), Buffer.alloc(bodyLen, 7)]);
+  };
+  const small = Buffer.concat([pkt(0), pkt(127), pkt(128), pkt(16383), pkt(16384), pkt(65530)]);
+  for (const size of [1, 2, 3, 7, 1000, small.length]) {
+    const p = new PacketSizes(65536);
+    for (let i = 0; i < small.length; i += size) assert.equal(p.feed(small.subarray(i, i + size)), null, `chunks of ${size}`);
+    // A 32 MiB packet is named by its header alone (5 bytes), whatever follows.
+    assert.equal(p.feed(pkt(32 * 1024 * 1024).subarray(0, 5)), 1 + 4 + 32 * 1024 * 1024, `after chunks of ${size}`);
+  }
+  const q = new PacketSizes(65536);
+  assert.equal(q.feed(Buffer.from([0x30, 0x80])), null); // the length continues in the next chunk
+  assert.equal(q.feed(Buffer.from([0x80, 0x10])), 1 + 3 + 0x10 * 128 * 128);
+});
+
+test('a 32 MiB message on a command topic (MQTT 3.1.1, a broker without max_packet_size): the connection is dropped at its header with a log line, the daemon grows by under 8 MiB, reconnects, and the next command works', { timeout: 60_000 }, async () => {
+  await withBroker(async (broker) => {
+    const emu = await LiveEmulator.start({ mode: 'scripted' });
+    const daemon = await DaemonProcess.start({ env: card.env, config: deepMerge(deepMerge(quiet, { live: { base_url: emu.url } }), mqttConfig(broker.url)) });
+    const ha = await HaClient.connect(broker.url, [`${BASE}/#`]);
+    let sampler: NodeJS.Timeout | undefined;
+    try {
+      await ha.waitFor((x) => x.topic === `${BASE}/availability` && x.payload === 'online', 10_000, 'online');
+      const pid = (await daemon.ctl('status')).pid as number;
+      const base = rssMiB(pid);
+      let peak = base;
+      sampler = setInterval(() => { try { peak = Math.max(peak, rssMiB(pid)); } catch { /* exited */ } }, 20);
+      const dropped = daemon.waitNextLog((l) => l.msg.startsWith('mqtt: the broker sent a packet larger'), 10_000);
+      await ha.publish(`${BASE}/cmd/announce`, Buffer.alloc(32 * 1024 * 1024, 0x41));
+      const line = await dropped;
+      assert.ok((line.bytes as number) > 32 * 1024 * 1024 && line.max === MAX_PACKET_BYTES, JSON.stringify(line));
+      const from = ha.seen.length;
+      await ha.waitFor((x) => x.topic === `${BASE}/availability` && x.payload === 'online', 10_000, 'online again', from);
+      clearInterval(sampler);
+      assert.ok(peak - base < 8, `the daemon grew by ${(peak - base).toFixed(1)} MiB (from ${base.toFixed(1)})`);
+      await ha.publish(`${BASE}/cmd/volume`, '35');
+      await daemon.waitLog((l) => l.msg === 'mqtt: command' && l.cmd === 'volume', 5000, 'the next command');
+      assert.equal((await daemon.ctl('status')).volume, 35);
+      assert.equal(daemon.exitCode, null);
+      assert.equal(emu.sessions.length, 0, 'nothing was announced');
+    } finally {
+      clearInterval(sampler);
+      await ha.close();
+      await daemon.stop();
+      await emu.close();
+    }
+  });
 });
 
 test('wrong password: a clear error in the log and ctl status (never the password), no crash, one connection attempt in 6 s (no retry storm), the speaker works', { timeout: 60_000 }, async () => {

@@ -8,10 +8,10 @@
 // Seeded (FUZZ_SEED) and bounded in time (FUZZ_MS): a failure names its seed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SoundCard, findTone } from './bench/soundcard.js';
 import { startWithEmulator, type DaemonProcess } from './bench/daemon.js';
+import { rssMiB } from './bench/util.js';
 import { brokenJson, int, junkBytes, mutateN, pick, rng } from './bench/fuzz.js';
 import type { EmulatedSession } from '../src/emulator/emulator.js';
 import { tone } from '../src/audio/pcm.js';
@@ -35,7 +35,6 @@ let card: SoundCard;
 before(async () => { card = await SoundCard.start(); });
 after(async () => { await card?.stop(); });
 
-const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
 /** Lines saying a bad input was dropped, by kind. */
 const DROP_MSGS = {

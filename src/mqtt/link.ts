@@ -164,8 +164,23 @@ export class MqttLink extends EventEmitter {
       return;
     }
     this.client = client;
-    let authRefused = false;
     let lastReason: string | null = null;
+    let oversized = false; // dropped for a packet too large: the back-off is not started afresh (a retained one would come again)
+    // MQTT 3.1.1 has no way to tell the broker the largest packet we take, and the client
+    // buffers a packet whole before it parses it: the connection is dropped at the header
+    // of one over MAX_PACKET_BYTES, so no publisher on the broker can make us hold more.
+    const stream = (client as unknown as { stream?: NodeJS.ReadableStream & { destroy(e?: Error): void } }).stream;
+    const sizes = new PacketSizes(MAX_PACKET_BYTES);
+    stream?.on('data', (chunk: Buffer) => {
+      const over = sizes.feed(chunk);
+      if (over !== null) {
+        this.o.log.warn({ bytes: over, max: MAX_PACKET_BYTES }, 'mqtt: the broker sent a packet larger than the speaker takes; connection dropped (set max_packet_size on the broker, or protocol_version 5)');
+        lastReason = `the broker sent a ${over}-byte packet (at most ${MAX_PACKET_BYTES})`;
+        oversized = true;
+        stream.destroy();
+      }
+    });
+    let authRefused = false;
     client.on('connect', () => this.connected(client));
     client.on('message', (topic, payload) => this.message(topic, payload));
     client.on('error', (e) => {
@@ -182,7 +197,7 @@ export class MqttLink extends EventEmitter {
       client.on('error', () => undefined);
       client.end(true);
       if (this.stopped) return;
-      if (wasConnected) this.failures = 0; // it worked a while: start the back-off afresh
+      if (wasConnected && !oversized) this.failures = 0; // it worked a while: start the back-off afresh
       this.failed({ reason: lastReason ?? (wasConnected ? 'the connection to the broker was lost' : 'the broker closed the connection'), auth: authRefused });
     });
   }
@@ -294,3 +309,36 @@ export class MqttLink extends EventEmitter {
 }
 
 const topicSafeHost = (h: string) => h.toLowerCase().replace(/[^a-z0-9_-]+/g, '_') || 'speaker';
+
+/**
+ * Follows MQTT packet boundaries in the bytes a broker sends (the fixed
+ * header: a type byte, then the remaining length in 1-4 bytes of 7 bits):
+ * `feed` returns a packet's whole size as soon as its header says it is
+ * over `max`, else null. Holds nothing but a few counters.
+ */
+export class PacketSizes {
+  private left = 0; // bytes of the current packet's body still to come
+  private inHeader = false; // reading the remaining length
+  private len = 0;
+  private mul = 1;
+  private lenBytes = 0;
+  constructor(private readonly max: number) {}
+
+  feed(chunk: Buffer): number | null {
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.left > 0) { const n = Math.min(this.left, chunk.length - i); this.left -= n; i += n; continue; }
+      if (!this.inHeader) { this.inHeader = true; this.len = 0; this.mul = 1; this.lenBytes = 0; i++; continue; } // the type byte
+      const b = chunk[i++];
+      this.len += (b & 0x7f) * this.mul;
+      this.mul *= 128;
+      this.lenBytes++;
+      if (b & 0x80 && this.lenBytes < 4) continue;
+      this.inHeader = false;
+      const total = 1 + this.lenBytes + this.len;
+      if (total > this.max) return total;
+      this.left = this.len;
+    }
+    return null;
+  }
+}

@@ -1,6 +1,12 @@
 // Small helpers the tests and the bench share, so that each is written once.
 import type { Clock } from '../../src/timers.js';
 import type { Logger } from '../../src/log.js';
+import { readFileSync } from 'node:fs';
+
+/** A process's resident memory, MiB (/proc/PID/status VmRSS). */
+export function rssMiB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+}
 
 /**
  * mulberry32: a small seeded PRNG, uniform in [0, 1). The same seed gives
