@@ -33,6 +33,7 @@ import { EchoCanceller, EchoUnavailableError, MAX_DELAY_MS, warmUpEcho, type Ech
 import type { PlayedChunk } from './timeline.js';
 import type { Logger } from '../log.js';
 import { monotonicMs } from '../clock.js';
+import { NotchBank, TonalDetector } from './aec/tonal.js';
 import { appendFileSync } from 'node:fs';
 
 /**
@@ -60,8 +61,8 @@ export interface EchoStatus {
   reason: string | null;
   /** Right now, replies are answered with silence to the server (see halfDuplex() and FULL_DUPLEX_ERLE_DB). */
   halfDuplex: boolean;
-  /** Mic chunks the leak guard took for echo the canceller let through (LEAK_ERLE_DB): zeros to the server in full duplex. */
-  leakChunks: number;
+  /** Mic chunks the tonal-leak guard notched (see TONAL_GUARD): the reply's echo window was tonal. */
+  notchedChunks: number;
 }
 
 /** audio.echo_cancel is on and no engine can run. */
@@ -137,22 +138,17 @@ export const QUIET_ROOM_AFTER_MS = MAX_DELAY_MS + QUIET_ROOM_MS;
  */
 export const RESIDUAL_GATE_DB = 12;
 /**
- * The leak guard, in full duplex while an echo may be in the microphone: a chunk the canceller took less than
- * LEAK_ERLE_DB down, and over its last ~200 ms too (its erleDb: it cancels little), whose raw microphone is no louder
- * than the learnt echo path makes of the loudest reference of the echo window plus LEAK_NEAR_END_DB (no sign of anyone
- * talking) is echo the canceller let through, and the server gets zeros for it. That is what a canceller misaligned
- * by a change of the echo path (the card's delay or gain) leaks while its delay estimator, rightly, does not move on a
- * tone (issue 25). The echo path's gain (microphone over reference) is learnt while the echo is seen taken
- * FULL_DUPLEX_ERLE_DB down (no one talking then), or while the room is quiet (QUIET_ROOM_DB); until then the guard
- * does nothing (replies are half-duplex). LEAK_NEAR_END_DB is wide because one tone's echo is not the room's average
- * (the 2 kHz marker came 8 dB over what speech had taught). Measured in the echo room (test/echo-room.test.ts, echo
- * at -20 dBFS): the path moving 120 -> 350 ms or 6 dB down mid-reply sent 26-59 20 ms blocks in a row over -45 dBFS
- * without the guard, at most 5 with it (the first ~100 ms, before the smoothed figure falls); a user talking 6 dB
- * under the reply's echo lost 3.2 dB to it. Not caught: an echo path 6 dB LOUDER, which Speex still takes ~9 dB down
- * (between this and RESIDUAL_GATE_DB; its level is what a user that far under the echo looks like).
+ * The tonal-leak guard (issue 25), while an echo may be in the microphone: when what the speaker played over the
+ * echo window (the last echoSpanMs(), up to MAX_DELAY_MS + the filter) is tonal, a few narrow peaks holding
+ * TONAL_SHARE (90%) of its energy (a chime, timer beeps, a sung answer), the cleaned microphone goes through narrow
+ * notches at those peaks (./aec/tonal.ts). On a tone the delay estimator rightly holds; if the echo path then moves
+ * (the card's delay or gain), the canceller is misaligned and the tone's echo leaks, at any delay, but always at the
+ * tone's frequency: the notches take it out. A user talking over it, broadband, loses those narrow bands only. A
+ * spoken reply is never tonal (its peaks held at most ~half its energy in the tests' rooms), so the guard never
+ * engages on it. Not caught: what of a tonal reply's echo is not at its peaks (the clicks where a tone starts or
+ * stops, harmonics the speaker adds), and a reply that is not tonal (music with many notes, speech).
  */
-export const LEAK_ERLE_DB = 6;
-export const LEAK_NEAR_END_DB = 10;
+export const TONAL_GUARD = true;
 /** How long the canceller's filter models the room after the echo's bulk delay (its 200 ms tail plus a margin). */
 const ECHO_FILTER_MS = 250;
 const RESIDUAL_ENV_DECAY_DB = 20;
@@ -169,13 +165,15 @@ export class EchoStage {
   private residualNow = false; // the last chunk processed is what the canceller left of an echo (RESIDUAL_GATE_DB)
   private roomQuiet = false; // a stream has shown the room quiet over the whole QUIET_ROOM_AFTER_MS window, and no echo has been cancelled since
   private quietSince: number | null = null; // since when (monotonic ms) the cleaned mic has stayed QUIET_ROOM_DB under the reply, unconverged, on this stream
-  private leakNowFlag = false; // the last chunk processed is echo the canceller let through (LEAK_ERLE_DB)
-  private echoGainDb: number | null = null; // the echo path's gain, microphone over reference (dB), learnt (see LEAK_ERLE_DB)
-  private refLevels: { atMs: number; endMs: number; db: number }[] = []; // the reference's chunks, their level, over the echo window
+  private readonly tonal = new TonalDetector(24000); // what the speaker played (the player's 24 kHz), over the echo window
+  private readonly notches = new NotchBank(16000);
+  private notchedNow = false; // the last chunk processed went through the notches
   /** Chunks the residual gate has marked (see residualEcho()). */
   residualChunks = 0;
-  /** Chunks the leak guard has marked (see LEAK_ERLE_DB). */
-  leakChunks = 0;
+  /** Chunks the tonal-leak guard has notched (TONAL_GUARD). */
+  notchedChunks = 0;
+  /** The tonal-leak guard is on (tests turn it off to measure what it does). */
+  tonalGuard = TONAL_GUARD;
   /** How long after a sample is heard its echo may still arrive (audio.echo_tail_ms). */
   tailMs = 1000;
 
@@ -237,28 +235,32 @@ export class EchoStage {
   reference(c: PlayedChunk): void {
     if (!this.canceller) return;
     this.canceller.pushReference({ atMs: c.atMs, pcm: c.pcm });
-    // Bounded: chunks older than any echo window are dropped as new ones come (the player's are ~20 ms).
-    const endMs = c.atMs + ((c.pcm.length >> 1) * 1000) / 24000;
-    this.refLevels.push({ atMs: c.atMs, endMs, db: levelDb(c.pcm) });
-    while (this.refLevels.length > 0 && this.refLevels[0].endMs < c.atMs - this.echoSpanMs() - 1000) this.refLevels.shift();
-    if (this.refLevels.length > 2000) this.refLevels.splice(0, this.refLevels.length - 2000);
+    this.tonal.push(c.pcm, c.atMs + ((c.pcm.length >> 1) * 1000) / 24000, this.echoSpanMs());
   }
 
   /** A capture chunk that arrived at `arrivedMs` (monotonic): the cleaned chunk, same length. */
   process(frame: Buffer, arrivedMs: number, rate: number): Buffer {
     if (!this.canceller) return frame;
     // The chunk's first sample was captured about its own length before it arrived (the engine estimates the rest of the delay).
-    const cleaned = this.canceller.processMic(frame, arrivedMs - ((frame.length >> 1) * 1000) / rate);
+    let cleaned = this.canceller.processMic(frame, arrivedMs - ((frame.length >> 1) * 1000) / rate);
     const raw = this.delayed(frame);
     const n = frame.length >> 1;
     const rawDb = levelDb(raw);
     this.envDb = Math.max(rawDb, this.envDb - (RESIDUAL_ENV_DECAY_DB * n) / rate);
     this.residualNow = false;
-    this.leakNowFlag = false;
+    this.notchedNow = false;
     if (arrivedMs > this.echoUntil()) {
+      this.notches.reset();
       if (TRACE) trace({ t: Math.round(arrivedMs), wall: Date.now(), raw: r1(rawDb), pass: true });
       return raw;
     }
+    // The tonal-leak guard (TONAL_GUARD): a tonal echo window's peaks notched out of what goes on.
+    if (this.tonalGuard && this.tonal.tonal) {
+      this.notches.set(this.tonal.freqs);
+      cleaned = this.notches.process(cleaned);
+      this.notchedNow = true;
+      this.notchedChunks++;
+    } else this.notches.reset();
     // Only where it matters: what the emulator's VAD could take for speech (-45 dBFS) is never below -60 dBFS.
     const cleanDb = levelDb(cleaned);
     const st = this.canceller.stats;
@@ -271,19 +273,9 @@ export class EchoStage {
     if (st.converged) this.roomQuiet = false;
     this.residualNow = cleanDb > -60 && cleanDb <= this.envDb - RESIDUAL_GATE_DB;
     if (this.residualNow) this.residualChunks++;
-    // The leak guard (LEAK_ERLE_DB): the echo path's gain learnt where the mic is only echo, then each chunk weighed against it.
-    if (st.residualDb != null && st.erleDb !== null && st.converged && st.erleDb >= FULL_DUPLEX_ERLE_DB) this.echoGainDb = st.erleDb - st.residualDb;
-    else if (this.quietSince !== null) this.echoGainDb = -micUnderDb;
-    if (this.echoGainDb !== null && !this.residualNow && cleanDb > -60 && rawDb - cleanDb < LEAK_ERLE_DB && (st.erleDb ?? 0) < LEAK_ERLE_DB) {
-      // The raw chunk spans [start, end) in heard time (it is the mic delayed by the canceller's latency).
-      const end = arrivedMs - (this.held.length >> 1) / 16, start = end - (n * 1000) / rate;
-      const refDb = this.refMaxDb(start - this.echoSpanMs(), end);
-      this.leakNowFlag = rawDb <= refDb + this.echoGainDb + LEAK_NEAR_END_DB;
-      if (this.leakNowFlag) this.leakChunks++;
-    }
     if (TRACE) {
       const s = this.canceller.stats;
-      trace({ t: Math.round(arrivedMs), wall: Date.now(), raw: r1(rawDb), clean: r1(cleanDb), env: r1(this.envDb), gate: this.residualNow, leak: this.leakNowFlag, gain: this.echoGainDb, half: this.halfDuplex(), by: this.earnedBy,
+      trace({ t: Math.round(arrivedMs), wall: Date.now(), raw: r1(rawDb), clean: r1(cleanDb), env: r1(this.envDb), gate: this.residualNow, notch: this.notchedNow ? this.notches.frequencies.map(Math.round) : null, half: this.halfDuplex(), by: this.earnedBy,
         delay: s.delayMs === null ? null : Math.round(s.delayMs), erle: s.erleDb, res: s.residualDb, conv: s.converged, aud: this.audibleFrom === null ? null : Math.round(arrivedMs - this.audibleFrom) });
     }
     return cleaned;
@@ -293,10 +285,7 @@ export class EchoStage {
    * The chunk process() returned last is, by its level, what the canceller left of the echo (RESIDUAL_GATE_DB):
    * in full duplex the server gets zeros for it. Not for the wake word, which hears the cleaned audio as it is.
    */
-  residualEcho(): boolean { return (this.residualNow || this.leakNowFlag) && this.bargeIn === 'voice'; }
-
-  /** The chunk process() returned last is echo the canceller let through (LEAK_ERLE_DB); residualEcho() includes it. */
-  get leakNow(): boolean { return this.leakNowFlag; }
+  residualEcho(): boolean { return this.residualNow && this.bargeIn === 'voice'; }
 
   /** Whether the canceller's output is in use now (an echo may be in the microphone). */
   cleaning(nowMs: number): boolean { return this.canceller !== null && nowMs <= this.echoUntil(); }
@@ -317,12 +306,11 @@ export class EchoStage {
     return Math.max(this.tailMs, delayMs + ECHO_FILTER_MS);
   }
 
-  /** The loudest reference chunk heard within [fromMs, toMs), dBFS (-120: none). */
-  private refMaxDb(fromMs: number, toMs: number): number {
-    let m = -120;
-    for (const r of this.refLevels) if (r.endMs > fromMs && r.atMs < toMs) m = Math.max(m, r.db);
-    return m;
-  }
+  /** The chunk process() returned last went through the tonal-leak guard's notches (TONAL_GUARD). */
+  get notchedNowFlag(): boolean { return this.notchedNow; }
+
+  /** The tonal-leak guard's view of the echo window: its peaks' share of the energy, and whether that is tonal. */
+  get tonalWindow(): { tonal: boolean; share: number; freqs: number[] } { return { tonal: this.tonal.tonal, share: this.tonal.share, freqs: this.tonal.freqs }; }
 
   private delayed(frame: Buffer): Buffer {
     if (this.held.length === 0) return frame;
@@ -361,7 +349,7 @@ export class EchoStage {
       state: this.canceller ? 'cancelling' : this.mode === 'off' ? 'off' : 'unavailable',
       engine: s?.engine ?? null, delayMs: s?.delayMs ?? null, erleDb: s?.erleDb ?? null, converged: s?.converged ?? false,
       framesProcessed: s?.framesProcessed ?? 0, delayJumps: s?.delayJumps ?? 0,
-      reason: this.reason, halfDuplex: this.halfDuplex(), leakChunks: this.leakChunks,
+      reason: this.reason, halfDuplex: this.halfDuplex(), notchedChunks: this.notchedChunks,
     };
   }
 
