@@ -35,7 +35,10 @@ const PEAK_MIN_SHARE = 1e-3;
 export const NOTCH_BW_HZ = 160;
 const NOTCH_STAGES = 2;
 
-interface Block { endMs: number; power: Float64Array; audible: boolean }
+/** Blocks kept (40 hops: 1.7 s, over the longest echo searched and its filter, MAX_DELAY_MS + 250 ms; 320 KiB). */
+const MAX_BLOCKS = 40;
+
+interface Block { endMs: number; power: Float32Array; audible: boolean; inSum: boolean }
 
 /** What the speaker played, analysed in overlapping blocks: is the recent window tonal, and at which frequencies. */
 export class TonalDetector {
@@ -47,6 +50,8 @@ export class TonalDetector {
   private readonly spec: number[];
   private readonly inp: Float64Array;
   private blocks: Block[] = [];
+  private readonly sum = new Float64Array(TONAL_BLOCK / 2); // the power spectra of the blocks in the window, summed
+  private hops = 0;
   /** The last analysis: tonal or not, the peaks' share of the window's energy (0 with under TONAL_MIN_BLOCKS audible), and their frequencies (Hz) when tonal. */
   tonal = false;
   freqs: number[] = [];
@@ -63,7 +68,7 @@ export class TonalDetector {
     let changed = false;
     for (let i = 0; i < n; i++) {
       this.buf[this.pos] = pcm.readInt16LE(2 * i) / 32768;
-      this.pos = (this.pos + 1) % TONAL_BLOCK;
+      this.pos = (this.pos + 1) & (TONAL_BLOCK - 1); // a power of two
       if (++this.fill === TONAL_HOP) {
         this.fill = 0;
         this.block(endMs - ((n - 1 - i) * 1000) / this.rate);
@@ -74,13 +79,21 @@ export class TonalDetector {
   }
 
   private block(endMs: number): void {
-    for (let i = 0; i < TONAL_BLOCK; i++) this.inp[i] = this.buf[(this.pos + i) % TONAL_BLOCK] * this.win[i];
+    for (let i = 0; i < TONAL_BLOCK; i++) this.inp[i] = this.buf[(this.pos + i) & (TONAL_BLOCK - 1)] * this.win[i];
     this.fft.realTransform(this.spec, this.inp as unknown as number[]);
-    const half = TONAL_BLOCK / 2, p = new Float64Array(half);
+    const half = TONAL_BLOCK / 2, p = new Float32Array(half);
     let e = 0;
     for (let k = 0; k < half; k++) { p[k] = this.spec[2 * k] ** 2 + this.spec[2 * k + 1] ** 2; e += p[k]; }
-    this.blocks.push({ endMs, power: p, audible: TonalDetector.meanDb(e, 1) > TONAL_FLOOR_DB });
-    if (this.blocks.length > 64) this.blocks.shift(); // 64 hops: 2.7 s, over any echo window (MAX_DELAY_MS + filter)
+    this.blocks.push({ endMs, power: p, audible: TonalDetector.meanDb(e, 1) > TONAL_FLOOR_DB, inSum: false });
+    if (this.blocks.length > MAX_BLOCKS) this.toSum(this.blocks.shift()!, false);
+  }
+
+  /** The window's spectrum is a running sum: a block is added as it comes in and taken off as it leaves. */
+  private toSum(b: Block, add: boolean): void {
+    if (b.inSum === add) return;
+    b.inSum = add;
+    const k0 = add ? 1 : -1;
+    for (let k = 0; k < this.sum.length; k++) this.sum[k] += k0 * b.power[k];
   }
 
   /** Mean power per sample (dBFS) of `blocks` blocks whose half spectra sum to e (Hann: sum of w^2 is 3/8 N; Parseval). */
@@ -90,16 +103,18 @@ export class TonalDetector {
 
   private analyse(windowMs: number): void {
     const last = this.blocks[this.blocks.length - 1];
-    const half = TONAL_BLOCK / 2, s = new Float64Array(half);
+    const half = TONAL_BLOCK / 2, s = this.sum;
+    if (++this.hops % 256 === 0) { s.fill(0); for (const b of this.blocks) b.inSum = false; } // rounding, from scratch now and then
     let used = 0, audible = 0;
     for (const b of this.blocks) {
-      if (b.endMs < last.endMs - windowMs) continue;
+      const inWindow = b.endMs >= last.endMs - windowMs;
+      this.toSum(b, inWindow);
+      if (!inWindow) continue;
       used++;
       if (b.audible) audible++;
-      for (let k = 0; k < half; k++) s[k] += b.power[k];
     }
     let total = 0;
-    for (let k = 1; k < half; k++) total += s[k];
+    for (let k = 1; k < half; k++) total += s[k] = Math.max(0, s[k]);
     const meanDb = TonalDetector.meanDb(total, used);
     const claimed = new Uint8Array(half), peaks: { k: number; e: number }[] = [];
     let held = 0;
