@@ -19,7 +19,8 @@
 // that has not converged (and taken the echo FULL_DUPLEX_ERLE_DB down) also gets zeros sent during replies, but its
 // session may be interrupted, so voice barge-in works once it converges.
 // In full duplex the residual gate (RESIDUAL_GATE_DB) still sends zeros for
-// the chunks that are only what the canceller left of the echo.
+// the chunks that are only what the canceller left of the echo, and on a tonal
+// reply the tonal-leak guard (TONAL_GUARD) notches the tones out of the cleaned audio.
 //
 // The canceller sees every frame (its filter and its count of time go on),
 // but its output is used only while an echo can be in the microphone: from
@@ -33,6 +34,7 @@ import { EchoCanceller, EchoUnavailableError, MAX_DELAY_MS, warmUpEcho, type Ech
 import type { PlayedChunk } from './timeline.js';
 import type { Logger } from '../log.js';
 import { monotonicMs } from '../clock.js';
+import { NotchBank, TonalDetector } from './aec/tonal.js';
 import { appendFileSync } from 'node:fs';
 
 /**
@@ -60,6 +62,8 @@ export interface EchoStatus {
   reason: string | null;
   /** Right now, replies are answered with silence to the server (see halfDuplex() and FULL_DUPLEX_ERLE_DB). */
   halfDuplex: boolean;
+  /** Mic chunks the tonal-leak guard notched (see TONAL_GUARD): the reply's echo window was tonal. */
+  notchedChunks: number;
 }
 
 /** audio.echo_cancel is on and no engine can run. */
@@ -134,6 +138,20 @@ export const QUIET_ROOM_AFTER_MS = MAX_DELAY_MS + QUIET_ROOM_MS;
  * under its echo) do not reach the server while the reply plays.
  */
 export const RESIDUAL_GATE_DB = 12;
+/**
+ * The tonal-leak guard (issue 25), while an echo may be in the microphone: when what the speaker played over the
+ * echo window (the last echoSpanMs(): echo_tail_ms, or the delay plus the filter when longer; at most 1.7 s) is tonal, a few narrow peaks holding
+ * TONAL_SHARE (90%) of its energy (a chime, timer beeps, a sung answer), the cleaned microphone goes through narrow
+ * notches at those peaks (./aec/tonal.ts). On a tone the delay estimator rightly holds; if the echo path then moves
+ * (the card's delay or gain), the canceller is misaligned and the tone's echo leaks, at any delay, but always at the
+ * tone's frequency: the notches take it out. A user talking over it, broadband, loses those narrow bands only. A
+ * spoken reply is not tonal (its peaks held at most 77% of its energy in the tests' rooms, test/echo-room.test.ts), so
+ * the guard does not engage on it. Measured in that room (a tonal reply whose path moves mid-reply while the estimator
+ * holds: 120 -> 350 ms, 6 dB down, both): 35, 59 and 76 20 ms blocks over -45 dBFS sent in 60 ms runs without the guard,
+ * none with it; a user talking over it keeps -1.1 dB of their level (+0.3 dB with the guard off). Not caught: what of a tonal reply's echo is not at its peaks (the clicks where a tone starts or
+ * stops, harmonics the speaker adds), and a reply that is not tonal (speech; a chord of more than 8 notes).
+ */
+export const TONAL_GUARD = true;
 /** How long the canceller's filter models the room after the echo's bulk delay (its 200 ms tail plus a margin). */
 const ECHO_FILTER_MS = 250;
 const RESIDUAL_ENV_DECAY_DB = 20;
@@ -150,8 +168,15 @@ export class EchoStage {
   private residualNow = false; // the last chunk processed is what the canceller left of an echo (RESIDUAL_GATE_DB)
   private roomQuiet = false; // a stream has shown the room quiet over the whole QUIET_ROOM_AFTER_MS window, and no echo has been cancelled since
   private quietSince: number | null = null; // since when (monotonic ms) the cleaned mic has stayed QUIET_ROOM_DB under the reply, unconverged, on this stream
+  private readonly tonal = new TonalDetector(24000); // what the speaker played (the player's 24 kHz), over the echo window
+  private readonly notches = new NotchBank(16000);
+  private notchedNow = false; // the last chunk processed went through the notches
   /** Chunks the residual gate has marked (see residualEcho()). */
   residualChunks = 0;
+  /** Chunks the tonal-leak guard has notched (TONAL_GUARD). */
+  notchedChunks = 0;
+  /** The tonal-leak guard is on (tests turn it off to measure what it does). */
+  tonalGuard = TONAL_GUARD;
   /** How long after a sample is heard its echo may still arrive (audio.echo_tail_ms). */
   tailMs = 1000;
 
@@ -211,23 +236,34 @@ export class EchoStage {
 
   /** A stretch of what the speaker played (the timeline's 'played' event). */
   reference(c: PlayedChunk): void {
-    this.canceller?.pushReference({ atMs: c.atMs, pcm: c.pcm });
+    if (!this.canceller) return;
+    this.canceller.pushReference({ atMs: c.atMs, pcm: c.pcm });
+    this.tonal.push(c.pcm, c.atMs + ((c.pcm.length >> 1) * 1000) / 24000, this.echoSpanMs());
   }
 
   /** A capture chunk that arrived at `arrivedMs` (monotonic): the cleaned chunk, same length. */
   process(frame: Buffer, arrivedMs: number, rate: number): Buffer {
     if (!this.canceller) return frame;
     // The chunk's first sample was captured about its own length before it arrived (the engine estimates the rest of the delay).
-    const cleaned = this.canceller.processMic(frame, arrivedMs - ((frame.length >> 1) * 1000) / rate);
+    let cleaned = this.canceller.processMic(frame, arrivedMs - ((frame.length >> 1) * 1000) / rate);
     const raw = this.delayed(frame);
     const n = frame.length >> 1;
     const rawDb = levelDb(raw);
     this.envDb = Math.max(rawDb, this.envDb - (RESIDUAL_ENV_DECAY_DB * n) / rate);
     this.residualNow = false;
+    this.notchedNow = false;
     if (arrivedMs > this.echoUntil()) {
+      this.notches.reset();
       if (TRACE) trace({ t: Math.round(arrivedMs), wall: Date.now(), raw: r1(rawDb), pass: true });
       return raw;
     }
+    // The tonal-leak guard (TONAL_GUARD): a tonal echo window's peaks notched out of what goes on.
+    if (this.tonalGuard && this.tonal.tonal) {
+      this.notches.set(this.tonal.freqs);
+      cleaned = this.notches.process(cleaned);
+      this.notchedNow = true;
+      this.notchedChunks++;
+    } else this.notches.reset();
     // Only where it matters: what the emulator's VAD could take for speech (-45 dBFS) is never below -60 dBFS.
     const cleanDb = levelDb(cleaned);
     const st = this.canceller.stats;
@@ -242,7 +278,7 @@ export class EchoStage {
     if (this.residualNow) this.residualChunks++;
     if (TRACE) {
       const s = this.canceller.stats;
-      trace({ t: Math.round(arrivedMs), wall: Date.now(), raw: r1(rawDb), clean: r1(cleanDb), env: r1(this.envDb), gate: this.residualNow, half: this.halfDuplex(), by: this.earnedBy,
+      trace({ t: Math.round(arrivedMs), wall: Date.now(), raw: r1(rawDb), clean: r1(cleanDb), env: r1(this.envDb), gate: this.residualNow, notch: this.notchedNow ? this.notches.frequencies.map(Math.round) : null, half: this.halfDuplex(), by: this.earnedBy,
         delay: s.delayMs === null ? null : Math.round(s.delayMs), erle: s.erleDb, res: s.residualDb, conv: s.converged, aud: this.audibleFrom === null ? null : Math.round(arrivedMs - this.audibleFrom) });
     }
     return cleaned;
@@ -264,9 +300,20 @@ export class EchoStage {
    * raw to the wake word and, in full duplex, to the server.
    */
   private echoUntil(): number {
-    const delayMs = this.canceller?.stats.delayMs ?? MAX_DELAY_MS;
-    return this.heardUntil + Math.max(this.tailMs, delayMs + ECHO_FILTER_MS);
+    return this.heardUntil + this.echoSpanMs();
   }
+
+  /** How long after a sample is heard its echo may be in the microphone (see echoUntil()). */
+  private echoSpanMs(): number {
+    const delayMs = this.canceller?.stats.delayMs ?? MAX_DELAY_MS;
+    return Math.max(this.tailMs, delayMs + ECHO_FILTER_MS);
+  }
+
+  /** The chunk process() returned last went through the tonal-leak guard's notches (TONAL_GUARD). */
+  get notchedNowFlag(): boolean { return this.notchedNow; }
+
+  /** The tonal-leak guard's view of the echo window: its peaks' share of the energy, and whether that is tonal. */
+  get tonalWindow(): { tonal: boolean; share: number; freqs: number[] } { return { tonal: this.tonal.tonal, share: this.tonal.share, freqs: this.tonal.freqs }; }
 
   private delayed(frame: Buffer): Buffer {
     if (this.held.length === 0) return frame;
@@ -305,7 +352,7 @@ export class EchoStage {
       state: this.canceller ? 'cancelling' : this.mode === 'off' ? 'off' : 'unavailable',
       engine: s?.engine ?? null, delayMs: s?.delayMs ?? null, erleDb: s?.erleDb ?? null, converged: s?.converged ?? false,
       framesProcessed: s?.framesProcessed ?? 0, delayJumps: s?.delayJumps ?? 0,
-      reason: this.reason, halfDuplex: this.halfDuplex(),
+      reason: this.reason, halfDuplex: this.halfDuplex(), notchedChunks: this.notchedChunks,
     };
   }
 
