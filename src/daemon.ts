@@ -421,7 +421,7 @@ function wireAudio(d: Daemon): void {
     const f = d.echo.process(raw, d.lastFrameAt, CAPTURE_RATE); // what every reader of the mic gets
     if (d.micProblem !== null) { d.micProblem = null; d.updateStatus(); } // audio flows: whatever was wrong with the mic is over
     const wake = d.wake;
-    const at = wake && conversation.state !== 'muted' ? wake.push(f) : null;
+    const at = wake && conversation.state !== 'muted' ? wake.push(d.echo.forWake()) : null; // the same chunk, not notched (EchoStage.forWake)
     if (at === null) { conversation.micFrame(f); return; }
     conversation.micFrame(f.subarray(0, at));
     conversation.wake(wake!.status().keywords[0] ?? 'wake word');

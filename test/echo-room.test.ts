@@ -16,7 +16,10 @@ import { EchoCanceller, EchoUnavailableError } from '../src/audio/aec/index.js';
 import { FilterTrial } from '../src/audio/aec/trial.js';
 import { alarmSound, wakeChime } from '../src/audio/sounds.js';
 import { EchoStage } from '../src/audio/echo.js';
+import { TonalDetector } from '../src/audio/aec/tonal.js';
 import { createLogger } from '../src/log.js';
+import { toneEngine } from '../src/wake/tone.js';
+import type { WakeEngine } from '../src/wake/engine.js';
 import { REF_RATE, MIC_RATE, REPLY1, REPLY2, USER, buildRoom, db, passThrough, reductionDb, rms, runRoom, speech, toS16, twoReplies, type Room } from './bench/echo-room.js';
 
 const r1 = () => speech(REPLY1, 'en-us', REF_RATE);
@@ -402,7 +405,7 @@ test('echo room: a tonal reply (marker tones around a steady tone) moves no dela
  * cleaned chunk (lined up with the mic). `guard: false`: the stage with its tonal-leak guard off. maxShare: the
  * largest share of the echo window's energy its peaks held (the tonal test's figure) while an echo could be in the mic.
  */
-function runStage(room: Room, guard = true): { sent: Float64Array; stage: EchoStage; c: EchoCanceller; maxShare: number } {
+function runStage(room: Room, guard = true, wake?: WakeEngine): { sent: Float64Array; stage: EchoStage; c: EchoCanceller; maxShare: number; notchedAt: number[]; wakeAt: number[] } {
   let c: EchoCanceller | null = null;
   const stage = EchoStage.open('auto', 'voice', createLogger('silent'), (o) => (c = EchoCanceller.open(o)));
   stage.tonalGuard = guard;
@@ -415,12 +418,23 @@ function runStage(room: Room, guard = true): { sent: Float64Array; stage: EchoSt
     }
   }
   let wi = 0, ci = 0, pos = 0, f = 0, maxShare = 0;
+  const notchedAt: number[] = [], wakeAt: number[] = []; // ms from the room's start: each chunk notched (its end), each wake detection (its frame's end)
+  let wakeFrame: number[] = [];
   while (pos < n) {
     const len = Math.min(n - pos, ([20, 32, 64, 100, 40, 20, 80][f++ % 7] * MIC_RATE) / 1000);
     const end = t0 + ((pos + len) * 1000) / MIC_RATE;
     while (wi < chunks.length && end >= chunks[wi].atMs - 120) { stage.scheduled({ sample: 0, ...chunks[wi] }, REF_RATE); wi++; }
     while (ci < chunks.length && chunks[ci].endMs + 10 <= end) { stage.reference({ sample: 0, ...chunks[ci] }); ci++; }
+    const notched = stage.notchedChunks;
     const y = stage.process(mic.subarray(2 * pos, 2 * (pos + len)), end, MIC_RATE);
+    if (stage.notchedChunks > notched) notchedAt.push(end - t0);
+    if (wake) { // what the daemon hands the wake word (src/daemon.ts wireAudio), in the engine's frames
+      const heard = stage.forWake();
+      for (let i = 0; i < len; i++) {
+        wakeFrame.push(heard.readInt16LE(2 * i));
+        if (wakeFrame.length === wake.frameLength) { if (wake.process(Int16Array.from(wakeFrame)) >= 0) wakeAt.push(end - t0); wakeFrame = []; }
+      }
+    }
     if (stage.cleaning(end)) maxShare = Math.max(maxShare, stage.tonalWindow.share);
     const zero = stage.residualEcho();
     for (let i = 0; i < len; i++) sent[pos + i] = zero ? 0 : y.readInt16LE(2 * i) / 32768;
@@ -429,7 +443,7 @@ function runStage(room: Room, guard = true): { sent: Float64Array; stage: EchoSt
   stage.close();
   const lat = Math.round((c!.latencyMs * MIC_RATE) / 1000);
   sent.copyWithin(0, lat); sent.fill(0, n - lat);
-  return { sent, stage, c: c!, maxShare };
+  return { sent, stage, c: c!, maxShare, notchedAt, wakeAt };
 }
 
 /**
@@ -520,6 +534,60 @@ test('echo stage: on spoken replies (two conversations at 30/120/250 ms paths, o
     assert.equal(stage.notchedChunks, 0, `${d} ms: ${stage.notchedChunks} chunks notched on a spoken reply`);
   }
   t.diagnostic(rows.join('; '));
+});
+
+// The guard's notches are for what is sent to the server. The wake word hears the cleaned audio without them: a timer
+// rings at 988 Hz, and a notch there (160 Hz wide) took the wake word said over it out with the ring's echo. Before
+// (the wake word heard the notched chunk): the tone stand-in at 1000 Hz (tone_hz's default, as test/tools.test.ts's
+// "the wake word stops a ringing timer") never fired, at -20 and -30 dBFS; with the guard off it fired once at each.
+test('echo stage: the wake word (the tone stand-in, 1000 Hz) said over a ringing timer (988 Hz) is heard once, while the tonal-leak guard notches the ring for the server', (t) => {
+  const ringB = Buffer.concat(Array.from({ length: 4 }, () => alarmSound(REF_RATE, 0.5)));
+  const ring = Float64Array.from({ length: ringB.length >> 1 }, (_, i) => ringB.readInt16LE(2 * i) / 32768);
+  const said = Float64Array.from({ length: (MIC_RATE * 700) / 1000 }, (_, i) => Math.sin((2 * Math.PI * 1000 * i) / MIC_RATE));
+  const rows: string[] = [];
+  for (const levelDbfs of [-20, -30]) {
+    const spec = { durationMs: 300 + ms(ring, REF_RATE) + 1500, echoDbfs: -30, replies: [{ ref: ring, atMs: 300, delayMs: 120 }] };
+    const withWake = runStage(buildRoom({ ...spec, user: { speech: said, atMs: 3000, levelDbfs } }), true, toneEngine(1000));
+    const ringOnly = runStage(buildRoom(spec), true, toneEngine(1000));
+    rows.push(`wake at ${levelDbfs} dBFS: heard at ${withWake.wakeAt.map(Math.round).join(', ') || 'never'} ms (said at 3000-3700), ${withWake.stage.notchedChunks} chunks notched; the ring alone: ${ringOnly.wakeAt.length} detections`);
+    assert.ok(withWake.stage.notchedChunks > 0 && withWake.notchedAt.some((x) => x >= 3000 && x <= 3700), 'the guard was notching the ring while the wake word was said');
+    assert.equal(withWake.wakeAt.length, 1, `the wake word at ${levelDbfs} dBFS over the ring: ${withWake.wakeAt.length} detections`);
+    assert.ok(withWake.wakeAt[0] > 3000 && withWake.wakeAt[0] < 3700 + 200, `detected at ${withWake.wakeAt[0]} ms, said at 3000-3700`);
+    assert.equal(ringOnly.wakeAt.length, 0, 'the ring alone is no wake word');
+  }
+  t.diagnostic(rows.join('; '));
+});
+
+// The guard's verdict is on what played over the echo window: after a pause longer than that window, the last reply's
+// tones are no echo of the next. Before: a spoken reply 5 s after a tonal one had its first chunks (-40 to +20 ms from
+// its first sample heard) notched at the tonal reply's 600/1000/2000 Hz, before its own audio had been analysed.
+test('echo stage: a spoken reply 5 s after a tonal one is never notched (the guard keeps no verdict across a pause)', (t) => {
+  const tonal = tonalReply(600), spoken = speech(REPLY1, 'en-us', REF_RATE);
+  const a2 = 300 + ms(tonal, REF_RATE) + 5000;
+  const room = buildRoom({ durationMs: a2 + ms(spoken, REF_RATE) + 1500, replies: [{ ref: tonal, atMs: 300, delayMs: 120 }, { ref: spoken, atMs: a2, delayMs: 120 }] });
+  const { notchedAt } = runStage(room);
+  const first = notchedAt.filter((x) => x < a2 - 1000), second = notchedAt.filter((x) => x >= a2 - 1000).map((x) => Math.round(x - a2));
+  t.diagnostic(`${first.length} chunks notched over the tonal reply; over the spoken one, at ${second.join(', ') || 'none'} ms from its start`);
+  assert.ok(first.length > 50, `the tonal reply was notched (${first.length} chunks)`);
+  assert.deepEqual(second, [], 'chunks of the spoken reply notched');
+});
+
+// The detector's ring of the last 4096 reference samples ran on across a pause: a spoken reply 5 s after a loud tone
+// had the tone's last 170 ms in its first four blocks, and a quiet reply (-40 dBFS) was tonal by that measure for
+// 1.3 s (hops 14-78 of its first 2 s), so notched at 600 Hz. Now a pause in the reference is silence.
+test('TonalDetector: a quiet spoken reply 5 s after a loud steady tone is never tonal (the pause is silence, not the tone run on)', () => {
+  const d = new TonalDetector(REF_RATE);
+  const tone = toS16(Float64Array.from({ length: 3 * REF_RATE }, (_, i) => 0.5 * Math.sin((2 * Math.PI * 600 * i) / REF_RATE)));
+  for (let i = 0; i < tone.length; i += 960) d.push(tone.subarray(i, i + 960), 100_000 + (i + 960) / 48, 1450);
+  assert.equal(d.tonal, true, 'the tone is tonal');
+  const quiet = toS16(speech(REPLY1, 'en-us', REF_RATE).map((v) => 0.03 * v)), t1 = 100_000 + 3000 + 5000;
+  const seen: string[] = [];
+  for (let i = 0; i < 2 * 2 * REF_RATE; i += 960) {
+    d.push(quiet.subarray(i, i + 960), t1 + (i + 960) / 48, 1450);
+    if (d.analysedUntilMs > t1) seen.push(d.tonal ? 'T' : '.');
+  }
+  assert.ok(seen.length > 40, 'analysed');
+  assert.equal(seen.join('').indexOf('T'), -1, `tonal at hops: ${seen.join('')}`);
 });
 
 test('echo stage: the user talking over a loud spoken reply (6 dB under its echo) keeps >= -6 dB of their level through the residual gate, in full duplex', (t) => {

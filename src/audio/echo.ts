@@ -142,7 +142,7 @@ export const RESIDUAL_GATE_DB = 12;
  * The tonal-leak guard (issue 25), while an echo may be in the microphone: when what the speaker played over the
  * echo window (the last echoSpanMs(): echo_tail_ms, or the delay plus the filter when longer; at most 1.7 s) is tonal, a few narrow peaks holding
  * TONAL_SHARE (90%) of its energy (a chime, timer beeps, a sung answer), the cleaned microphone goes through narrow
- * notches at those peaks (./aec/tonal.ts). On a tone the delay estimator rightly holds; if the echo path then moves
+ * notches at those peaks (./aec/tonal.ts), for the server only (the wake word hears forWake()). On a tone the delay estimator rightly holds; if the echo path then moves
  * (the card's delay or gain), the canceller is misaligned and the tone's echo leaks, at any delay, but always at the
  * tone's frequency: the notches take it out. A user talking over it, broadband, loses those narrow bands only. A
  * spoken reply is not tonal (its peaks held at most 77% of its energy in the tests' rooms, test/echo-room.test.ts), so
@@ -171,6 +171,7 @@ export class EchoStage {
   private readonly tonal = new TonalDetector(24000); // what the speaker played (the player's 24 kHz), over the echo window
   private readonly notches = new NotchBank(16000);
   private notchedNow = false; // the last chunk processed went through the notches
+  private forWakeChunk: Buffer = Buffer.alloc(0); // the last chunk processed, cleaned but not notched (forWake())
   /** Chunks the residual gate has marked (see residualEcho()). */
   residualChunks = 0;
   /** Chunks the tonal-leak guard has notched (TONAL_GUARD). */
@@ -241,9 +242,9 @@ export class EchoStage {
     this.tonal.push(c.pcm, c.atMs + ((c.pcm.length >> 1) * 1000) / 24000, this.echoSpanMs());
   }
 
-  /** A capture chunk that arrived at `arrivedMs` (monotonic): the cleaned chunk, same length. */
+  /** A capture chunk that arrived at `arrivedMs` (monotonic): the cleaned chunk for the server, same length (see forWake()). */
   process(frame: Buffer, arrivedMs: number, rate: number): Buffer {
-    if (!this.canceller) return frame;
+    if (!this.canceller) { this.forWakeChunk = frame; return frame; }
     // The chunk's first sample was captured about its own length before it arrived (the engine estimates the rest of the delay).
     let cleaned = this.canceller.processMic(frame, arrivedMs - ((frame.length >> 1) * 1000) / rate);
     const raw = this.delayed(frame);
@@ -252,13 +253,16 @@ export class EchoStage {
     this.envDb = Math.max(rawDb, this.envDb - (RESIDUAL_ENV_DECAY_DB * n) / rate);
     this.residualNow = false;
     this.notchedNow = false;
+    this.forWakeChunk = raw;
     if (arrivedMs > this.echoUntil()) {
       this.notches.reset();
       if (TRACE) trace({ t: Math.round(arrivedMs), wall: Date.now(), raw: r1(rawDb), pass: true });
       return raw;
     }
-    // The tonal-leak guard (TONAL_GUARD): a tonal echo window's peaks notched out of what goes on.
-    if (this.tonalGuard && this.tonal.tonal) {
+    this.forWakeChunk = cleaned;
+    // The tonal-leak guard (TONAL_GUARD): a tonal echo window's peaks notched out of what goes on to the server. Only a
+    // verdict on reference whose echo can still be in the mic: after a pause, the last reply's is no longer this one's.
+    if (this.tonalGuard && this.tonal.tonal && this.tonal.analysedUntilMs + this.echoSpanMs() >= arrivedMs) {
       this.notches.set(this.tonal.freqs);
       cleaned = this.notches.process(cleaned);
       this.notchedNow = true;
@@ -289,6 +293,13 @@ export class EchoStage {
    * in full duplex the server gets zeros for it. Not for the wake word, which hears the cleaned audio as it is.
    */
   residualEcho(): boolean { return this.residualNow && this.bargeIn === 'voice'; }
+
+  /**
+   * The chunk process() returned last as the wake word hears it: cleaned, without the tonal-leak guard's notches (as it
+   * is without the residual gate). A notch at a ringing timer's 988 Hz took a wake word said over it out with the echo
+   * (the tone stand-in at 1000 Hz never fired); a wake word is no tone, and a tone's leak is no wake word.
+   */
+  forWake(): Buffer { return this.forWakeChunk; }
 
   /** Whether the canceller's output is in use now (an echo may be in the microphone). */
   cleaning(nowMs: number): boolean { return this.canceller !== null && nowMs <= this.echoUntil(); }

@@ -21,7 +21,8 @@ export const TONAL_SHARE = 0.9;
 /** Quieter than this (mean power over the window, dBFS) is no reference to speak of: not tonal. */
 const TONAL_FLOOR_DB = -70;
 /**
- * Tonal only with this many blocks of the window audible (over TONAL_FLOOR_DB; 7 hops: ~300 ms): a window holding
+ * Tonal only with this many blocks of the window audible (over TONAL_FLOOR_DB; each block spans 170 ms, so a tone of
+ * ~160 ms alone makes 7: the wake chime does, a 130 ms one does not): a window holding
  * the first syllable of a spoken reply alone (a vowel's few harmonics) had 86% of its energy in 8 peaks.
  */
 const TONAL_MIN_BLOCKS = 7;
@@ -34,6 +35,9 @@ const PEAK_MIN_SHARE = 1e-3;
  */
 export const NOTCH_BW_HZ = 160;
 const NOTCH_STAGES = 2;
+
+/** A pause in the reference longer than this is silence in the analysis (the ring of samples starts again from zeros). */
+const GAP_MS = 20;
 
 /** Blocks kept (40 hops: 1.7 s, over the longest echo searched and its filter, MAX_DELAY_MS + 250 ms; 320 KiB). */
 const MAX_BLOCKS = 40;
@@ -52,6 +56,9 @@ export class TonalDetector {
   private blocks: Block[] = [];
   private readonly sum = new Float64Array(TONAL_BLOCK / 2); // the power spectra of the blocks in the window, summed
   private hops = 0;
+  private lastEndMs = -Infinity; // when the last sample pushed is heard
+  /** When the last analysed block's last sample is heard (monotonic ms; -Infinity before the first): the verdict below is of the window ending there. */
+  analysedUntilMs = -Infinity;
   /** The last analysis: tonal or not, the peaks' share of the window's energy (0 with under TONAL_MIN_BLOCKS audible), and their frequencies (Hz) when tonal. */
   tonal = false;
   freqs: number[] = [];
@@ -66,6 +73,10 @@ export class TonalDetector {
   push(pcm: Buffer, endMs: number, windowMs: number): void {
     const n = pcm.length >> 1;
     let changed = false;
+    // A gap in what was played (between replies, a new stream): it was silence, not the last reply's samples run on
+    // into the next one's first blocks.
+    if (endMs - (n * 1000) / this.rate > this.lastEndMs + GAP_MS) { this.buf.fill(0); this.fill = 0; }
+    this.lastEndMs = endMs;
     for (let i = 0; i < n; i++) {
       this.buf[this.pos] = pcm.readInt16LE(2 * i) / 32768;
       this.pos = (this.pos + 1) & (TONAL_BLOCK - 1); // a power of two
@@ -79,6 +90,7 @@ export class TonalDetector {
   }
 
   private block(endMs: number): void {
+    this.analysedUntilMs = endMs;
     for (let i = 0; i < TONAL_BLOCK; i++) this.inp[i] = this.buf[(this.pos + i) & (TONAL_BLOCK - 1)] * this.win[i];
     this.fft.realTransform(this.spec, this.inp as unknown as number[]);
     const half = TONAL_BLOCK / 2, p = new Float32Array(half);
