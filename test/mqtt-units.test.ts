@@ -7,7 +7,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../src/config.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { checkMqtt } from '../src/doctor.js';
+import { MqttLink } from '../src/mqtt/link.js';
+import { Broker, HaClient, freePort } from './bench/mosquitto.js';
+import { fakeLog } from './bench/util.js';
 
 test('doctor (issue 24): an mqtt.ca_file that cannot be read is a failure naming the key and the file, not an exception out of doctor', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ls-mqtt-units-'));
@@ -19,4 +23,36 @@ test('doctor (issue 24): an mqtt.ca_file that cannot be read is a failure naming
     assert.equal(c?.detail, `mqtt.ca_file: cannot read ${ca}: ENOENT`);
     assert.match(c?.fix ?? '', /mqtt\.ca_file/);
   } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
+test('MQTT link (issue 24): when Home Assistant says `online` on homeassistant/status (its birth after a restart), every discovery config, `online` and every state are published again within 3 s (HA_BIRTH_DELAY_MS), once for a burst of three', { timeout: 30_000 }, async () => {
+  const broker = await Broker.start(await freePort());
+  const { log, lines } = fakeLog();
+  const link = new MqttLink({
+    config: parseConfig({ mqtt: { url: broker.url, base_topic: 'live-speaker/unit' } }, null, []).mqtt!,
+    password: null, identity: { hostname: 'unit', uniqueId: 'live_speaker_unit', model: 'test', swVersion: '0' }, log,
+    transcripts: () => false,
+    snapshot: () => ({ state: 'idle', muted: false, volume: 40, nextTimer: null, lastError: null }),
+    onCommand: () => undefined,
+  });
+  const ha = await HaClient.connect(broker.url, ['homeassistant/+/live_speaker_unit/+/config', 'live-speaker/unit/#']);
+  try {
+    link.start();
+    await ha.waitFor((s) => s.topic === 'live-speaker/unit/last_error', 5000, 'the first states');
+    await sleep(300);
+    const from = ha.seen.length;
+    const t0 = Date.now();
+    for (let i = 0; i < 3; i++) await ha.publish('homeassistant/status', 'online');
+    await ha.waitFor((s) => s.topic === 'live-speaker/unit/last_error', 4000, 'the states again', from);
+    assert.ok(Date.now() - t0 < 3500, `republished within 3 s (+ delivery): ${Date.now() - t0} ms`);
+    await sleep(3500); // the rest of the burst would have come by now
+    const again = ha.seen.slice(from);
+    const count = (re: RegExp) => again.filter((s) => re.test(s.topic)).length;
+    assert.equal(count(/^homeassistant\/.*\/config$/), 10, 'the ten configs, once');
+    assert.equal(again.filter((s) => s.topic === 'live-speaker/unit/availability' && s.payload === 'online').length, 1);
+    assert.deepEqual(['state', 'mute', 'volume', 'next_timer', 'last_error'].map((k) => ha.last(`live-speaker/unit/${k}`)), ['idle', 'OFF', '40', 'None', 'None']);
+    assert.equal(count(/^live-speaker\/unit\/(state|mute|volume|next_timer|last_error)$/), 5, 'each state once');
+    assert.equal(link.stats.connects, 1, 'the same connection');
+    assert.equal(lines.filter((l) => l.level === 'warn').length, 0);
+  } finally { await link.stop(); await ha.close(); await broker.stop(); }
 });
