@@ -56,3 +56,11 @@ test('MQTT link (issue 24): when Home Assistant says `online` on homeassistant/s
     assert.equal(lines.filter((l) => l.level === 'warn').length, 0);
   } finally { await link.stop(); await ha.close(); await broker.stop(); }
 });
+
+test('config (issue 24): a user name or password in mqtt.url is refused, naming mqtt.username and mqtt.password_file (the password is read from a file, never from config.yaml)', () => {
+  assert.throws(() => parseConfig({ mqtt: { url: 'mqtt://speaker:s3cret@broker.local:1883' } }, '/etc/live-speaker/config.yaml', []), (e: Error) => {
+    assert.match(e.message, /'mqtt\.url': no user name or password in the URL: mqtt\.username and mqtt\.password_file/);
+    return true;
+  });
+  assert.equal(parseConfig({ mqtt: { url: 'mqtts://broker.local:8883' } }, null, []).mqtt?.url, 'mqtts://broker.local:8883');
+});
