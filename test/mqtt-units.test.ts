@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseConfig } from '../src/config.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkMqtt } from '../src/doctor.js';
-import { MqttLink } from '../src/mqtt/link.js';
+import { MqttLink, REFUSED_LOG_BURST } from '../src/mqtt/link.js';
 import { Broker, HaClient, freePort } from './bench/mosquitto.js';
 import { fakeLog } from './bench/util.js';
 
@@ -63,4 +63,35 @@ test('config (issue 24): a user name or password in mqtt.url is refused, naming 
     return true;
   });
   assert.equal(parseConfig({ mqtt: { url: 'mqtts://broker.local:8883' } }, null, []).mqtt?.url, 'mqtts://broker.local:8883');
+});
+
+test('MQTT link (issue 24): 200 malformed commands in a burst are all refused and counted, but only REFUSED_LOG_BURST are logged (and put on Last error) one by one, plus one line saying the rest are counted; a good command after them still works', { timeout: 60_000 }, async () => {
+  const broker = await Broker.start(await freePort());
+  const { log, lines } = fakeLog();
+  const commands: unknown[] = [];
+  const link = new MqttLink({
+    config: parseConfig({ mqtt: { url: broker.url, base_topic: 'live-speaker/unit' } }, null, []).mqtt!,
+    password: null, identity: { hostname: 'unit', uniqueId: 'live_speaker_unit', model: 'test', swVersion: '0' }, log,
+    transcripts: () => false,
+    snapshot: () => ({ state: 'idle', muted: false, volume: 40, nextTimer: null, lastError: null }),
+    onCommand: (c) => { commands.push(c); },
+  });
+  const ha = await HaClient.connect(broker.url, ['live-speaker/unit/last_error']);
+  try {
+    link.start();
+    await ha.waitFor((s) => s.topic === 'live-speaker/unit/last_error', 5000, 'connected');
+    const from = ha.seen.length;
+    for (let i = 0; i < 200; i++) await ha.publish('live-speaker/unit/cmd/volume', `loud${i}`);
+    await ha.publish('live-speaker/unit/cmd/volume', '35');
+    const until = Date.now() + 5000;
+    while (commands.length < 1 && Date.now() < until) await sleep(20);
+    assert.equal(link.stats.refusedCommands, 200);
+    assert.deepEqual(commands, [{ cmd: 'volume', value: 35 }]);
+    const refused = lines.filter((l) => l.msg === 'mqtt: command refused');
+    assert.equal(refused.length, REFUSED_LOG_BURST, `${refused.length} refusals logged one by one`);
+    assert.equal(refused[0].o.error, 'the payload must be a number');
+    assert.equal(lines.filter((l) => /more commands refused than are logged/.test(l.msg)).length, 1);
+    await sleep(300);
+    assert.equal(ha.seen.slice(from).length, REFUSED_LOG_BURST, 'Last error published once per logged refusal');
+  } finally { await link.stop(); await ha.close(); await broker.stop(); }
 });
