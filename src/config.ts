@@ -358,6 +358,7 @@ export const ConfigSchema = z.strictObject({
   // ---- MQTT and Home Assistant discovery (issue 24): src/mqtt/, docs/mqtt.md
   mqtt: z.strictObject({
     url: z.string().regex(/^mqtts?:\/\/[^\s/]+/, 'mqtt://host[:port] or mqtts://host[:port]')
+      .refine((u) => !/^mqtts?:\/\/[^/]*@/.test(u), 'no user name or password in the URL: mqtt.username and mqtt.password_file (a password here would sit in the config file)')
       .describe('The broker: mqtt://host:1883, or mqtts://host:8883 for TLS (then ca_file, cert_file, key_file as needed).'),
     username: z.string().min(1).nullable().default(null)
       .describe('The user name on the broker; null = none (anonymous).'),

@@ -261,10 +261,10 @@ export class Conversation extends EventEmitter {
     this.ports.player.finish(() => undefined);
   }
 
-  toggleMute(): void { if (this.state === 'muted') this.unmute(); else this.mute(); }
+  toggleMute(): void { if (this.muted) this.unmute(); else this.mute(); }
 
   mute(): void {
-    if (this.state === 'muted') return;
+    if (this.muted) return; // already muted (a muted speaker saying an announcement too: mute again does not cut it)
     if (this.link) this.end('muted');
     this.clearStateTimer();
     this.ports.mic.stop();
@@ -273,7 +273,7 @@ export class Conversation extends EventEmitter {
   }
 
   unmute(): void {
-    if (this.returnToMuted) { this.returnToMuted = false; this.ports.mic.start(); this.emit('mute', false); return; } // saying an announcement: idle after it
+    if (this.returnToMuted) { this.returnToMuted = false; this.ports.indicator.show(this.state); this.ports.mic.start(); this.emit('mute', false); return; } // saying an announcement: idle after it
     if (this.state !== 'muted') return;
     this.setState('idle');
     this.ports.mic.start();
@@ -673,7 +673,9 @@ export class Conversation extends EventEmitter {
     if (from === 'speaking') this.replyHeardUntil = monotonicMs(); // the reply was heard to its end, or dropped just now
     if (s === 'muted') this.returnToMuted = false; // back to muted: the state says it again
     this.state = s;
-    this.ports.indicator.show(s);
+    // A muted speaker saying an announcement keeps showing muted (the listening LED off, micLive false: the
+    // microphone is stopped); only a failure shows the error pattern.
+    this.ports.indicator.show(this.returnToMuted && s !== 'error' ? 'muted' : s);
     this.log.info({ from, to: s }, 'state');
     this.emit('state', s, from);
   }

@@ -238,7 +238,7 @@ async function checkEndpoint(config: Config, hasKey: boolean): Promise<Check> {
 }
 
 /** MQTT (issue 24): the password file, then what the running daemon says of its link, or a trial connection. */
-async function checkMqtt(config: Config, running: any): Promise<Check | null> {
+export async function checkMqtt(config: Config, running: any): Promise<Check | null> {
   const mc = config.mqtt;
   if (!mc) return null;
   const name = 'MQTT';
@@ -252,11 +252,20 @@ async function checkMqtt(config: Config, running: any): Promise<Check | null> {
     if (m.connected) return { name, verdict: 'ok', detail: `the daemon is connected to ${m.broker} (base topic ${m.baseTopic})` };
     return { name, verdict: 'fail', detail: `the daemon is not connected to ${m.broker}: ${m.lastError ?? 'connecting'}`, fix: mqttFix(m.lastError ?? '') };
   }
+  // The TLS files: one that cannot be read is named (it used to throw out of doctor).
+  const tls: Record<'ca' | 'cert' | 'key', Buffer | undefined> = { ca: undefined, cert: undefined, key: undefined };
+  for (const k of ['ca', 'cert', 'key'] as const) {
+    const path = mc[`${k}_file`];
+    if (!path) continue;
+    try { tls[k] = readFileSync(path); } catch (e) {
+      return { name, verdict: 'fail', detail: `mqtt.${k}_file: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, fix: `point mqtt.${k}_file at a PEM file the service can read, or remove it` };
+    }
+  }
   const client = mqtt.connect(mc.url, {
     protocolVersion: mc.protocol_version, username: mc.username ?? undefined, password: password ?? undefined, reconnectPeriod: 0, connectTimeout: 5000,
-    clientId: `live-speaker-doctor-${process.pid}`,
-    ca: mc.ca_file ? readFileSync(mc.ca_file) : undefined, cert: mc.cert_file ? readFileSync(mc.cert_file) : undefined, key: mc.key_file ? readFileSync(mc.key_file) : undefined,
+    clientId: `live-speaker-doctor-${process.pid}`, ...tls,
   });
+  client.on('error', () => undefined); // only the first one is reported (below); a later one must not throw
   const result = await new Promise<string | null>((res) => {
     const t = setTimeout(() => res('no answer within 5 s'), 5500);
     client.once('connect', () => { clearTimeout(t); res(null); });

@@ -230,6 +230,41 @@ test('conversation: callbacks from an old session cannot touch the new one', () 
   assert.equal(c.lastError, null);
 });
 
+test('conversation (issue 24): a muted speaker saying an announcement keeps the muted LED on and the listening (privacy) LED off from start to end, micLive false; `mute` again does not cut it; the microphone is never started', () => {
+  const { c, calls, leds, h } = harness();
+  c.mute();
+  const seen: string[] = [];
+  c.on('state', (s: State) => { const l = leds.snapshot(); seen.push(`${s} listening=${l.listening} muted=${l.muted} micLive=${leds.micLive}`); });
+  assert.equal(c.speak(1, 'The washing machine is done.', false), true);
+  h().onOpen();
+  h().onAudio(Buffer.alloc(960));
+  c.mute(); // an automation sets Mute ON again
+  assert.equal(c.state, 'speaking', 'mute while already muted does not cut the announcement');
+  h().onTurnComplete(); // the player drains at once here: said to its end
+  assert.equal(c.state, 'muted');
+  assert.deepEqual(seen, ['connecting', 'thinking', 'speaking', 'muted'].map((s) => `${s} listening=off muted=on micLive=false`));
+  assert.ok(!calls.includes('mic-start'), 'the microphone was never started');
+  leds.release();
+});
+
+test('conversation (issue 24): a long press (toggle) while a muted speaker says an announcement unmutes it: the LEDs show the state again, the microphone starts, and it is idle afterwards', () => {
+  const { c, calls, leds, h } = harness();
+  c.mute();
+  c.speak(1, 'Dinner is ready.', false);
+  h().onOpen();
+  h().onAudio(Buffer.alloc(960));
+  assert.equal(leds.snapshot().muted, 'on');
+  c.toggleMute();
+  assert.equal(c.muted, false);
+  assert.equal(c.state, 'speaking', 'the announcement goes on');
+  assert.equal(leds.snapshot().muted, 'off');
+  assert.equal(leds.snapshot().listening, 'on');
+  assert.equal(calls.filter((x) => x === 'mic-start').length, 1);
+  h().onTurnComplete();
+  assert.equal(c.state, 'idle');
+  leds.release();
+});
+
 test('conversation: never stuck speaking: if the player never reports the end of a reply, it moves on', async () => {
   const sent: string[] = [];
   const leds = new Leds({});

@@ -20,6 +20,7 @@ import type { Logger } from '../log.js';
 import type { State } from '../ports.js';
 import { MAX_VOLUME } from '../state.js';
 import { MAX_TEXT_CHARS } from '../announce.js';
+import { monotonicMs } from '../clock.js';
 import { COMMANDS, discoveryConfigs, topics, type CommandName, type ConversationEvent, type Identity, type Topics } from './discovery.js';
 
 export const RETRY_MS = [1000, 2000, 4000, 8000, 16000, 30000];
@@ -29,6 +30,9 @@ export const MAX_PAYLOAD_BYTES = 4096;
 /** MQTT 5: the largest packet the broker may send us (it drops larger ones for this client). */
 export const MAX_PACKET_BYTES = 64 * 1024;
 const CONNECT_TIMEOUT_MS = 10_000;
+/** Refused commands logged one by one per window (as the control socket's refusals); the rest counted. */
+export const REFUSED_LOG_BURST = 20;
+const REFUSED_LOG_WINDOW_MS = 10_000;
 /** After Home Assistant says it is back online, the configs and states are sent again after up to this long (spread). */
 const HA_BIRTH_DELAY_MS = 3000;
 
@@ -286,9 +290,25 @@ export class MqttLink extends EventEmitter {
     try { this.o.onCommand(c); } catch (e) { this.refuse(topic, payload, (e as Error).message); }
   }
 
+  /** Refusals logged (and published on last_error) in the current window; past REFUSED_LOG_BURST only counted. */
+  private refusedWindow = { start: -Infinity, logged: 0, notLogged: 0 };
+
   private refuse(topic: string, payload: Buffer, error: string): void {
     this.stats.refusedCommands++;
-    this.o.log.warn({ topic: topic.slice(0, 200), bytes: payload.length, error }, 'mqtt: command refused');
+    // A client flooding bad commands must not flood the journal (nor echo each on last_error): REFUSED_LOG_BURST per window, the rest counted.
+    const w = this.refusedWindow;
+    const now = monotonicMs();
+    if (now - w.start >= REFUSED_LOG_WINDOW_MS) { this.refusedWindow = { start: now, logged: 0, notLogged: 0 }; return this.refuse2(topic, payload, error, w.notLogged); }
+    if (w.logged >= REFUSED_LOG_BURST) {
+      if (w.notLogged++ === 0) this.o.log.warn({ burst: REFUSED_LOG_BURST, windowS: REFUSED_LOG_WINDOW_MS / 1000 }, 'mqtt: more commands refused than are logged; the rest of this window only counted (ctl status: mqtt.refusedCommands)');
+      return;
+    }
+    this.refuse2(topic, payload, error, 0);
+  }
+
+  private refuse2(topic: string, payload: Buffer, error: string, notLoggedBefore: number): void {
+    this.refusedWindow.logged++;
+    this.o.log.warn({ topic: topic.slice(0, 200), bytes: payload.length, error, ...(notLoggedBefore ? { notLoggedBefore } : {}) }, 'mqtt: command refused');
     this.publishState({ lastError: `command refused (${topic.slice(this.topics.base.length + 1)}): ${error}` });
   }
 
