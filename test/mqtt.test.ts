@@ -470,7 +470,7 @@ test('wrong password: a clear error in the log and ctl status (never the passwor
   }, { speaker: 'right-pw', homeassistant: 'ha-pw' });
 });
 
-test('no network for the Live API: an announcement fails visibly (error state, a log line, a failed result and the Last error sensor over MQTT), is not retried, and the next one is still taken', { timeout: 60_000 }, async () => {
+test('no network for the Live API: an announcement fails visibly (error state, a log line, a failed result and the Last error sensor over MQTT) and is held for a retry in 30 s with the next one behind it; stop drops both, and the next one is taken at once', { timeout: 60_000 }, async () => {
   await withBroker(async (broker) => {
     const dead = await freePort(); // nothing listens: connection refused
     const daemon = await DaemonProcess.start({ env: card.env, config: deepMerge(deepMerge(quiet, { live: { base_url: `http://127.0.0.1:${dead}` } }), mqttConfig(broker.url)) });
@@ -482,15 +482,23 @@ test('no network for the Live API: an announcement fails visibly (error state, a
       await ha.publish(`${BASE}/cmd/announce`, 'The post has arrived.');
       await error;
       const r = await ha.waitFor((x) => x.topic === `${BASE}/result`, 5000, 'a result', from);
-      assert.deepEqual((({ kind, outcome, from: f }) => ({ kind, outcome, from: f }))(JSON.parse(r.payload)), { kind: 'announce', outcome: 'failed', from: 'mqtt' });
+      const result = JSON.parse(r.payload);
+      assert.deepEqual((({ kind, outcome, from: f }) => ({ kind, outcome, from: f }))(result), { kind: 'announce', outcome: 'failed', from: 'mqtt' });
+      assert.match(result.detail, /; trying again in 30 s \(try 1 of 4\)$/);
       const le = await ha.waitFor((x) => x.topic === `${BASE}/last_error` && x.payload !== 'None', 5000, 'last_error', from);
       assert.match(le.payload, /cannot connect|connect failed|ECONNREFUSED|fetch failed/i);
       assert.ok(daemon.logs.some((l) => l.msg === 'announce could not be said' && l.outcome === 'failed'), 'a clear log line');
       await daemon.waitState('idle', 8000);
-      await sleep(1500);
-      assert.equal(daemon.logs.filter((l) => l.msg === 'announcing for the home').length, 1, 'not retried');
       await ha.publish(`${BASE}/cmd/announce`, 'Second.');
-      await daemon.waitNextLog((l) => l.msg === 'announcing for the home', 5000, 'the next one is taken');
+      await sleep(1500);
+      assert.equal(daemon.logs.filter((l) => l.msg === 'announcing for the home').length, 1, 'held: neither tried again nor the next one said');
+      const held = (await daemon.ctl('status')).announcements;
+      assert.equal(held.waiting, 2, JSON.stringify(held));
+      assert.ok(held.retryInS > 20 && held.retryInS <= 30, JSON.stringify(held));
+      await controlRequest(daemon.socket, { cmd: 'stop' });
+      assert.equal((await daemon.ctl('status')).announcements.waiting, 0, 'stop drops them');
+      await ha.publish(`${BASE}/cmd/announce`, 'Third.');
+      await daemon.waitNextLog((l) => l.msg === 'announcing for the home', 5000, 'the next one is taken at once');
     } finally { await ha.close(); await daemon.stop(); }
   });
 });
