@@ -21,7 +21,8 @@ class FakeSpeaker extends EventEmitter implements Speaker {
     this.state = 'connecting';
     return true;
   }
-  end(): void { /* not used here */ }
+  ended: string[] = [];
+  end(reason: string): void { this.ended.push(reason); }
   /** The session for `id` ended with `outcome`; the speaker is idle (or in error) again. */
   finish(id: number, outcome: SpokenOutcome, detail = ''): void {
     this.inConversation = false;
@@ -94,4 +95,28 @@ test('a conversation during the hold is left alone; the held one is said once th
   sp.emit('state', 'idle', 'follow-up');
   await tick();
   assert.equal(sp.said.length, 2);
+});
+
+test('during a conversation an announcement waits; a priority one ends the conversation (not an announcement being said) and goes first', async () => {
+  const sp = new FakeSpeaker();
+  const q = new AnnounceQueue(sp, fakeLog().log, 16, []);
+  sp.inConversation = true;
+  sp.state = 'listening';
+  q.add({ kind: 'announce', text: 'later', from: 'mqtt' });
+  await tick();
+  assert.deepEqual([sp.said.length, sp.ended.length], [0, 0], 'waits; the conversation goes on');
+  q.add({ kind: 'announce', text: 'smoke alarm', priority: true, from: 'mqtt' });
+  assert.deepEqual(sp.ended, ['interrupted by a priority announce']);
+  sp.inConversation = false;
+  sp.state = 'idle';
+  sp.emit('state', 'idle', 'listening');
+  await tick();
+  assert.deepEqual(sp.said.map((x) => x.text), ['smoke alarm']);
+  q.add({ kind: 'announce', text: 'also urgent', priority: true, from: 'mqtt' });
+  assert.equal(sp.ended.length, 1, 'an announcement being said is not ended by another');
+  sp.finish(sp.said[0].id, 'spoken');
+  await tick();
+  sp.finish(sp.said[1].id, 'spoken');
+  await tick();
+  assert.deepEqual(sp.said.map((x) => x.text), ['smoke alarm', 'also urgent', 'later']);
 });
