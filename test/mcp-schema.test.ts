@@ -82,7 +82,7 @@ test('schema: a tool with no arguments gets no parameters (the API refuses an em
   assert.match((toDeclaration('ha', { name: 'big', inputSchema: { type: 'object', properties: Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`p${i}`, { type: 'string', description: 'd'.repeat(40) }])) } }) as { error: string }).error, /larger than 16384 bytes/);
 });
 
-test('results: text joined, structured content kept, other blocks named, text capped at 64 KiB; isError and failures become sentences', () => {
+test('results: text joined, structured content kept, other blocks named, text capped at 64 KiB; isError and failures become sentences; an answer that cannot be read is not a server gone', () => {
   assert.deepEqual(toResponse({ content: [{ type: 'text', text: 'a' }, { type: 'image', data: 'xx', mimeType: 'image/png' }, { type: 'text', text: 'b' }], structuredContent: { ok: 1 } }, 'ha'),
     { output: 'a\n[image left out: the speaker passes text only]\nb', structured: { ok: 1 } });
   const big = toResponse({ content: [{ type: 'text', text: 'x'.repeat(200_000) }] }, 'ha').output as string;
@@ -92,6 +92,11 @@ test('results: text joined, structured content kept, other blocks named, text ca
   assert.equal(toMcpError(Object.assign(new Error('Request timed out'), { code: 'REQUEST_TIMEOUT' }), 'ha', 2).message, 'the ha server did not answer within 2 s');
   assert.equal(toMcpError(Object.assign(new Error('MCP error -32602: bad'), { code: -32602 }), 'ha', 2).errorClass, 'mcp-protocol');
   assert.equal(toMcpError(new TypeError('fetch failed'), 'ha', 2).errorClass, 'mcp-gone');
+  // An answer that came but cannot be read is not a server gone (that would reconnect, and fail its calls meanwhile).
+  assert.deepEqual(((e) => [e.errorClass, e.message])(toMcpError(Object.assign(new Error('Invalid result for tools/call: [ { "expected": "array" } ]'), { code: 'INVALID_RESULT' }), 'ha', 2)),
+    ['mcp-bad-answer', 'the ha server\'s answer was not a valid MCP result']);
+  assert.deepEqual(((e) => [e.errorClass, e.message])(toMcpError(new SyntaxError('Unexpected end of JSON input'), 'ha', 2)), ['mcp-bad-answer', 'the ha server\'s answer could not be read (not JSON)']);
+  assert.equal(toMcpError(new Error('Unexpected content type: text/plain'), 'ha', 2).errorClass, 'mcp-bad-answer');
 });
 
 test('a stdio server\'s environment: no API keys, tokens, secrets or passwords; its own env added', () => {

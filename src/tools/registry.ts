@@ -26,7 +26,7 @@ export function builtinTools(s: ToolServices): Tool[] {
 }
 
 /** What `ctl watch` gets for each finished call. */
-export interface ToolEvent { name: string; id: string; args: Record<string, unknown>; ok: boolean; result?: unknown; error?: string; errorClass?: string; ms: number }
+export interface ToolEvent { name: string; id: string; args: Record<string, unknown>; ok: boolean; result?: unknown; error?: string; errorClass?: string; detail?: string; ms: number }
 
 /** What kind of failure, without anything the user or the model said (for the journal and a watch without transcripts). */
 export function errorClass(e: unknown): string {
@@ -95,12 +95,13 @@ export class ToolDispatcher extends EventEmitter {
       const result = await tool.run(c.args ?? {}, { id: c.id, signal: ac.signal });
       ev = { name: c.name, id: c.id, args: c.args, ok: true, result, ms: Math.round(monotonicMs() - t0) };
     } catch (e) {
-      ev = { name: c.name, id: c.id, args: c.args, ok: false, error: (e as Error).message, errorClass: errorClass(e), ms: Math.round(monotonicMs() - t0) };
+      const detail = (e as { detail?: unknown }).detail; // what a library said (an MCP answer that could not be read): may quote the answer
+      ev = { name: c.name, id: c.id, args: c.args, ok: false, error: (e as Error).message, errorClass: errorClass(e), ...(typeof detail === 'string' ? { detail: detail.slice(0, 300) } : {}), ms: Math.round(monotonicMs() - t0) };
     }
     if (this.running.get(c.id) !== ac || ac.signal.aborted) return; // cancelled: the model no longer wants the answer
     this.running.delete(c.id);
     // An error's text may quote the arguments (a timer's label): in the journal only with log.transcripts.
-    this.log.info({ tool: c.name, id: c.id, ok: ev.ok, ms: ev.ms, ...(ev.ok ? {} : this.transcripts() ? { error: ev.error } : { errorClass: ev.errorClass }) }, 'tool answered');
+    this.log.info({ tool: c.name, id: c.id, ok: ev.ok, ms: ev.ms, ...(ev.ok ? {} : this.transcripts() ? { error: ev.error, ...(ev.detail ? { detail: ev.detail } : {}) } : { errorClass: ev.errorClass }) }, 'tool answered');
     this.emit('tool', ev);
     const r: ToolResponse = { id: c.id, name: c.name, response: ev.ok ? toResponse(ev.result) : { error: ev.error } };
     if (tool?.scheduling) r.scheduling = tool.scheduling;

@@ -17,7 +17,8 @@ export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 export interface McpCaller { readonly name: string; call(tool: string, args: Record<string, unknown>, signal: AbortSignal): Promise<unknown> }
 
 export class McpCallError extends Error {
-  constructor(readonly errorClass: string, message: string) { super(message); }
+  /** `detail`: what the library said, for the journal (the message is for the model). */
+  constructor(readonly errorClass: string, message: string, readonly detail?: string) { super(message); }
 }
 
 /** `nonBlocking` (the server's non_blocking): declared and answered as a user command with non_blocking is (src/tools/command.ts). */
@@ -60,6 +61,15 @@ export function toMcpError(e: unknown, server: string, timeoutS: number): McpCal
   const msg = String(err?.message ?? e).slice(0, 500);
   if (/answer is larger than \d+ bytes/.test(msg)) return new McpCallError('mcp-too-large', `the ${server} server's answer was too large (over ${MAX_MESSAGE_BYTES / 1024 / 1024} MiB) and was refused`);
   if (err?.code === 'REQUEST_TIMEOUT') return new McpCallError('mcp-timeout', `the ${server} server did not answer within ${timeoutS} s`);
+  // An answer that came but cannot be read (not JSON, nested past the parser, of another content type, not a result of
+  // the shape MCP defines): the server is there, so the connection is kept (a reconnect would make every tool of it fail
+  // through the back-off for nothing). The model gets a short sentence; the journal the detail (ToolDispatcher).
+  if (/SyntaxError|RangeError/.test(String(err?.name)) || /is not valid JSON|^Unexpected content type/.test(msg)) {
+    return new McpCallError('mcp-bad-answer', `the ${server} server's answer could not be read (not JSON)`, msg);
+  }
+  if (err?.code === 'INVALID_RESULT' || err?.code === 'UNSUPPORTED_RESULT_TYPE' || /ZodError/.test(String(err?.name))) {
+    return new McpCallError('mcp-bad-answer', `the ${server} server's answer was not a valid MCP result`, msg);
+  }
   if (err?.name === 'AbortError' || /abort/i.test(msg)) return new McpCallError('mcp-cancelled', 'the call was cancelled');
   if (typeof err?.code === 'number') return new McpCallError('mcp-protocol', `the ${server} server refused the call: ${msg}`);
   return new McpCallError('mcp-gone', `the ${server} server cannot be reached (${msg})`);
