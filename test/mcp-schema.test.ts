@@ -82,6 +82,16 @@ test('schema: a tool with no arguments gets no parameters (the API refuses an em
   assert.match((toDeclaration('ha', { name: 'big', inputSchema: { type: 'object', properties: Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`p${i}`, { type: 'string', description: 'd'.repeat(40) }])) } }) as { error: string }).error, /larger than 16384 bytes/);
 });
 
+test('schema: property names that are also Object.prototype names stay plain properties, and `required` names only declared properties', () => {
+  // As a server's JSON arrives: JSON.parse makes "__proto__" an own key.
+  const input = JSON.parse('{"type":"object","properties":{"__proto__":{"type":"string"},"name":{"type":"string"}},"required":["constructor","type","name","__proto__","toString"]}');
+  const { schema } = toLiveSchema(input);
+  assert.deepEqual(Object.keys(schema!.properties!), ['__proto__', 'name']);
+  assert.equal(Object.getPrototypeOf(schema!.properties), Object.prototype, 'the properties map is a plain object');
+  assert.deepEqual(schema!.required, ['name', '__proto__']);
+  assert.equal(JSON.stringify(schema), '{"type":"OBJECT","properties":{"__proto__":{"type":"STRING"},"name":{"type":"STRING"}},"required":["name","__proto__"]}');
+});
+
 test('results: text joined, structured content kept, other blocks named, text capped at 64 KiB; isError and failures become sentences; an answer that cannot be read is not a server gone', () => {
   assert.deepEqual(toResponse({ content: [{ type: 'text', text: 'a' }, { type: 'image', data: 'xx', mimeType: 'image/png' }, { type: 'text', text: 'b' }], structuredContent: { ok: 1 } }, 'ha'),
     { output: 'a\n[image left out: the speaker passes text only]\nb', structured: { ok: 1 } });

@@ -109,19 +109,21 @@ export function toLiveSchema(input: unknown): Converted {
       out.items = items;
     }
     if (type === 'object') {
-      const props: Record<string, Schema> = {};
+      const kept: [string, Schema][] = [];
       for (const [k, v] of Object.entries((j.properties ?? {}) as Json)) {
         const p = path ? `${path}.${k}` : k;
         if (!PARAM_RE.test(k)) { dropped.push(`${p}: a parameter name the API refuses`); continue; }
         const c = conv(v, p, depth + 1, refs);
-        if (c) props[k] = c;
+        if (c) kept.push([k, c]);
       }
-      if (!Object.keys(props).length) {
+      // Own properties whatever the names: `props[k] = c` with k '__proto__' would set the prototype instead.
+      const props: Record<string, Schema> = Object.fromEntries(kept);
+      if (!kept.length) {
         if (path) { dropped.push(`${path}: an object without properties`); return null; }
         return null; // the top level: no parameters at all
       }
       out.properties = props;
-      const req = Array.isArray(j.required) ? j.required.filter((r: unknown) => typeof r === 'string' && r in props) : [];
+      const req = Array.isArray(j.required) ? j.required.filter((r: unknown) => typeof r === 'string' && Object.hasOwn(props, r)) : [];
       if (req.length) out.required = req;
     }
     return out;
