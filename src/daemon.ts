@@ -35,7 +35,6 @@ import { McpHub } from './tools/mcp/client.js';
 import { AnnounceQueue, type SayReport } from './announce.js';
 import { MqttLink, type Command, type SpeakerState } from './mqtt/link.js';
 import { readIdentity } from './mqtt/discovery.js';
-import type { TimerView } from './timers.js';
 
 export const EXIT_CONFIG = 78; // EX_CONFIG: listed in RestartPreventExitStatus=, so no restart loop
 export const CAPTURE_RATE = 16000;
@@ -79,12 +78,6 @@ export function nextVolume(current: number, arg: string): number {
 /** The version in package.json (the device's sw_version in Home Assistant). */
 function packageVersion(): string {
   try { return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? 'unknown'; } catch { return 'unknown'; }
-}
-
-/** The next timer or alarm as an ISO time (Home Assistant's timestamp sensor), or null. */
-function nextTimerIso(list: TimerView[]): string | null {
-  const m = list[0] ? /^(\d+)-(\d+)-(\d+) (\d+):(\d+):(\d+)$/.exec(list[0].rings_at) : null;
-  return m ? new Date(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]).toISOString() : null;
 }
 
 /** Where conversations go: Google with the key, live.base_url, or the built-in emulator when there is no key. */
@@ -550,7 +543,7 @@ function wireMqtt(d: Daemon): void {
   const { log, conversation, player, tools, announcer } = d;
   const snapshot = (): SpeakerState => ({
     state: conversation.state, muted: conversation.muted, volume: player.volume,
-    nextTimer: nextTimerIso(tools.timers.list()), lastError: conversation.lastError?.message ?? null,
+    nextTimer: tools.timers.nextRingIso(), lastError: conversation.lastError?.message ?? null,
   });
   const onCommand = (c: Command) => {
     switch (c.cmd) {

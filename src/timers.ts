@@ -238,6 +238,16 @@ export class Timers extends EventEmitter {
     return [...this.entries.values()].sort((a, b) => a.dueMono - b.dueMono).map((e) => this.view(e));
   }
 
+  /**
+   * When the next timer or alarm rings, as an ISO time in UTC (Home Assistant's timestamp sensor), or null. From the
+   * due time itself, not from `rings_at`: a local time read back is an hour off in the repeated autumn hour.
+   */
+  nextRingIso(): string | null {
+    let next: Live | null = null;
+    for (const e of this.entries.values()) if (!next || e.dueMono < next.dueMono) next = e;
+    return next ? new Date(Math.round(next.dueAt / 1000) * 1000).toISOString() : null;
+  }
+
   /** Cancel by id, or by label (case-insensitive, spaces around it ignored), or 'all'. What was cancelled. A blank `which` names nothing: an error, never a mass cancel. */
   cancel(which: string): TimerView[] {
     const w = which.trim().toLowerCase();

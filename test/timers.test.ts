@@ -286,3 +286,24 @@ test('cancel_timer with a blank name is an error that cancels nothing (it cancel
     timers.stop();
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
+
+test('the next ring time for Home Assistant is right in the repeated autumn hour (Europe/Berlin, 2026-10-25 02:00-03:00 twice)', () => {
+  const tz = process.env.TZ;
+  process.env.TZ = 'Europe/Berlin';
+  const dir = mkdtempSync(join(tmpdir(), 'timers-'));
+  try {
+    const clock = new FakeClock(Date.UTC(2026, 9, 25, 0, 40, 0)); // 02:40 CEST, the first 02:40 of the night
+    const { timers } = setup(dir, clock);
+    timers.start();
+    assert.equal(timers.nextRingIso(), null);
+    const v = timers.addTimer(30 * 60, 'bread'); // rings at 01:10 UTC: 02:10 CET, the second 02:10
+    assert.equal(v.rings_at, '2026-10-25 02:10:00', 'the local time the model says');
+    assert.equal(timers.nextRingIso(), '2026-10-25T01:10:00.000Z'); // read back from rings_at it would be 00:10Z, an hour early
+    timers.addTimer(10 * 60, null);
+    assert.equal(timers.nextRingIso(), '2026-10-25T00:50:00.000Z', 'the earliest');
+    timers.stop();
+  } finally {
+    if (tz === undefined) delete process.env.TZ; else process.env.TZ = tz;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
