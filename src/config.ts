@@ -1,7 +1,7 @@
 // Config: YAML file -> validated, typed object. The zod schema below is the
 // single source of defaults and of what each key means; config.yaml at the
 // top of the repo and docs/configuration.md are generated from it.
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, accessSync, constants as fsConstants } from 'node:fs';
 import { resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import { parseDocument } from 'yaml';
@@ -369,7 +369,7 @@ export const ConfigSchema = z.strictObject({
     cert_file: z.string().nullable().default(null)
       .describe('mqtts: this device\'s client certificate (PEM), when the broker asks for one (with key_file).'),
     key_file: z.string().nullable().default(null)
-      .describe('mqtts: the client certificate\'s private key (PEM).'),
+      .describe('mqtts: the client certificate\'s private key (PEM), readable by the service (root:live-speaker, 0640). Each of these three files must be readable when the daemon starts (one that is not is a config error naming it, exit 78); they are read again at each connection, so a renewed certificate needs no restart.'),
     client_id: z.string().min(1).max(64).nullable().default(null)
       .describe('The MQTT client id; null = live-speaker-<hostname>.'),
     base_topic: z.string().regex(/^[^#+\s]+[^/#+\s]$/, 'a topic without wildcards, spaces or a trailing /').nullable().default(null)
@@ -490,6 +490,25 @@ function userName(): string {
 /** Picovoice AccessKey: PICOVOICE_ACCESS_KEY, the systemd credential, or wake.access_key_file. Never logged. */
 export function readAccessKey(config: Config, env: NodeJS.ProcessEnv = process.env): { key: string | null; source: string } {
   return readKey(['PICOVOICE_ACCESS_KEY'], 'picovoice-access-key', 'wake.access_key_file', config.wake.access_key_file, env);
+}
+
+/**
+ * mqtt.ca_file, cert_file and key_file must be readable at start: a file that is missing or unreadable is a config
+ * error naming the key and the file (exit 78), not a link retrying for ever. The link reads them again at each
+ * connection attempt, so a renewed certificate is picked up without a restart.
+ */
+export function checkMqttTlsFiles(config: Config): void {
+  if (!config.mqtt) return;
+  for (const k of ['ca_file', 'cert_file', 'key_file'] as const) {
+    const p = config.mqtt[k];
+    if (!p) continue;
+    if (!existsSync(p)) throw new ConfigError(`mqtt.${k}: ${p} does not exist`, null);
+    try {
+      accessSync(p, fsConstants.R_OK);
+    } catch (e) {
+      throw new ConfigError(`mqtt.${k}: cannot read ${p} (${(e as NodeJS.ErrnoException).code ?? String(e)}) as user ${userName()}: make it readable by the service (for a private key: sudo chown root:live-speaker ${p} && sudo chmod 0640 ${p})`, null);
+    }
+  }
 }
 
 /** The MQTT broker's password: the systemd credential mqtt-password, or mqtt.password_file (as live.api_key_file is read). Never logged. */

@@ -3,7 +3,7 @@
 // control socket, systemd notifications, reload, shutdown). No conversation
 // behaviour is decided here.
 import { readFileSync, unlinkSync } from 'node:fs';
-import { ConfigError, loadConfig, mcpServers, readAccessKey, readApiKey, readMqttPassword, readTokenFile, stateDir, type Config } from './config.js';
+import { checkMqttTlsFiles, ConfigError, loadConfig, mcpServers, readAccessKey, readApiKey, readMqttPassword, readTokenFile, stateDir, type Config } from './config.js';
 import { MAX_VOLUME, StateStore } from './state.js';
 import { createLogger, type Logger } from './log.js';
 import { Conversation, type ConversationOptions } from './conversation.js';
@@ -331,6 +331,7 @@ async function openAdapters(d: Daemon): Promise<void> {
     d.wake = makeWakeWord(config);
     d.gpio = await openHardware(config, log);
     d.mqttPassword = readMqttPassword(config).key; // a configured file that cannot be read: a config error, like the API key's
+    checkMqttTlsFiles(config); // so are its TLS files
   } catch (e) {
     log.fatal({ error: (e as Error).message }, 'cannot start');
     process.exit(e instanceof ConfigError ? EXIT_CONFIG : 1);

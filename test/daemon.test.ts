@@ -143,3 +143,11 @@ test('ctl with a broken config still tries the default socket (status matters mo
     assert.match(r.stderr, /cannot reach \/run\/live-speaker\/control\.sock: ENOENT/);
   }
 });
+
+test('an mqtt.ca_file that does not exist is a config error naming the key and the file, exit 78, not a link retrying for ever (review of issue 24)', async () => {
+  const missing = '/nonexistent/live-speaker-test/ca.pem';
+  const d = await DaemonProcess.start({ env: card.env, config: { mqtt: { url: 'mqtts://127.0.0.1:1', ca_file: missing } }, waitReady: false });
+  assert.equal(await d.exited, 78);
+  assert.ok(d.logs.some((l) => l.level === 'fatal' && l.error === `mqtt.ca_file: ${missing} does not exist`), `the fatal line names the key and the file: ${JSON.stringify(d.logs.slice(-3))}`);
+  await d.stop();
+});
