@@ -3,6 +3,7 @@
 // and what a result becomes. Pure functions: exact outputs for exact inputs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { SdkError, SdkErrorCode } from '@modelcontextprotocol/client';
 import { allowed, declaredName, globMatch, toDeclaration, toLiveSchema } from '../src/tools/mcp/schema.js';
 import { MAX_RESULT_TEXT, toMcpError, toResponse } from '../src/tools/mcp/tool.js';
 import { childEnv } from '../src/tools/mcp/client.js';
@@ -102,11 +103,17 @@ test('results: text joined, structured content kept, other blocks named, text ca
   assert.equal(toMcpError(Object.assign(new Error('Request timed out'), { code: 'REQUEST_TIMEOUT' }), 'ha', 2).message, 'the ha server did not answer within 2 s');
   assert.equal(toMcpError(Object.assign(new Error('MCP error -32602: bad'), { code: -32602 }), 'ha', 2).errorClass, 'mcp-protocol');
   assert.equal(toMcpError(new TypeError('fetch failed'), 'ha', 2).errorClass, 'mcp-gone');
-  // An answer that came but cannot be read is not a server gone (that would reconnect, and fail its calls meanwhile).
-  assert.deepEqual(((e) => [e.errorClass, e.message])(toMcpError(Object.assign(new Error('Invalid result for tools/call: [ { "expected": "array" } ]'), { code: 'INVALID_RESULT' }), 'ha', 2)),
+  // An answer that came but cannot be read is not a server gone (that would reconnect, and fail its calls meanwhile):
+  // the errors as the SDK (v2) raises them.
+  assert.deepEqual(((e) => [e.errorClass, e.message])(toMcpError(new SdkError(SdkErrorCode.InvalidResult, 'Invalid result for tools/call: [ { "expected": "array" } ]'), 'ha', 2)),
     ['mcp-bad-answer', 'the ha server\'s answer was not a valid MCP result']);
   assert.deepEqual(((e) => [e.errorClass, e.message])(toMcpError(new SyntaxError('Unexpected end of JSON input'), 'ha', 2)), ['mcp-bad-answer', 'the ha server\'s answer could not be read (not JSON)']);
-  assert.equal(toMcpError(new Error('Unexpected content type: text/plain'), 'ha', 2).errorClass, 'mcp-bad-answer');
+  assert.equal(toMcpError(new SdkError(SdkErrorCode.ClientHttpUnexpectedContent, 'Unexpected content type: text/plain'), 'ha', 2).errorClass, 'mcp-bad-answer');
+  // A JSON-RPC error is the server's refusal in its own words, even when they mention JSON.
+  assert.deepEqual(((e) => [e.errorClass, e.message])(toMcpError(Object.assign(new Error('MCP error -32602: argument name is not valid JSON'), { code: -32602 }), 'ha', 2)),
+    ['mcp-protocol', 'the ha server refused the call: MCP error -32602: argument name is not valid JSON']);
+  // An HTTP error (the SDK's plain Error) stays a server to reconnect to.
+  assert.equal(toMcpError(new Error('Error POSTing to endpoint (HTTP 500): Internal Server Error'), 'ha', 2).errorClass, 'mcp-gone');
 });
 
 test('a stdio server\'s environment: no API keys, tokens, secrets or passwords; its own env added', () => {

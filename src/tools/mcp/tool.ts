@@ -64,7 +64,8 @@ export function toMcpError(e: unknown, server: string, timeoutS: number): McpCal
   // An answer that came but cannot be read (not JSON, nested past the parser, of another content type, not a result of
   // the shape MCP defines): the server is there, so the connection is kept (a reconnect would make every tool of it fail
   // through the back-off for nothing). The model gets a short sentence; the journal the detail (ToolDispatcher).
-  if (/SyntaxError|RangeError/.test(String(err?.name)) || /is not valid JSON|^Unexpected content type/.test(msg)) {
+  // (A JSON-RPC error, numeric code, is the server's own refusal, below, whatever its text says.)
+  if (typeof err?.code !== 'number' && (err?.code === 'CLIENT_HTTP_UNEXPECTED_CONTENT' || /SyntaxError|RangeError/.test(String(err?.name)) || /is not valid JSON/.test(msg))) {
     return new McpCallError('mcp-bad-answer', `the ${server} server's answer could not be read (not JSON)`, msg);
   }
   if (err?.code === 'INVALID_RESULT' || err?.code === 'UNSUPPORTED_RESULT_TYPE' || /ZodError/.test(String(err?.name))) {
