@@ -1,7 +1,7 @@
 // Config: YAML file -> validated, typed object. The zod schema below is the
 // single source of defaults and of what each key means; config.yaml at the
 // top of the repo and docs/configuration.md are generated from it.
-import { readFileSync, existsSync, accessSync, constants as fsConstants } from 'node:fs';
+import { readFileSync, existsSync, accessSync, statSync, constants as fsConstants } from 'node:fs';
 import { resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import { parseDocument } from 'yaml';
@@ -502,12 +502,15 @@ export function checkMqttTlsFiles(config: Config): void {
   for (const k of ['ca_file', 'cert_file', 'key_file'] as const) {
     const p = config.mqtt[k];
     if (!p) continue;
-    if (!existsSync(p)) throw new ConfigError(`mqtt.${k}: ${p} does not exist`, null);
+    let code: string | null = null;
     try {
-      accessSync(p, fsConstants.R_OK);
+      accessSync(p, fsConstants.R_OK); // before existsSync: a file in a directory we cannot search is unreadable, not missing
+      if (!statSync(p).isFile()) code = 'not a file';
     } catch (e) {
-      throw new ConfigError(`mqtt.${k}: cannot read ${p} (${(e as NodeJS.ErrnoException).code ?? String(e)}) as user ${userName()}: make it readable by the service (for a private key: sudo chown root:live-speaker ${p} && sudo chmod 0640 ${p})`, null);
+      code = (e as NodeJS.ErrnoException).code ?? String(e);
     }
+    if (code === 'ENOENT') throw new ConfigError(`mqtt.${k}: ${p} does not exist`, null);
+    if (code) throw new ConfigError(`mqtt.${k}: cannot read ${p} (${code}) as user ${userName()}: make it a PEM file the service can read (for a private key: sudo chown root:live-speaker ${p} && sudo chmod 0640 ${p})`, null);
   }
 }
 

@@ -245,7 +245,7 @@ export class Timers extends EventEmitter {
   nextRingIso(): string | null {
     let next: Live | null = null;
     for (const e of this.entries.values()) if (!next || e.dueMono < next.dueMono) next = e;
-    return next ? new Date(Math.round(next.dueAt / 1000) * 1000).toISOString() : null;
+    return next ? new Date(Math.floor(next.dueAt / 1000) * 1000).toISOString() : null; // the second rings_at shows
   }
 
   /** Cancel by id, or by label (case-insensitive, spaces around it ignored), or 'all'. What was cancelled. A blank `which` names nothing: an error, never a mass cancel. */

@@ -1,13 +1,14 @@
 // The daemon as a process: config errors, reload, clean stop, secrets.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync, readFileSync, mkdtempSync } from 'node:fs';
+import { existsSync, writeFileSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { SoundCard } from './bench/soundcard.js';
 import { DaemonProcess, MAIN } from './bench/daemon.js';
 import { LiveEmulator } from '../src/emulator/emulator.js';
+import { checkMqttTlsFiles, ConfigError, parseConfig } from '../src/config.js';
 
 let card: SoundCard;
 before(async () => { card = await SoundCard.start(); });
@@ -150,4 +151,12 @@ test('an mqtt.ca_file that does not exist is a config error naming the key and t
   assert.equal(await d.exited, 78);
   assert.ok(d.logs.some((l) => l.level === 'fatal' && l.error === `mqtt.ca_file: ${missing} does not exist`), `the fatal line names the key and the file: ${JSON.stringify(d.logs.slice(-3))}`);
   await d.stop();
+});
+
+test('mqtt TLS files: a directory in place of a file is a config error naming the key, not a link retrying for ever', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ls-tls-'));
+  try {
+    assert.throws(() => checkMqttTlsFiles(parseConfig({ mqtt: { url: 'mqtts://127.0.0.1:1', cert_file: dir } }, null, [])), (e: Error) => e instanceof ConfigError && e.message.startsWith(`mqtt.cert_file: cannot read ${dir} (not a file)`));
+    checkMqttTlsFiles(parseConfig({}, null, [])); // no mqtt block: nothing to check
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
