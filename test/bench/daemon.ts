@@ -12,6 +12,13 @@ import { jsonLines } from './lines.js';
 import { LiveEmulator, type EmulatorOptions } from '../../src/emulator/emulator.js';
 
 export const MAIN = join(dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
+/** Node's flags as the unit's ExecStart gives them (systemd/live-speaker.service: --max-old-space-size), so tests run the daemon's heap as shipped. */
+export const NODE_FLAGS: string[] = (() => {
+  try {
+    return readFileSync(join(dirname(fileURLToPath(import.meta.url)), '../../../systemd/live-speaker.service'), 'utf8')
+      .match(/^ExecStart=\/usr\/bin\/node ((?:--[a-z-]+=\S+ )*)/m)?.[1].trim().split(/\s+/).filter(Boolean) ?? [];
+  } catch { return []; } // a copy of the tree without systemd/ (none of the suite's)
+})();
 
 export interface LogLine { level: string; msg: string; [k: string]: unknown }
 
@@ -62,7 +69,7 @@ export class DaemonProcess {
     const env = { ...(opts.env ?? process.env) };
     delete env.GEMINI_API_KEY;
     delete env.GOOGLE_API_KEY;
-    const run = opts.command?.(['--config', configFile]) ?? { cmd: process.execPath, args: [MAIN, '--config', configFile] };
+    const run = opts.command?.(['--config', configFile]) ?? { cmd: process.execPath, args: [...NODE_FLAGS, MAIN, '--config', configFile] };
     const child = spawn(run.cmd, run.args, { env: { ...env, ...pick(opts.env, ['GEMINI_API_KEY', 'GOOGLE_API_KEY']) }, stdio: ['ignore', 'pipe', 'pipe'] });
     const d = new DaemonProcess(child, dir, socket, configFile);
     if (opts.waitReady !== false) {
