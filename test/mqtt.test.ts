@@ -297,8 +297,7 @@ test('never the broker\'s fault: a broker that accepts and never answers, then i
     assert.ok(pressMs < 1000, `press to listening in ${pressMs} ms while the broker hangs`);
     await sess;
     assert.equal((await daemon.ctl('status')).mqtt.connected, false);
-    await daemon.ctl('press');
-    await daemon.waitState('idle', 5000);
+    await daemon.pressAndWait('idle', 5000);
 
     // Down: the hung broker goes away (its connections drop), nothing listens for a while, then Mosquitto comes up on that port.
     for (const c of held) c.destroy();
@@ -307,8 +306,7 @@ test('never the broker\'s fault: a broker that accepts and never answers, then i
     const p1 = Date.now();
     await daemon.pressAndWait('listening', 5000);
     assert.ok(Date.now() - p1 < 1000, `press to listening in ${Date.now() - p1} ms while the broker is down`);
-    await daemon.ctl('press');
-    await daemon.waitState('idle', 5000);
+    await daemon.pressAndWait('idle', 5000);
     broker = await Broker.start(port);
     const upAt = Date.now();
     await daemon.waitNextLog((l) => l.msg === 'mqtt: connected to the broker', 8000, 'connected');
