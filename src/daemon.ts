@@ -21,7 +21,7 @@ import { bitbangTransport, spiTransport, type Apa102Transport } from './leds/apa
 import { Indicators, MissingLight, type DeviceIndicator } from './leds/indicators.js';
 import { applyMixer } from './mixer.js';
 import { startControlServer, type ControlRequest, type ControlServer } from './control.js';
-import { LiveEmulator } from './emulator/emulator.js';
+import type { LiveEmulator } from './emulator/emulator.js';
 import { createNotifier, type Notifier } from './systemd.js';
 import { CHIME_MS, errorSound, wakeChime } from './audio/sounds.js';
 import { WakeWord, type WakeArmError } from './wake/engine.js';
@@ -33,7 +33,7 @@ import { Observer } from './observe.js';
 import { setupTools, type ToolsSetup } from './tools/setup.js';
 import { McpHub } from './tools/mcp/client.js';
 import { AnnounceQueue, type SayReport } from './announce.js';
-import { MqttLink, type Command, type SpeakerState } from './mqtt/link.js';
+import type { MqttLink, Command, SpeakerState } from './mqtt/link.js';
 import { readIdentity } from './mqtt/discovery.js';
 
 export const EXIT_CONFIG = 78; // EX_CONFIG: listed in RestartPreventExitStatus=, so no restart loop
@@ -100,7 +100,7 @@ class Endpoint {
       this.description = 'Gemini Live API';
       this.log.info({ keySource: source, model: config.live.model }, 'using the Gemini Live API');
     } else {
-      this.emulator ??= await LiveEmulator.start({ mode: 'parrot', recordAudio: false, keepClosedSessions: 0 });
+      this.emulator ??= await (await import('./emulator/emulator.js')).LiveEmulator.start({ mode: 'parrot', recordAudio: false, keepClosedSessions: 0 });
       baseUrl = this.emulator.url;
       this.description = `built-in emulator (parrot mode) at ${baseUrl}`;
       this.log.warn('no API key (set GEMINI_API_KEY or live.api_key_file): using the built-in Live API emulator in parrot mode, which says your own words back');
@@ -284,7 +284,7 @@ export async function runDaemon(configPath?: string): Promise<void> {
   wireButtonAndState(d); // button, state changes: status line, mute kept across restarts
   await wireControl(d); // the control socket: ctl status/press/mute/volume/watch/announce/ask/stop
   wireSignals(d); // SIGTERM/SIGINT stop, SIGUSR1 press, SIGHUP reload, unhandled rejections
-  wireMqtt(d); // MQTT and Home Assistant discovery (issue 24): connects in the background, never awaited
+  await wireMqtt(d); // MQTT and Home Assistant discovery (issue 24): its module is loaded here (only when configured); the connection is made in the background, never awaited
   await becomeReady(d); // start capture, wait for audio, watchdog, timers, READY=1
 }
 
@@ -537,10 +537,11 @@ async function wireControl(d: Daemon): Promise<void> {
  * ctl's), conversation events. Connects in the background: a broker that is down, slow or refuses the
  * password never holds up anything here (src/mqtt/link.ts). mqtt changes need a restart.
  */
-function wireMqtt(d: Daemon): void {
+async function wireMqtt(d: Daemon): Promise<void> {
   d.mqtt = null;
   const mc = d.config.mqtt;
   if (!mc) return;
+  const { MqttLink } = await import('./mqtt/link.js'); // the mqtt client (~100 ms, ~10 MiB here) only for a speaker that uses it
   const { log, conversation, player, tools, announcer } = d;
   const snapshot = (): SpeakerState => ({
     state: conversation.state, muted: conversation.muted, volume: player.volume,
@@ -715,4 +716,5 @@ async function becomeReady(d: Daemon): Promise<void> {
   tools.start(conversation); // saved timers: one that fell due while the daemon was down rings once now
   log.info({ endpoint: endpoint.description, gpio: d.gpio.state, socket: d.config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
   notify.ready(d.withEcho(statusLine(conversation.state, endpoint.description, d.micProblem, null, d.wake, null, d.muteReason)));
+  setImmediate(() => d.echo.warmUp(log)); // after READY=1: start-up does not wait for it
 }

@@ -3,10 +3,8 @@
 import { Command, Option } from 'commander';
 import { ConfigError, ConfigSchema, loadConfig } from './config.js';
 import { controlRequest } from './control.js';
-import { runDaemon } from './daemon.js';
-import { runEmulator } from './emulator/cli.js';
-import { runDoctor } from './doctor.js';
 import { controlWatch } from './observe.js';
+// Each command loads only what it uses (import() in its action): `ctl status` does not load the daemon, `run` not the doctor or the emulator's CLI.
 
 const program = new Command('live-speaker')
   .description('A smart speaker daemon for the Gemini Live API')
@@ -15,7 +13,7 @@ const program = new Command('live-speaker')
 
 program.command('run', { isDefault: true })
   .description('run the daemon (what systemd starts)')
-  .action(async () => { await runDaemon(program.opts().config); });
+  .action(async () => { const { runDaemon } = await import('./daemon.js'); await runDaemon(program.opts().config); });
 
 program.command('boot-config')
   .description('print the lines the firmware\'s config.txt needs for this config (button pull, SPI); install.sh writes them')
@@ -73,7 +71,7 @@ program.command('ctl')
 
 program.command('doctor')
   .description('check config, microphone, speaker, GPIO, API key and the Live endpoint; say what to fix')
-  .action(async () => { process.exitCode = await runDoctor(program.opts().config); });
+  .action(async () => { const { runDoctor } = await import('./doctor.js'); process.exitCode = await runDoctor(program.opts().config); });
 
 program.command('emulator')
   .description('run the loopback Live API emulator in parrot mode (point live.base_url at it)')
@@ -81,6 +79,7 @@ program.command('emulator')
   .option('--host <addr>', 'address to listen on', '127.0.0.1')
   .option('--models <list>', 'comma-separated models it serves; any other is refused as the Live API refuses a retired one (default: any)', (v: string) => v.split(',').map((m) => m.trim()).filter(Boolean))
   .action(async (opts: { port: number; host: string; models?: string[] }) => {
+    const { runEmulator } = await import('./emulator/cli.js');
     const emu = await runEmulator(opts);
     const stop = () => { void emu.close().then(() => process.exit(0)); };
     process.on('SIGTERM', stop);

@@ -192,6 +192,16 @@ export class EchoStage {
     this.held = Buffer.alloc(Math.round(latencyMs * 16) * 2);
   }
 
+  /**
+   * Compiles the JavaScript around the canceller on a scratch one (warmUpEcho), so that the first sound after a
+   * start does not stall the event loop. The daemon calls it once it is ready (about 100 ms here that start-up
+   * does not wait for); a press before it ends only finds the code not yet compiled.
+   */
+  warmUp(log: Logger): void {
+    if (!(this.canceller instanceof EchoCanceller)) return;
+    try { log.debug({ ms: Math.round(warmUpEcho()) }, 'echo canceller warmed up'); } catch (e) { log.debug({ error: (e as Error).message }, 'echo canceller warm-up failed (no harm: the first sound compiles it instead)'); }
+  }
+
   /** Throws EchoRequiredError when mode is on and no engine can run. */
   static open(mode: EchoMode, bargeIn: BargeIn, log: Logger, open: Opener = EchoCanceller.open.bind(EchoCanceller)): EchoStage {
     if (mode === 'off') {
@@ -200,11 +210,7 @@ export class EchoStage {
     }
     try {
       const c = open({ engine: 'auto', log });
-      let warmUpMs: number | null = null;
-      if (c instanceof EchoCanceller) {
-        try { warmUpMs = Math.round(warmUpEcho()); } catch (e) { log.debug({ error: (e as Error).message }, 'echo canceller warm-up failed (no harm: the first sound compiles it instead)'); }
-      }
-      log.info({ engine: c.stats.engine, bargeIn, warmUpMs }, 'echo cancellation on');
+      log.info({ engine: c.stats.engine, bargeIn }, 'echo cancellation on');
       return new EchoStage(mode, bargeIn, c, null);
     } catch (err) {
       // Whatever went wrong (a missing library, or an engine that failed to start), the daemon goes on half-duplex in auto.

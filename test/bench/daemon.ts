@@ -12,7 +12,7 @@ import { jsonLines } from './lines.js';
 import { LiveEmulator, type EmulatorOptions } from '../../src/emulator/emulator.js';
 
 export const MAIN = join(dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
-/** Node's flags as the unit's ExecStart gives them (systemd/live-speaker.service: --max-old-space-size), so tests run the daemon's heap as shipped. */
+/** Node's flags as the unit's ExecStart gives them (systemd/live-speaker.service: --max-old-space-size, --max-semi-space-size), so tests run the daemon's heap as shipped. */
 export const NODE_FLAGS: string[] = (() => {
   try {
     return readFileSync(join(dirname(fileURLToPath(import.meta.url)), '../../../systemd/live-speaker.service'), 'utf8')
