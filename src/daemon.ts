@@ -716,5 +716,5 @@ async function becomeReady(d: Daemon): Promise<void> {
   tools.start(conversation); // saved timers: one that fell due while the daemon was down rings once now
   log.info({ endpoint: endpoint.description, gpio: d.gpio.state, socket: d.config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
   notify.ready(d.withEcho(statusLine(conversation.state, endpoint.description, d.micProblem, null, d.wake, null, d.muteReason)));
-  setImmediate(() => d.echo.warmUp(log)); // after READY=1: start-up does not wait for it
+  void d.echo.warmUp(log); // after READY=1, in slices: start-up does not wait for it, nor a press
 }
