@@ -644,8 +644,8 @@ async function main(): Promise<void> {
     rows.push(['active CPU s/min: daemon total', cpuTotal(active, 'daemon', 'daemonArecord'), 'daemon idle total', idleTotal]);
     rows.push(['active RSS MiB: daemon node', active.daemon.rssMiB, 'bare node', idle.bareNode.rssMiB]);
 
-    rows.push(['active: echo stage share of the daemon node (%)', (echo.stageCpuPerMin / (active.daemon.cpuPerMin ?? NaN)) * 100, 'echo stage CPU s/min', echo.stageCpuPerMin,
-      'the echo stage\'s in-process figure (per minute of conversation) over the active node figure above']);
+    rows.push(['active: echo stage share of the daemon node (%)', (echo.stageCpuPerMin / (active.daemon.cpuPerMin ?? NaN)) * 100, '—', null,
+      `the echo stage row (${fmt(echo.stageCpuPerMin, 2)} s/min, in-process, per minute of conversation) over the active node row`]);
 
     // ---- issue 27's targets: each as measured against its limit, from this run's floors ----
     const arecordFloor = idle.arecordAlone.cpuPerMin ?? NaN;
