@@ -12,13 +12,13 @@ import { jsonLines } from './lines.js';
 import { LiveEmulator, type EmulatorOptions } from '../../src/emulator/emulator.js';
 
 export const MAIN = join(dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
-/** Node's flags as the unit's ExecStart gives them (systemd/live-speaker.service: --max-old-space-size, --max-semi-space-size), so tests run the daemon's heap as shipped. */
-export const NODE_FLAGS: string[] = (() => {
-  try {
-    return readFileSync(join(dirname(fileURLToPath(import.meta.url)), '../../../systemd/live-speaker.service'), 'utf8')
-      .match(/^ExecStart=\/usr\/bin\/node ((?:--[a-z-]+=\S+ )*)/m)?.[1].trim().split(/\s+/).filter(Boolean) ?? [];
-  } catch { return []; } // a copy of the tree without systemd/ (none of the suite's)
+const UNIT = (() => {
+  try { return readFileSync(join(dirname(fileURLToPath(import.meta.url)), '../../../systemd/live-speaker.service'), 'utf8'); } catch { return ''; } // a copy of the tree without systemd/ (none of the suite's)
 })();
+/** Node's flags as the unit's ExecStart gives them (systemd/live-speaker.service: --max-old-space-size, --max-semi-space-size), so tests run the daemon's heap as shipped. */
+export const NODE_FLAGS: string[] = /^ExecStart=\/usr\/bin\/node ((?:--[a-z-]+=\S+ )*)/m.exec(UNIT)?.[1].trim().split(/\s+/).filter(Boolean) ?? [];
+/** The unit's malloc settings (Environment=MALLOC_...), given to every daemon for the same reason. */
+export const UNIT_MALLOC_ENV: Record<string, string> = Object.fromEntries([...UNIT.matchAll(/^Environment=(MALLOC_[A-Z_]+)=(\S+)$/gm)].map((m) => [m[1], m[2]]));
 
 export interface LogLine { level: string; msg: string; [k: string]: unknown }
 
@@ -70,7 +70,7 @@ export class DaemonProcess {
     delete env.GEMINI_API_KEY;
     delete env.GOOGLE_API_KEY;
     const run = opts.command?.(['--config', configFile]) ?? { cmd: process.execPath, args: [...NODE_FLAGS, MAIN, '--config', configFile] };
-    const child = spawn(run.cmd, run.args, { env: { ...env, ...pick(opts.env, ['GEMINI_API_KEY', 'GOOGLE_API_KEY']) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(run.cmd, run.args, { env: { ...UNIT_MALLOC_ENV, ...env, ...pick(opts.env, ['GEMINI_API_KEY', 'GOOGLE_API_KEY']) }, stdio: ['ignore', 'pipe', 'pipe'] });
     const d = new DaemonProcess(child, dir, socket, configFile);
     if (opts.waitReady !== false) {
       await Promise.race([
