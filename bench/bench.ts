@@ -267,10 +267,14 @@ async function main(): Promise<void> {
     // arecord as the daemon runs it: spawn -> its first audio on stdout (the daemon is ready at its first mic frame).
     const firstFrameMs: number[] = [];
     for (let i = 0; i < FLOOR_TRIALS; i++) {
-      const t = Date.now();
+      const t0 = performance.now();
       const c = spawn(DAEMON_ARECORD.cmd, DAEMON_ARECORD.args, { env: card.env, stdio: ['ignore', 'pipe', 'ignore'] });
-      const at = await new Promise<number>((res) => c.stdout!.once('data', () => res(Date.now())));
-      firstFrameMs.push(at - t);
+      const at = await new Promise<number>((res, rej) => {
+        const to = setTimeout(() => rej(new Error('arecord gave no audio within 5 s')), 5000);
+        c.stdout!.once('data', () => { clearTimeout(to); res(performance.now()); });
+        c.once('exit', (code) => { clearTimeout(to); rej(new Error(`arecord exited (${code}) before its first audio`)); });
+      });
+      firstFrameMs.push(at - t0);
       await stopChild(c);
     }
 
@@ -652,19 +656,22 @@ async function main(): Promise<void> {
     const replyStartFloor = (dI.sendMs.median ?? 0) + (spkOnset.median ?? NaN);
     const startFloor = 2 * (floors.nodeStartMs.median ?? NaN) + (floors.firstFrameMs.median ?? NaN);
     const tlAbs = Math.max(Math.abs(tlErr.min ?? NaN), Math.abs(tlErr.max ?? NaN));
-    type Target = [string, number, number, string];
+    /** A target: the measured value against its limit, in the direction the target says; NaN (not measured) is never met. */
+    type Target = { label: string; measured: number; op: '<=' | '>='; limit: number; note: string };
+    const t = (label: string, measured: number | null | undefined, op: '<=' | '>=', limit: number, note = ''): Target => ({ label, measured: measured ?? NaN, op, limit, note });
     const targets: Target[] = [
-      ['idle CPU, daemon node + its arecord (s/min) <= 2x arecord alone', idleTotal, 2 * arecordFloor, `arecord alone ${fmt(arecordFloor, 2)}`],
-      ['idle CPU, its arecord child (s/min) <= arecord alone, same arguments', idle.daemonArecord.cpuPerMin ?? NaN, idle.arecordSame.cpuPerMin ?? NaN, `arecord alone with its default arguments ${fmt(arecordFloor, 2)}`],
-      ['idle RSS, fresh daemon (MiB) <= 64', idle.base.rssMiB ?? NaN, 64, `bare node ${fmt(idle.bareNode.rssMiB, 1)}`],
-      ['idle RSS, after the bench\'s conversations (MiB) <= 64', idle.daemon.rssMiB ?? NaN, 64, 'the soak\'s 1,000 conversations: npm run soak'],
-      ['reply start (ms) <= floor + 40', dI.replyStart.median ?? NaN, replyStartFloor + 40, `floor ${fmt(replyStartFloor)} (emulator send + fresh speaker onset)`],
-      ['reply samples delivered, worst bursty trial (%) >= 100', -(dD.bursty.deliveredPct.min ?? NaN), -100, ''],
-      ['reply samples delivered, worst network-gaps trial (%) >= 100', -(dD.gaps.deliveredPct.min ?? NaN), -100, ''],
-      ['timeline, worst |heard - predicted| (ms) <= 15', tlAbs, 15, 'the echo canceller\'s reference'],
-      ['start-up, spawn -> ready (ms) <= 2x bare node + first mic frame', summarize(startupMs).median ?? NaN, startFloor, `bare node ${fmt(floors.nodeStartMs.median)}, first frame ${fmt(floors.firstFrameMs.median)}`],
+      t('idle CPU, daemon node + its arecord (s/min) <= 2x arecord alone', idleTotal, '<=', 2 * arecordFloor, `arecord alone ${fmt(arecordFloor, 2)}`),
+      t('idle CPU, its arecord child (s/min) <= arecord alone', idle.daemonArecord.cpuPerMin, '<=', arecordFloor, `arecord alone with the daemon's arguments (period ${CAPTURE_PERIOD_MS} ms): ${fmt(idle.arecordSame.cpuPerMin, 2)}`),
+      t('idle RSS, fresh daemon (MiB) <= 64', idle.base.rssMiB, '<=', 64, `bare node ${fmt(idle.bareNode.rssMiB, 1)}`),
+      t('idle RSS, after the bench\'s conversations (MiB) <= 64', idle.daemon.rssMiB, '<=', 64, 'after 1,000: npm run soak -- --conversations 1000'),
+      t('reply start (ms) <= floor + 40', dI.replyStart.median, '<=', replyStartFloor + 40, `floor ${fmt(replyStartFloor)} (emulator send + fresh speaker onset)`),
+      t('reply samples delivered, worst bursty trial (%) >= 100', dD.bursty.deliveredPct.min, '>=', 100),
+      t('reply samples delivered, worst network-gaps trial (%) >= 100', dD.gaps.deliveredPct.min, '>=', 100),
+      t('timeline, worst |heard - predicted| (ms) <= 15', tlAbs, '<=', 15, 'the echo canceller\'s reference'),
+      t('start-up, spawn -> ready (ms) <= 2x bare node + first mic frame', summarize(startupMs).median, '<=', startFloor, `bare node ${fmt(floors.nodeStartMs.median)}, first frame ${fmt(floors.firstFrameMs.median)}`),
     ];
-    results.targets = targets.map(([label, v, limit, note]) => ({ label, measured: v < 0 ? -v : v, limit: v < 0 ? -limit : limit, met: v <= limit, note }));
+    const met = (x: Target) => (x.op === '<=' ? x.measured <= x.limit : x.measured >= x.limit); // false for NaN
+    results.targets = targets.map((x) => ({ ...x, met: met(x) }));
     const digits = (label: string) => (label.includes('CPU') || label.includes('(%)') ? 2 : label.includes('RSS') || label.startsWith('echo reduction') ? 1 : 0);
     const out: string[] = [];
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
@@ -693,11 +700,9 @@ async function main(): Promise<void> {
     }
     out.push('');
     out.push(`TARGETS (issue 27; limits from this run's floors)${' '.repeat(24)}measured    limit   ratio  met`);
-    for (const [label, v, limit, note] of targets) {
-      const neg = v < 0; // ">= 100" rows are stored negated so that every row reads "measured <= limit"
-      const [mv, lv] = neg ? [-v, -limit] : [v, limit];
-      const dg = label.includes('CPU') ? 2 : label.includes('RSS') ? 1 : label.includes('(%)') ? 2 : 0;
-      out.push(`  ${label.padEnd(70)} ${fmt(mv, dg).padStart(8)} ${fmt(lv, dg).padStart(8)} ${ratio(mv, lv).padStart(7)}  ${v <= limit ? 'yes' : 'NO '}  ${note}`);
+    for (const x of targets) {
+      const dg = x.label.includes('CPU') ? 2 : x.label.includes('RSS') ? 1 : x.label.includes('(%)') ? 2 : 0;
+      out.push(`  ${x.label.padEnd(70)} ${fmt(x.measured, dg).padStart(8)} ${fmt(x.limit, dg).padStart(8)} ${ratio(x.measured, x.limit).padStart(7)}  ${met(x) ? 'yes' : 'NO '}  ${x.note}`);
     }
     const pct = (cpuPerMin: number | null | undefined) => (cpuPerMin ?? NaN) / 60 * 100; // % of one core
     const activeTotal = cpuTotal(active, 'daemon', 'daemonArecord');

@@ -271,6 +271,8 @@ interface Daemon {
   // openAdapters, wireMqtt (issue 24): null when mqtt is not configured
   mqttPassword: string | null;
   mqtt: MqttLink | null;
+  // wireSignals: a stop has begun (a SIGTERM can come while a start-up step still awaits): the steps after it do nothing
+  stopping: boolean;
 }
 
 /** The composition root: one step per concern, in the order they must happen (logging first, readiness last). */
@@ -542,6 +544,7 @@ async function wireMqtt(d: Daemon): Promise<void> {
   const mc = d.config.mqtt;
   if (!mc) return;
   const { MqttLink } = await import('./mqtt/link.js'); // the mqtt client (~100 ms, ~10 MiB here) only for a speaker that uses it
+  if (d.stopping) return; // stopped while it loaded: nothing to connect
   const { log, conversation, player, tools, announcer } = d;
   const snapshot = (): SpeakerState => ({
     state: conversation.state, muted: conversation.muted, volume: player.volume,
@@ -621,7 +624,7 @@ async function applyConfig(d: Daemon): Promise<void> {
   const mixerChanged = JSON.stringify(next.mixer) !== JSON.stringify(d.config.mixer);
   const config = d.config = { ...next, hardware: d.config.hardware, gpio: d.config.gpio, control: d.config.control, state: d.config.state, mqtt: d.config.mqtt };
   if (mixerChanged) void applyMixer(config, log);
-  if (nextEcho !== d.echo) { d.echo.close(); d.echo = nextEcho; } // the next session's activityHandling follows it
+  if (nextEcho !== d.echo) { d.echo.close(); d.echo = nextEcho; void d.echo.warmUp(log); } // the next session's activityHandling follows it; warmed up in case echo cancellation was off until now
   d.echo.tailMs = config.audio.echo_tail_ms;
   log.level = config.log.level;
   conversation.configure(conversationOptions(config));
@@ -642,10 +645,10 @@ async function applyConfig(d: Daemon): Promise<void> {
 /** Signals (stop, press, reload) and the one unhandled rejection that is not a bug. */
 function wireSignals(d: Daemon): void {
   const { log, notify, conversation, tools, observer, endpoint } = d;
-  let stopping = false;
+  d.stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+    if (d.stopping) return;
+    d.stopping = true;
     notify.stopping();
     log.info({ signal }, 'stopping');
     conversation.shutdown();
@@ -685,6 +688,7 @@ function wireSignals(d: Daemon): void {
 /** Ready means ready: the pre-roll needs audio already flowing when the first press comes. Last: READY=1. */
 async function becomeReady(d: Daemon): Promise<void> {
   const { log, notify, store, mic, conversation, endpoint, tools } = d;
+  if (d.stopping) return; // a stop came during start-up: no mic, no timers, no READY=1 after STOPPING=1
   if (store.get().muted) {
     conversation.mute(); // before the mic ever starts: muted means the microphone is not opened
     if (!store.problem) log.info({ state: store.file }, 'muted before the restart: the microphone stays off until you unmute (long press or `live-speaker ctl unmute`)');
@@ -697,6 +701,7 @@ async function becomeReady(d: Daemon): Promise<void> {
     mic.once('frame', () => { clearTimeout(t); res(true); });
     mic.once('failed', () => { clearTimeout(t); res(false); });
   });
+  if (d.stopping) return;
   if (!micUp) {
     // Ready anyway (a speaker with a dead mic still answers ctl and shows why); the status line names the microphone.
     d.micProblem ??= `microphone: no audio from '${d.config.audio.capture_device}' within ${MIC_READY_WAIT_MS / 1000} s`;

@@ -195,11 +195,12 @@ export class EchoStage {
   /**
    * Compiles the JavaScript around the canceller on a scratch one (warmUpEcho), so that the first sound after a
    * start does not stall the event loop. The daemon calls it once it is ready (about 100 ms of CPU here that
-   * start-up does not wait for; in slices, so that a press meanwhile is not held up).
+   * start-up does not wait for; in slices, so that a press meanwhile waits at most one, ~5 ms here), and after a
+   * reload that opened a new stage.
    */
   async warmUp(log: Logger): Promise<void> {
     if (!(this.canceller instanceof EchoCanceller)) return;
-    try { log.debug({ cpuMs: Math.round(await warmUpEcho()) }, 'echo canceller warmed up'); } catch (e) { log.debug({ error: (e as Error).message }, 'echo canceller warm-up failed (no harm: the first sound compiles it instead)'); }
+    try { log.debug({ ms: Math.round(await warmUpEcho()) }, 'echo canceller warmed up'); } catch (e) { log.debug({ error: (e as Error).message }, 'echo canceller warm-up failed (no harm: the first sound compiles it instead)'); }
   }
 
   /** Throws EchoRequiredError when mode is on and no engine can run. */

@@ -607,7 +607,8 @@ function samples(b: Buffer): Int16Array {
  * compiled at start-up rather than at the first audible sound after it, where the first wake chime after a
  * start was seen to lose a note to an event loop that stalled just then ("playback ran dry", 72 ms late).
  * The canceller in use is not touched. It runs in slices of 100 ms of audio, each in its own turn of the event loop,
- * so that a press or a control request is never held up by it. Resolves to the CPU ms it took.
+ * so that a press or a control request waits at most one slice (~5 ms here). Resolves to the ms its slices ran
+ * (not the waits between them).
  */
 export async function warmUpEcho(): Promise<number> {
   let busy = 0;
