@@ -147,8 +147,8 @@ export const ConfigSchema = z.strictObject({
       .describe('ALSA capture device (`arecord -L` lists them), e.g. plughw:CARD=Device,DEV=0.'),
     playback_device: z.string().min(1).default('default')
       .describe('ALSA playback device (`aplay -L`). Opened when a conversation starts, closed when it ends. A hw:/plughw: card is exclusive: in a desktop session PipeWire holds it, so use `default` there.'),
-    capture_period_ms: z.number().int().min(5).max(200).default(32)
-      .describe('arecord period: audio reaches the daemon in frames this long. 32 = one wake-word frame (Porcupine\'s 512 samples); every frame costs the daemon and arecord a wake-up, so idle CPU falls as it grows (20: about 1.5x the CPU of 32), and each frame adds up to this much to what the server hears late.'),
+    capture_period_ms: z.number().int().min(5).max(200).default(20)
+      .describe('arecord period: audio reaches the daemon in frames this long. Every frame costs the daemon and arecord a wake-up, so idle CPU falls as it grows (measured: 32 ms frames cost about two thirds of 20 ms ones), and each frame adds up to this much to what the server hears late. The echo tests are run at 20; with 32, one of them (a -12 dB, 30 ms echo path) once let the echo through under load.'),
     preroll_ms: z.number().int().min(0).max(5000).default(300)
       .describe('Audio from just before a press that is sent first, so no word is lost.'),
     playback_lead_ms: z.number().int().min(100).max(400).default(200) // under the addon's 0.5 s ALSA buffer: writes never block; at least 100: audio is only written behind 50 ms queued (playback.ts GUARD_MS) and the idle queue is 120 ms

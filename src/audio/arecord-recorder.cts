@@ -5,7 +5,7 @@
 interface Opts { sampleRate: number; channels: number; audioType: string; device?: string | null; periodMs?: number }
 
 export = function arecordRecorder(options: Opts): { cmd: string; args: string[] } {
-  const periodUs = Math.round((options.periodMs ?? 32) * 1000); // the daemon always passes audio.capture_period_ms (default 32)
+  const periodUs = Math.round((options.periodMs ?? 20) * 1000); // the daemon always passes audio.capture_period_ms (default 20)
   const args = [
     '-q', '-r', String(options.sampleRate), '-c', String(options.channels),
     '-t', options.audioType, '-f', 'S16_LE',
