@@ -701,7 +701,7 @@ async function main(): Promise<void> {
     out.push('');
     out.push(`TARGETS (issue 27; limits from this run's floors)${' '.repeat(24)}measured    limit   ratio  met`);
     for (const x of targets) {
-      const dg = x.label.includes('CPU') ? 2 : x.label.includes('RSS') ? 1 : x.label.includes('(%)') ? 2 : 0;
+      const dg = digits(x.label);
       out.push(`  ${x.label.padEnd(70)} ${fmt(x.measured, dg).padStart(8)} ${fmt(x.limit, dg).padStart(8)} ${ratio(x.measured, x.limit).padStart(7)}  ${met(x) ? 'yes' : 'NO '}  ${x.note}`);
     }
     const pct = (cpuPerMin: number | null | undefined) => (cpuPerMin ?? NaN) / 60 * 100; // % of one core
