@@ -11,7 +11,7 @@ import type { LiveConnector, State } from './ports.js';
 import { ArecordMic, type CaptureOptions } from './audio/capture.js';
 import { SpeakerPlayer, type PlaybackOptions } from './audio/playback.js';
 import { checkPlaybackDevice, loadSpeakerAddon } from './audio/addon.js';
-import { GeminiConnector, isSdkFrameParseError } from './live/gemini.js';
+import { LazyGeminiConnector, isSdkFrameParseError, preloadGemini } from './live/lazy.js';
 import { Leds, type LedRole } from './leds/leds.js';
 import { Button } from './gpio/button.js';
 import { GpioUnavailable, type GpioBackend, type OutputLine } from './gpio/gpio.js';
@@ -106,7 +106,7 @@ class Endpoint {
       this.log.warn('no API key (set GEMINI_API_KEY or live.api_key_file): using the built-in Live API emulator in parrot mode, which says your own words back');
     }
     if (baseUrl !== this.emulator?.url && this.emulator) { await this.emulator.close(); this.emulator = null; }
-    this.connector = new GeminiConnector({ apiKey: key ?? 'no-key', baseUrl, live: config.live, silenceMs: config.audio.end_of_speech_ms,
+    this.connector = new LazyGeminiConnector({ apiKey: key ?? 'no-key', baseUrl, live: config.live, silenceMs: config.audio.end_of_speech_ms,
       interruptible: this.interruptible, configFile, transcripts: config.log.transcripts, functions: () => this.functions() }, this.log);
   }
 
@@ -721,5 +721,6 @@ async function becomeReady(d: Daemon): Promise<void> {
   tools.start(conversation); // saved timers: one that fell due while the daemon was down rings once now
   log.info({ endpoint: endpoint.description, gpio: d.gpio.state, socket: d.config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
   notify.ready(d.withEcho(statusLine(conversation.state, endpoint.description, d.micProblem, null, d.wake, null, d.muteReason)));
+  preloadGemini(log); // after READY=1: the Live API SDK (src/live/lazy.ts)
   void d.echo.warmUp(log); // after READY=1, in slices: start-up does not wait for it, nor a press
 }

@@ -1,6 +1,6 @@
 // The logic behind the narrow interfaces, with fakes only where hardware
 // does not exist here (GPIO lines) or where a test must control time.
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -128,7 +128,10 @@ test('leds: the listening (privacy) LED is on in every streaming state and off o
   leds.release();
 });
 
-// A conversation with fake ports, to pin the rules that need no audio device.
+// A conversation with fake ports, to pin the rules that need no audio device. Each is shut down at the end (its
+// timers, up to maxConversationMs, would otherwise hold the test process open for a minute).
+const harnessed: Conversation[] = [];
+after(() => { for (const c of harnessed) c.shutdown(); });
 function harness(over: Partial<ConstructorParameters<typeof Conversation>[0]> = {}) {
   const sent: Buffer[] = [];
   const calls: string[] = [];
@@ -144,6 +147,7 @@ function harness(over: Partial<ConstructorParameters<typeof Conversation>[0]> = 
     mic: { start: () => calls.push('mic-start'), stop: () => calls.push('mic-stop') },
     indicator: leds,
   }, createLogger('silent'));
+  harnessed.push(c);
   return { c, sent, calls, leds, h: () => handlers! };
 }
 
@@ -277,6 +281,7 @@ test('conversation: never stuck speaking: if the player never reports the end of
     mic: { start: () => undefined, stop: () => undefined },
     indicator: leds,
   }, createLogger('silent'));
+  harnessed.push(c);
   c.press('ctl');
   await sleep(5);
   const h = (c as any)._h as LiveHandlers;
@@ -286,4 +291,58 @@ test('conversation: never stuck speaking: if the player never reports the end of
   await sleep(3300);
   assert.equal(c.state, 'follow-up');
   c.end('test');
+});
+
+test('tools: the SDK enum values the tools name without loading the SDK are the SDK\'s own', async () => {
+  const sdk = await import('@google/genai');
+  const mine = await import('../src/tools/types.js');
+  for (const k of Object.keys(mine.Type) as (keyof typeof mine.Type)[]) assert.equal(mine.Type[k], sdk.Type[k], `Type.${k}`);
+  for (const k of Object.keys(mine.Behavior) as (keyof typeof mine.Behavior)[]) assert.equal(mine.Behavior[k], sdk.Behavior[k], `Behavior.${k}`);
+  assert.equal(mine.Scheduling.WHEN_IDLE, sdk.FunctionResponseScheduling.WHEN_IDLE);
+});
+
+test('the Live connector loads the SDK on demand: a session asked for first opens once it has loaded, one closed meanwhile never connects, a failed load closes the session permanently and is tried again', async () => {
+  const { LazyGeminiConnector } = await import('../src/live/lazy.js');
+  const log = createLogger('silent');
+  const opts = {} as ConstructorParameters<typeof LazyGeminiConnector>[0];
+  const connects: string[] = [];
+  const sent: number[] = [];
+  let release!: () => void;
+  const loaded = new Promise<void>((r) => { release = r; });
+  let loads = 0;
+  class FakeConnector { connect(h: LiveHandlers, o: { resumeHandle: string | null }) { connects.push(String(o.resumeHandle)); queueMicrotask(() => h.onOpen()); return { sendAudio: (b: Buffer) => sent.push(b.length), close: () => connects.push('closed') }; } }
+  const fake = { GeminiConnector: FakeConnector as unknown as typeof import('../src/live/gemini.js').GeminiConnector };
+  const c = new LazyGeminiConnector(opts, log, async () => { loads++; await loaded; return fake; });
+  const handlers = (onOpen: () => void, onClose: (i: { reason: string; permanent?: boolean }) => void = () => assert.fail('no close expected')) =>
+    ({ onOpen, onAudio() {}, onInterrupted() {}, onTurnComplete() {}, onClose, onResumeHandle() {}, onGoAway() {} }) as LiveHandlers;
+  let opened = 0;
+  const a = c.connect(handlers(() => opened++), { resumeHandle: 'a' });
+  const b = c.connect(handlers(() => assert.fail('a link closed before the SDK loaded must not open')), { resumeHandle: 'b' });
+  a.sendAudio(Buffer.alloc(10)); // before its session exists: dropped, as on any link
+  b.close();
+  assert.deepEqual(connects, []);
+  release();
+  await sleep(10);
+  assert.deepEqual(connects, ['a'], 'only the link still wanted connects');
+  assert.equal(opened, 1);
+  a.sendAudio(Buffer.alloc(20));
+  assert.deepEqual(sent, [20]);
+  c.connect(handlers(() => opened++), { resumeHandle: 'c' });
+  await sleep(0);
+  assert.deepEqual(connects, ['a', 'c']);
+  assert.equal(loads, 2, 'each link waited on the load; once made, the real connector is used directly');
+
+  let fail = true;
+  const failing = new LazyGeminiConnector(opts, log, async () => { if (fail) throw new Error('Cannot find package \'@google/genai\''); return fake; });
+  const closes: { reason: string; permanent?: boolean }[] = [];
+  failing.connect(handlers(() => assert.fail('must not open'), (i) => closes.push(i)), { resumeHandle: null });
+  await sleep(10);
+  assert.equal(closes.length, 1);
+  assert.equal(closes[0].permanent, true);
+  assert.match(closes[0].reason, /the Live API client \(@google\/genai\) failed to load: Cannot find package/);
+  fail = false;
+  let ok = 0;
+  failing.connect(handlers(() => ok++), { resumeHandle: null });
+  await sleep(10);
+  assert.equal(ok, 1, 'the next session tries the load again');
 });

@@ -1,6 +1,5 @@
 // cancel_timer: by id, by label, or all; also stops one that is ringing.
-import { Type } from '@google/genai';
-import { str, type Tool, type ToolServices } from './types.js';
+import { str, Type, type Tool, type ToolServices } from './types.js';
 
 export const cancelTimer = (s: ToolServices): Tool => ({
   declaration: {
