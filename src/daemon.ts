@@ -84,6 +84,8 @@ function packageVersion(): string {
 class Endpoint {
   connector!: LiveConnector;
   description = '';
+  /** The Live API client failed to load (src/live/lazy.ts): said in the status line and `ctl status` until a restart. */
+  problem: string | null = null;
   private emulator: LiveEmulator | null = null;
   /** The function declarations each new session gets (tools, issue 12). */
   functions: () => import('@google/genai').FunctionDeclaration[] = () => [];
@@ -394,7 +396,7 @@ function wireStatus(d: Daemon): void {
   d.lastFrameAt = 0;
   // Idle, the status line also says how the echo is handled (engine, delay, converged; or why half-duplex).
   d.withEcho = (line: string) => (d.conversation.state === 'idle' && !line.startsWith('degraded') && !line.startsWith('error') ? `${line}; echo cancellation: ${d.echo.describe()}` : line);
-  d.updateStatus = () => d.notify.status(d.withEcho(statusLine(d.conversation.state, d.endpoint.description, d.micProblem, d.conversation.lastError?.message ?? null, d.wake, d.conversation.fault, d.muteReason)));
+  d.updateStatus = () => d.notify.status(d.withEcho(statusLine(d.conversation.state, d.endpoint.description, d.micProblem ?? d.endpoint.problem, d.conversation.lastError?.message ?? null, d.wake, d.conversation.fault, d.muteReason)));
 }
 
 /** The wake word's arming goes to the log and the status line (wired again for a new one after a reload). */
@@ -466,7 +468,7 @@ async function wireControl(d: Daemon): Promise<void> {
   const status = ({ config, micProblem, muteReason, wake, echo } = d) => ({ // read at each call: a reload replaces them
     state: conversation.state,
     session: conversation.inConversation ? 'open' : 'none',
-    endpoint: endpoint.description,
+    endpoint: endpoint.problem ? `${endpoint.description} (${endpoint.problem})` : endpoint.description,
     model: config.live.model,
     micLive: leds.micLive,
     leds: leds.snapshot(),
@@ -721,6 +723,8 @@ async function becomeReady(d: Daemon): Promise<void> {
   tools.start(conversation); // saved timers: one that fell due while the daemon was down rings once now
   log.info({ endpoint: endpoint.description, gpio: d.gpio.state, socket: d.config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
   notify.ready(d.withEcho(statusLine(conversation.state, endpoint.description, d.micProblem, null, d.wake, null, d.muteReason)));
-  preloadGemini(log); // after READY=1: the Live API SDK (src/live/lazy.ts)
+  // After READY=1: the Live API SDK (src/live/lazy.ts). A failed load is said where a user looks, as a broken install
+  // that stopped the daemon before READY=1 was (and each press then fails with the reason).
+  preloadGemini(log).catch((e: unknown) => { endpoint.problem = `the Live API client (@google/genai) failed to load: ${(e as Error).message}`; d.updateStatus(); });
   void d.echo.warmUp(log); // after READY=1, in slices: start-up does not wait for it, nor a press
 }

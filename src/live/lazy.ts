@@ -13,17 +13,20 @@ import type { GeminiOptions } from './gemini.js';
 type Gemini = typeof import('./gemini.js');
 let loading: Promise<Gemini> | null = null;
 
-/** src/live/gemini.ts, loaded once (a failed load is tried again on the next call). */
+/**
+ * src/live/gemini.ts, loaded once. A failed load is tried again on the next call: that helps where the package was
+ * missing and is there now; a module that threw while it was evaluated throws the same again until a restart.
+ */
 export function loadGemini(): Promise<Gemini> {
   return (loading ??= import('./gemini.js').catch((e: unknown) => { loading = null; throw e; }));
 }
 
-/** Start loading the SDK now (after READY=1), so that the first press does not wait for it. */
-export function preloadGemini(log: Logger): void {
+/** Start loading the SDK now (after READY=1), so that the first press does not wait for it; rejects (logged) when it cannot load. */
+export function preloadGemini(log: Logger): Promise<void> {
   const t = performance.now();
-  loadGemini().then(
+  return loadGemini().then(
     () => log.debug({ ms: Math.round(performance.now() - t) }, 'Live API client loaded'),
-    (e: unknown) => log.error({ error: (e as Error).message }, 'the Live API client (@google/genai) failed to load; conversations will fail until it does'));
+    (e: unknown) => { log.error({ error: (e as Error).message }, 'the Live API client (@google/genai) failed to load: conversations fail until it does'); throw e; });
 }
 
 /** A GeminiConnector made once the SDK has loaded; until then each link waits for it (sends before its session opens are dropped, as they are on any link). */
