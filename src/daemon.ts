@@ -11,7 +11,7 @@ import type { LiveConnector, State } from './ports.js';
 import { ArecordMic, type CaptureOptions } from './audio/capture.js';
 import { SpeakerPlayer, type PlaybackOptions } from './audio/playback.js';
 import { checkPlaybackDevice, loadSpeakerAddon } from './audio/addon.js';
-import { LazyGeminiConnector, isSdkFrameParseError, preloadGemini } from './live/lazy.js';
+import { GeminiConnector, isSdkFrameParseError } from './live/gemini.js';
 import { Leds, type LedRole } from './leds/leds.js';
 import { Button } from './gpio/button.js';
 import { GpioUnavailable, type GpioBackend, type OutputLine } from './gpio/gpio.js';
@@ -84,8 +84,6 @@ function packageVersion(): string {
 class Endpoint {
   connector!: LiveConnector;
   description = '';
-  /** The Live API client failed to load (src/live/lazy.ts): said in the status line and `ctl status` until a restart. */
-  problem: string | null = null;
   private emulator: LiveEmulator | null = null;
   /** The function declarations each new session gets (tools, issue 12). */
   functions: () => import('@google/genai').FunctionDeclaration[] = () => [];
@@ -108,7 +106,7 @@ class Endpoint {
       this.log.warn('no API key (set GEMINI_API_KEY or live.api_key_file): using the built-in Live API emulator in parrot mode, which says your own words back');
     }
     if (baseUrl !== this.emulator?.url && this.emulator) { await this.emulator.close(); this.emulator = null; }
-    this.connector = new LazyGeminiConnector({ apiKey: key ?? 'no-key', baseUrl, live: config.live, silenceMs: config.audio.end_of_speech_ms,
+    this.connector = new GeminiConnector({ apiKey: key ?? 'no-key', baseUrl, live: config.live, silenceMs: config.audio.end_of_speech_ms,
       interruptible: this.interruptible, configFile, transcripts: config.log.transcripts, functions: () => this.functions() }, this.log);
   }
 
@@ -396,7 +394,7 @@ function wireStatus(d: Daemon): void {
   d.lastFrameAt = 0;
   // Idle, the status line also says how the echo is handled (engine, delay, converged; or why half-duplex).
   d.withEcho = (line: string) => (d.conversation.state === 'idle' && !line.startsWith('degraded') && !line.startsWith('error') ? `${line}; echo cancellation: ${d.echo.describe()}` : line);
-  d.updateStatus = () => d.notify.status(d.withEcho(statusLine(d.conversation.state, d.endpoint.description, d.micProblem ?? d.endpoint.problem, d.conversation.lastError?.message ?? null, d.wake, d.conversation.fault, d.muteReason)));
+  d.updateStatus = () => d.notify.status(d.withEcho(statusLine(d.conversation.state, d.endpoint.description, d.micProblem, d.conversation.lastError?.message ?? null, d.wake, d.conversation.fault, d.muteReason)));
 }
 
 /** The wake word's arming goes to the log and the status line (wired again for a new one after a reload). */
@@ -468,7 +466,7 @@ async function wireControl(d: Daemon): Promise<void> {
   const status = ({ config, micProblem, muteReason, wake, echo } = d) => ({ // read at each call: a reload replaces them
     state: conversation.state,
     session: conversation.inConversation ? 'open' : 'none',
-    endpoint: endpoint.problem ? `${endpoint.description} (${endpoint.problem})` : endpoint.description,
+    endpoint: endpoint.description,
     model: config.live.model,
     micLive: leds.micLive,
     leds: leds.snapshot(),
@@ -723,8 +721,5 @@ async function becomeReady(d: Daemon): Promise<void> {
   tools.start(conversation); // saved timers: one that fell due while the daemon was down rings once now
   log.info({ endpoint: endpoint.description, gpio: d.gpio.state, socket: d.config.control.socket }, 'ready: press the button, send SIGUSR1 or run `live-speaker ctl press`');
   notify.ready(d.withEcho(statusLine(conversation.state, endpoint.description, d.micProblem, null, d.wake, null, d.muteReason)));
-  // After READY=1: the Live API SDK (src/live/lazy.ts). A failed load is said where a user looks, as a broken install
-  // that stopped the daemon before READY=1 was (and each press then fails with the reason).
-  preloadGemini(log).catch((e: unknown) => { endpoint.problem = `the Live API client (@google/genai) failed to load: ${(e as Error).message}`; d.updateStatus(); });
   void d.echo.warmUp(log); // after READY=1, in slices: start-up does not wait for it, nor a press
 }

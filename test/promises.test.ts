@@ -9,7 +9,7 @@ import { fakeConversation } from './bench/fake-conversation.js';
 import type { OutputLine } from '../src/gpio/gpio.js';
 import { createLogger } from '../src/log.js';
 import { tone, silence } from '../src/audio/pcm.js';
-import { isSdkFrameParseError } from '../src/live/lazy.js';
+import { isSdkFrameParseError } from '../src/live/gemini.js';
 
 function harness(lines: ConstructorParameters<typeof Leds>[0] = {}) {
   const warnings: string[] = [];

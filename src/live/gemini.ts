@@ -74,6 +74,15 @@ export function classifyClose(code: number | undefined, reason: string): CloseIn
   return { code, reason: r || 'connection closed', permanent: false, summary: 'connection lost' };
 }
 
+/**
+ * The one rejection the daemon expects: the SDK parses each server frame
+ * (JSON.parse in its handleWebSocketMessage) in a promise nobody awaits, so a
+ * malformed frame rejects unhandled. Anything else unhandled is a bug.
+ */
+export function isSdkFrameParseError(reason: unknown): reason is SyntaxError {
+  return reason instanceof SyntaxError && /\bhandleWebSocketMessage\b/.test(reason.stack ?? '');
+}
+
 const parseSeconds = (s: string | undefined): number => {
   const m = /^([\d.]+)s$/.exec(s ?? '');
   return m ? Number(m[1]) * 1000 : 30_000;

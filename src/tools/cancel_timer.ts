@@ -1,5 +1,6 @@
 // cancel_timer: by id, by label, or all; also stops one that is ringing.
-import { str, Type, type Tool, type ToolServices } from './types.js';
+import { Type } from '@google/genai';
+import { str, type Tool, type ToolServices } from './types.js';
 
 export const cancelTimer = (s: ToolServices): Tool => ({
   declaration: {

@@ -9,10 +9,10 @@
 // clear error. At most tools.max_concurrent_commands run at once (Slots).
 import { spawn } from 'node:child_process';
 import { getPriority, setPriority } from 'node:os';
-import type { Schema } from '@google/genai';
+import { Behavior, FunctionResponseScheduling, type Schema } from '@google/genai';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import { Behavior, Scheduling, type Tool } from './types.js';
+import type { Tool } from './types.js';
 
 export type CommandConfig = Config['tools']['commands'][number];
 type JsonSchema = { type: string; description?: string; enum?: string[]; items?: JsonSchema; properties?: Record<string, JsonSchema>; required?: string[] };
@@ -216,7 +216,7 @@ export function commandTool(c: CommandConfig, log: Logger, slots: Slots): Tool {
       ...(Object.keys(c.parameters.properties).length ? { parameters } : {}), // none: no empty OBJECT (the API refuses one)
       ...(c.non_blocking ? { behavior: Behavior.NON_BLOCKING } : {}),
     },
-    ...(c.non_blocking ? { scheduling: Scheduling.WHEN_IDLE } : {}),
+    ...(c.non_blocking ? { scheduling: FunctionResponseScheduling.WHEN_IDLE } : {}),
     run: async (args, ctx) => {
       checkArgs(c, args);
       let argv: string[];

@@ -1,6 +1,7 @@
 // set_alarm: rings at the next time the local clock reads HH:MM (today or
 // tomorrow), in the speaker's time zone.
-import { str, Type, type Tool, type ToolServices } from './types.js';
+import { Type } from '@google/genai';
+import { str, type Tool, type ToolServices } from './types.js';
 
 export const setAlarm = (s: ToolServices): Tool => ({
   declaration: {

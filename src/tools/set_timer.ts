@@ -1,7 +1,8 @@
 // set_timer: a countdown kept by the daemon; it rings on the speaker even
 // with no network, until a press or the wake word stops it.
+import { Type } from '@google/genai';
 import { MAX_TIMER_S } from '../timers.js';
-import { num, str, Type, type Tool, type ToolServices } from './types.js';
+import { num, str, type Tool, type ToolServices } from './types.js';
 
 export const setTimer = (s: ToolServices): Tool => ({
   declaration: {

@@ -1,6 +1,7 @@
 // set_volume: the reply volume, absolute (percent) or relative (up/down by a
 // step), the same volume as `live-speaker ctl volume` and kept across restarts.
-import { num, str, Type, type Tool, type ToolServices } from './types.js';
+import { Type } from '@google/genai';
+import { num, str, type Tool, type ToolServices } from './types.js';
 
 /** Up/down step when no amount is given, as `ctl volume up|down`. */
 export const VOLUME_STEP = 10;

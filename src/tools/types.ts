@@ -1,17 +1,8 @@
 // What a tool is: its declaration (sent in the session setup) and its handler.
 // One file per tool in this directory; registry.ts lists them.
-import type { Behavior as SdkBehavior, FunctionDeclaration, FunctionResponseScheduling, Type as SdkType } from '@google/genai';
+import type { FunctionDeclaration, FunctionResponseScheduling } from '@google/genai';
 import type { Logger } from '../log.js';
 import type { Timers } from '../timers.js';
-
-// The SDK's enum values the tools name, as the plain strings they are on the wire. Importing the SDK's own enums
-// would load all of @google/genai (~150 ms and ~18 MiB here, with google-auth-library) at start-up, before READY=1;
-// src/live/lazy.ts loads it after. The compiler checks each string against the SDK's enum (satisfies), and
-// test/units.test.ts the values at run time.
-type Wire<E, K extends keyof E> = { [P in K]: `${E[P] & string}` };
-export const Type = ({ OBJECT: 'OBJECT', STRING: 'STRING', INTEGER: 'INTEGER', NUMBER: 'NUMBER' } as const satisfies Wire<typeof SdkType, 'OBJECT' | 'STRING' | 'INTEGER' | 'NUMBER'>) as unknown as Pick<typeof SdkType, 'OBJECT' | 'STRING' | 'INTEGER' | 'NUMBER'>;
-export const Behavior = ({ NON_BLOCKING: 'NON_BLOCKING' } as const satisfies Wire<typeof SdkBehavior, 'NON_BLOCKING'>) as unknown as Pick<typeof SdkBehavior, 'NON_BLOCKING'>;
-export const Scheduling = ({ WHEN_IDLE: 'WHEN_IDLE' } as const satisfies Wire<typeof FunctionResponseScheduling, 'WHEN_IDLE'>) as unknown as Pick<typeof FunctionResponseScheduling, 'WHEN_IDLE'>;
 
 /** A function call from the model, as the Live API sends it. */
 export interface ToolCall { id: string; name: string; args: Record<string, unknown> }

@@ -3,8 +3,8 @@
 // cancellation, log.transcripts, ctl watch). The answer: the text content
 // (capped) and any structured content; an error (isError, a JSON-RPC error,
 // a timeout, a server gone) is thrown as a sentence the model can say.
-import type { FunctionDeclaration } from '@google/genai';
-import { Behavior, Scheduling, type Tool } from '../types.js';
+import { Behavior, FunctionResponseScheduling, type FunctionDeclaration } from '@google/genai';
+import type { Tool } from '../types.js';
 
 /** Text sent back to the model from one call, at most (the rest cut, and the model told). */
 export const MAX_RESULT_TEXT = 64 * 1024;
@@ -25,7 +25,7 @@ export class McpCallError extends Error {
 export function mcpTool(server: McpCaller, mcpName: string, declaration: FunctionDeclaration, nonBlocking = false): Tool {
   return {
     declaration: nonBlocking ? { ...declaration, behavior: Behavior.NON_BLOCKING } : declaration,
-    ...(nonBlocking ? { scheduling: Scheduling.WHEN_IDLE } : {}),
+    ...(nonBlocking ? { scheduling: FunctionResponseScheduling.WHEN_IDLE } : {}),
     run: async (args, ctx) => toResponse(await server.call(mcpName, args, ctx.signal), server.name),
   };
 }
