@@ -33,7 +33,9 @@ const TICK_MS = 10;
  * waits behind. A sound server pulls audio from the stream ahead of time; a
  * queue shorter than that runs dry there without an error, and every sample
  * is then heard later than counted (seen here: with 60 ms queued, 60 ms
- * later; with 120 ms, on time within 10 ms).
+ * later; with 120 ms, 9-17 ms, a constant per run). The `speaker` addon asks
+ * ALSA for 125 ms periods, and the server takes a stream's audio a period at
+ * a time: the lead swept 40-120 ms, docs/performance.md.
  */
 const IDLE_LEAD_MS = 120;
 /** Silence written first whenever the device (re)starts: a starting stream may lose its first milliseconds. */
