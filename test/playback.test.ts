@@ -388,6 +388,43 @@ test('the timeline knows which sample the speaker is at: at a drop, the last sam
   } finally { player.close(); await sink.stop().catch(() => undefined); }
 });
 
+test('after a late start (the opening write came back late, the device ran dry), a reply gets the whole lead at once, 200 ms queued, and plays whole', { timeout: 60_000 }, async () => {
+  // A cold first conversation keeps this thread busy as the session connects (measured here, unloaded: blocks of
+  // 65, 53, 36 and 34 ms after a press; far more on a busy machine): the device's opening write comes back late,
+  // the device ran dry, and the reply's head arrives meanwhile. Given only the idle lead (120 ms) while the
+  // restarted stream settled, the head then ran dry again on a busy machine and lost 60-200 ms of its 200 ms
+  // (3 runs in 16 with three CPU hogs on two cores; with the whole lead, 1 in 40: 80 ms, after a 227 ms stall).
+  Object.assign(process.env, card.cardEnv);
+  await loadSpeakerAddon();
+  const busy = (ms: number) => { const end = performance.now() + ms; while (performance.now() < end); };
+  const results: { maxQueuedMs: number; head: number; body: number; underruns: number }[] = [];
+  for (let trial = 0; trial < 3; trial++) {
+    const player = new SpeakerPlayer({ device: 'default', rate: SPK, leadMs: 200, outputLatencyMs: 0 });
+    const sink = card.recordSpeaker();
+    await sink.ready();
+    try {
+      player.open(); // the opening write is in flight
+      busy(150); // the session connects on this thread
+      const reply = Buffer.concat([tone(660, 200, SPK), tone(440, 600, SPK)]);
+      for (let off = 0; off < reply.length; off += 4800) player.play(reply.subarray(off, off + 4800)); // the reply arrives at once
+      let maxQueuedMs = 0; // what the device holds (by the count) in the 80 ms after: the restarted stream's settling time
+      for (const end = performance.now() + 80; performance.now() < end;) { await sleep(2); maxQueuedMs = Math.max(maxQueuedMs, player.status().delayMs ?? 0); }
+      await new Promise<void>((res) => player.finish(res));
+      player.close();
+      while (player.status().open) await sleep(100); // closed once its last sample is heard
+      const rec = await sink.stop();
+      results.push({ maxQueuedMs, head: findTone(rec, 660).totalMs, body: findTone(rec, 440).totalMs, underruns: player.status().underruns });
+    } finally { player.close(); await sink.stop().catch(() => undefined); }
+  }
+  process.stdout.write(`# late start: ${results.map((r) => `${r.maxQueuedMs} ms queued, head/body heard ${r.head}/${r.body} ms, ${r.underruns} underruns`).join('; ')}\n`);
+  for (const r of results) {
+    assert.ok(r.underruns >= 1, `the opening write came back late enough to run the device dry (${JSON.stringify(results)})`);
+    assert.ok(r.maxQueuedMs >= 180, `the whole lead (200 ms) is queued at once, not the idle 120: ${r.maxQueuedMs} ms (${JSON.stringify(results)})`);
+    assert.ok(r.head >= 180, `the 200 ms head: ${r.head} ms heard (${JSON.stringify(results)})`);
+    assert.ok(r.body >= 580, `the 600 ms body: ${r.body} ms heard (${JSON.stringify(results)})`);
+  }
+});
+
 test(`a server cannot make the player hold more than ${QUEUE_MAX_S} s of reply audio: the rest is dropped, said once`, { timeout: 60_000 }, async () => {
   Object.assign(process.env, card.cardEnv);
   await loadSpeakerAddon();

@@ -49,6 +49,17 @@ const PAD_MS = 40;
  * ran 10-54 ms ahead of the count for its whole life (the echo reference with
  * it); opened with 120 ms and audio 50 ms later or more, -13 to +6 ms, like a
  * stream restarted after a drop.
+ *
+ * Not so once a write of the device came back late (SLOW_WRITE_MS) or it ran
+ * dry: the thread or the machine is busy (a cold first conversation blocks this
+ * thread in bursts as the session connects: 65, 53, 36 and 34 ms after a press
+ * here, unloaded; far more on a busy machine). A restart then gets the idle lead
+ * of silence, not PAD_MS, and a reply the whole lead at once: losing nothing
+ * comes before timing. With the idle lead alone, with three CPU hogs on two
+ * cores, a first reply's 200 ms head ran dry again and lost 60-200 ms of it in
+ * 3 runs of 16; with this, in 1 of 40 (80 ms of it, after a 227 ms stall). A
+ * device whose write came back late is also recounted at the first quiet
+ * moment (see RESYNC_MS).
  */
 const START_SETTLE_MS = 100;
 /**
@@ -130,6 +141,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
   private dropPending = false;
   private behind = false; // the device may be behind the count: recount at the next quiet moment (see RESYNC_MS)
   private settled = false; // the queue has reached the idle lead since the device (re)started
+  private strained = false; // a write of this device came back late, or it ran dry: see START_SETTLE_MS
   private ticker: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private nextOpenAt = 0;
@@ -248,14 +260,15 @@ export class SpeakerPlayer extends EventEmitter implements Player {
       this.underruns++;
       this.log?.debug({ lateMs: Math.round(-queued) }, 'playback ran dry (the daemon was late); restarting the stream with a pad of silence');
       const behind = this.behind; // by the count; a device behind it may still be playing
+      this.strained = true;
       this.cut(now);
       this.behind = behind;
       queued = 0;
     }
-    if (!this.timeline.anchored) { this.write(dev, Buffer.alloc(this.bytes(PAD_MS)), false); return; }
+    if (!this.timeline.anchored) { this.write(dev, Buffer.alloc(this.bytes(this.strained ? idleLead : PAD_MS)), false); return; }
     const audio = this.queuedBytes > 0;
     if (audio && queued < GUARD_MS) { this.write(dev, Buffer.alloc(this.bytes(Math.max(PAD_MS, GUARD_MS - queued))), false); return; }
-    const target = audio && now >= this.timeline.startedAtMs + START_SETTLE_MS ? this.opts.leadMs : idleLead;
+    const target = audio && (this.strained || now >= this.timeline.startedAtMs + START_SETTLE_MS) ? this.opts.leadMs : idleLead;
     if (queued > target - TICK_MS / 2) return;
     const want = this.bytes(target - queued);
     if (audio) this.write(dev, this.take(want), true);
@@ -320,6 +333,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     }
     if (err) { this.failed(dev, err); return; }
     const now = monotonicMs();
+    if (now - dev.since > SLOW_WRITE_MS) this.strained = true; // the thread, the machine or the device is slow
     if (now - dev.since > SLOW_WRITE_MS && !this.behind) {
       this.behind = true; // held back by a full device: its queue is not what was counted
       this.log?.debug({ device: dev.name, writeMs: Math.round(now - dev.since) }, 'the device held back a write: it may be behind the count; recounting once it holds only silence');
@@ -345,6 +359,7 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     const dev = new Device(spk, this.opts.device);
     spk.on('error', (e: Error) => { if (dev === this.device) this.failed(dev, e); });
     this.device = dev;
+    this.strained = false;
     this.cut(now);
     this.ticker ??= setInterval(() => this.pump(), TICK_MS);
     this.log?.debug({ device: dev.name, id: dev.id }, 'sound device opened');
