@@ -50,10 +50,10 @@ const PAD_MS = 40;
  * it); opened with 120 ms and audio 50 ms later or more, -13 to +6 ms, like a
  * stream restarted after a drop.
  *
- * Not so once the device ran dry (the count went below zero): the thread or
- * the machine is busy (a cold first conversation blocks this thread in bursts
- * as the session connects: 65, 53, 36 and 34 ms after a press here, unloaded;
- * far more on a busy machine). The restart then gets the idle lead of silence,
+ * Not so once the device ran dry (the count went below zero; Device.ranDry):
+ * the thread or the machine is busy (a cold first conversation blocks this
+ * thread in bursts as the session connects: 65, 53, 36 and 34 ms after a press
+ * here, unloaded; far more on a busy machine). The restart then gets the idle lead of silence,
  * not PAD_MS, and a reply the whole lead at once: losing nothing comes before
  * timing. With the idle lead alone, with three CPU hogs on two cores, a first
  * reply's 200 ms head ran dry again and lost 60-200 ms of it in 3 runs of 16;
@@ -115,6 +115,7 @@ class Device {
   state: 'open' | 'abandoned' | 'failed' | 'closed' = 'open';
   inflight = false;
   since = 0; // when the write in flight was started
+  ranDry = false; // by the count, at least once: from then on a restart gets the idle lead, a reply the whole lead (START_SETTLE_MS)
   constructor(readonly spk: SpeakerType, readonly name: string) {}
   get handle(): object | null { return (this.spk as unknown as { audio_handle: object | null }).audio_handle ?? null; }
 }
@@ -143,7 +144,6 @@ export class SpeakerPlayer extends EventEmitter implements Player {
   private dropPending = false;
   private behind = false; // the device may be behind the count: recount at the next quiet moment (see RESYNC_MS)
   private settled = false; // the queue has reached the idle lead since the device (re)started
-  private strained = false; // this device ran dry: see START_SETTLE_MS
   private ticker: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private nextOpenAt = 0;
@@ -262,15 +262,15 @@ export class SpeakerPlayer extends EventEmitter implements Player {
       this.underruns++;
       this.log?.debug({ lateMs: Math.round(-queued) }, 'playback ran dry (the daemon was late); restarting the stream with a pad of silence');
       const behind = this.behind; // by the count; a device behind it may still be playing
-      this.strained = true;
+      dev.ranDry = true;
       this.cut(now);
       this.behind = behind;
       queued = 0;
     }
-    if (!this.timeline.anchored) { this.write(dev, Buffer.alloc(this.bytes(this.strained ? idleLead : PAD_MS)), false); return; }
+    if (!this.timeline.anchored) { this.write(dev, Buffer.alloc(this.bytes(dev.ranDry ? idleLead : PAD_MS)), false); return; }
     const audio = this.queuedBytes > 0;
     if (audio && queued < GUARD_MS) { this.write(dev, Buffer.alloc(this.bytes(Math.max(PAD_MS, GUARD_MS - queued))), false); return; }
-    const target = audio && (this.strained || now >= this.timeline.startedAtMs + START_SETTLE_MS) ? this.opts.leadMs : idleLead;
+    const target = audio && (dev.ranDry || now >= this.timeline.startedAtMs + START_SETTLE_MS) ? this.opts.leadMs : idleLead;
     if (queued > target - TICK_MS / 2) return;
     const want = this.bytes(target - queued);
     if (audio) this.write(dev, this.take(want), true);
@@ -360,7 +360,6 @@ export class SpeakerPlayer extends EventEmitter implements Player {
     const dev = new Device(spk, this.opts.device);
     spk.on('error', (e: Error) => { if (dev === this.device) this.failed(dev, e); });
     this.device = dev;
-    this.strained = false;
     this.cut(now);
     this.ticker ??= setInterval(() => this.pump(), TICK_MS);
     this.log?.debug({ device: dev.name, id: dev.id }, 'sound device opened');
